@@ -1,0 +1,209 @@
+//! The ABCI layer: serves an [`App`] to CometBFT with `tendermint-abci`.
+//!
+//! `tendermint-abci` clones the application once per connection (CometBFT
+//! opens four: consensus, mempool, query, snapshot) and runs each on its own
+//! thread, so the state machine sits behind one mutex. Every handler answers
+//! every input without panicking; a panic would close the connection and stop
+//! CometBFT.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tendermint_abci::Application;
+use tendermint_proto::v0_38::abci::response_process_proposal::ProposalStatus;
+use tendermint_proto::v0_38::abci::{
+    ExecTxResult, RequestCheckTx, RequestFinalizeBlock, RequestInfo, RequestInitChain,
+    RequestPrepareProposal, RequestProcessProposal, RequestQuery, ResponseCheckTx, ResponseCommit,
+    ResponseFinalizeBlock, ResponseInfo, ResponseInitChain, ResponsePrepareProposal,
+    ResponseProcessProposal, ResponseQuery,
+};
+use tendermint_proto::v0_38::crypto::public_key::Sum;
+
+use crate::app::{App, BlockInput};
+use crate::codes::CODESPACE;
+use crate::store::Store;
+
+/// The ABCI application version reported by `Info`; bumped with every
+/// change of the state machine's rules.
+pub const APP_VERSION: u64 = 1;
+
+/// An [`App`] shared by the ABCI connections.
+pub struct AbciApp<S: Store> {
+    inner: Arc<Mutex<App<S>>>,
+}
+
+impl<S: Store> Clone for AbciApp<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S: Store> AbciApp<S> {
+    /// Wraps `app` for serving.
+    pub fn new(app: App<S>) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(app)),
+        }
+    }
+
+    fn app(&self) -> MutexGuard<'_, App<S>> {
+        // Poisoned only if a handler panicked, which already stopped the node.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<S: Store> Application for AbciApp<S> {
+    fn info(&self, request: RequestInfo) -> ResponseInfo {
+        let app = self.app();
+        let (height, hash) = match app.store().commit_info() {
+            Some(info) => (info.height, info.app_hash),
+            None => (0, Vec::new()),
+        };
+        tracing::info!(
+            cometbft = %request.version,
+            height,
+            app_hash = %hex::encode(&hash),
+            "info"
+        );
+        ResponseInfo {
+            data: "compute-abci".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            app_version: APP_VERSION,
+            last_block_height: height,
+            last_block_app_hash: hash.into(),
+        }
+    }
+
+    fn init_chain(&self, request: RequestInitChain) -> ResponseInitChain {
+        let validators: Vec<[u8; 32]> = request
+            .validators
+            .iter()
+            .filter_map(|v| match v.pub_key.as_ref().and_then(|k| k.sum.as_ref()) {
+                Some(Sum::Ed25519(bytes)) => <[u8; 32]>::try_from(bytes.as_slice()).ok(),
+                _ => None,
+            })
+            .collect();
+        let mut app = self.app();
+        match app.init_chain(
+            &request.chain_id,
+            request.initial_height,
+            &request.app_state_bytes,
+            &validators,
+        ) {
+            Ok(app_hash) => {
+                tracing::info!(
+                    chain_id = %request.chain_id,
+                    validators = validators.len(),
+                    app_hash = %hex::encode(app_hash),
+                    "genesis"
+                );
+                ResponseInitChain {
+                    consensus_params: None,
+                    validators: Vec::new(),
+                    app_hash: app_hash.to_vec().into(),
+                }
+            }
+            Err(e) => {
+                // A chain must not start from a genesis its validators cannot
+                // agree on; stopping here makes CometBFT stop too, with this
+                // message in our log as the reason.
+                tracing::error!("refusing genesis: {e}");
+                eprintln!("compute-abci: refusing genesis: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
+
+    fn check_tx(&self, request: RequestCheckTx) -> ResponseCheckTx {
+        let outcome = self.app().check_tx(&request.tx);
+        tracing::debug!(code = outcome.code.value(), log = %outcome.log, "check_tx");
+        ResponseCheckTx {
+            code: outcome.code.value(),
+            log: outcome.log,
+            codespace: CODESPACE.to_owned(),
+            gas_wanted: 1,
+            events: outcome.events,
+            ..Default::default()
+        }
+    }
+
+    fn prepare_proposal(&self, request: RequestPrepareProposal) -> ResponsePrepareProposal {
+        let max_bytes = u64::try_from(request.max_tx_bytes).unwrap_or(0);
+        ResponsePrepareProposal {
+            txs: self.app().prepare_proposal(&request.txs, max_bytes),
+        }
+    }
+
+    fn process_proposal(&self, request: RequestProcessProposal) -> ResponseProcessProposal {
+        let accept = self.app().process_proposal(&request.txs);
+        if !accept {
+            tracing::warn!(
+                height = request.height,
+                "rejecting a proposal with undecodable transactions"
+            );
+        }
+        ResponseProcessProposal {
+            status: if accept {
+                ProposalStatus::Accept
+            } else {
+                ProposalStatus::Reject
+            } as i32,
+        }
+    }
+
+    fn finalize_block(&self, request: RequestFinalizeBlock) -> ResponseFinalizeBlock {
+        let mut app = self.app();
+        let output = app.finalize_block(BlockInput {
+            height: request.height,
+            proposer_address: &request.proposer_address,
+            txs: &request.txs,
+        });
+        tracing::info!(
+            height = request.height,
+            txs = request.txs.len(),
+            app_hash = %hex::encode(output.app_hash),
+            "finalize_block"
+        );
+        ResponseFinalizeBlock {
+            events: output.events,
+            tx_results: output
+                .tx_results
+                .into_iter()
+                .map(|r| ExecTxResult {
+                    code: r.code.value(),
+                    log: r.log,
+                    codespace: CODESPACE.to_owned(),
+                    events: r.events,
+                    gas_wanted: 1,
+                    gas_used: 1,
+                    ..Default::default()
+                })
+                .collect(),
+            validator_updates: Vec::new(),
+            consensus_param_updates: None,
+            app_hash: output.app_hash.to_vec().into(),
+        }
+    }
+
+    fn commit(&self) -> ResponseCommit {
+        let height = self.app().commit();
+        tracing::debug!(height, "commit");
+        // Keep every block: the chain is the audit trail of work and payment.
+        ResponseCommit { retain_height: 0 }
+    }
+
+    fn query(&self, request: RequestQuery) -> ResponseQuery {
+        let outcome = self.app().query(&request.path, request.height);
+        ResponseQuery {
+            code: outcome.code.value(),
+            log: outcome.log,
+            value: outcome.value.into(),
+            height: outcome.height,
+            codespace: CODESPACE.to_owned(),
+            ..Default::default()
+        }
+    }
+}

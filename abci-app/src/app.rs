@@ -1,0 +1,469 @@
+//! The state machine: genesis, CheckTx, FinalizeBlock, Commit, Info and
+//! Query over any [`Store`]. It knows nothing of sockets or of RocksDB; the
+//! ABCI server ([`crate::abci`]) is a thin layer around it.
+
+use compute_proto::tx::verify_batch;
+use compute_proto::{pb, SignedTx, TxError};
+use sha2::{Digest, Sha256};
+
+use crate::apphash;
+use crate::codes::{Code, Rejection};
+use crate::events::Event;
+use crate::genesis::{Genesis, GenesisError};
+use crate::msg::{self, Ctx};
+use crate::state::{keys, StateRead};
+use crate::store::{Delta, Layered, StateTx, Store};
+
+/// The last committed height and app hash, as `Info` reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastCommit {
+    /// 0 before the first block is committed.
+    pub height: i64,
+    /// The app hash after that height (the genesis hash at height 0).
+    pub app_hash: [u8; 32],
+}
+
+/// The verdict on one transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TxOutcome {
+    /// `Code::Ok` or the rejection's code.
+    pub code: Code,
+    /// Empty on success, else a message a person can act on.
+    pub log: String,
+    /// Events of an executed transaction.
+    pub events: Vec<Event>,
+}
+
+impl TxOutcome {
+    fn ok(events: Vec<Event>) -> Self {
+        Self {
+            code: Code::Ok,
+            log: String::new(),
+            events,
+        }
+    }
+
+    fn rejected(rejection: &Rejection) -> Self {
+        Self {
+            code: rejection.code(),
+            log: rejection.to_string(),
+            events: Vec::new(),
+        }
+    }
+}
+
+/// What FinalizeBlock needs from CometBFT's request.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockInput<'a, T: AsRef<[u8]>> {
+    /// The height of the block.
+    pub height: i64,
+    /// The 20-byte consensus address of the proposer.
+    pub proposer_address: &'a [u8],
+    /// The transactions, in block order.
+    pub txs: &'a [T],
+}
+
+/// What FinalizeBlock answers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockOutput {
+    /// One outcome per transaction, in order.
+    pub tx_results: Vec<TxOutcome>,
+    /// Block-level events.
+    pub events: Vec<Event>,
+    /// The app hash after this block.
+    pub app_hash: [u8; 32],
+}
+
+/// The answer to a query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryOutcome {
+    /// `Code::Ok` or why the query failed.
+    pub code: Code,
+    /// Empty on success, else what went wrong and how to ask instead.
+    pub log: String,
+    /// JSON on success.
+    pub value: Vec<u8>,
+    /// The height the answer is for.
+    pub height: i64,
+}
+
+#[derive(Clone, Debug)]
+struct Chain {
+    chain_id: String,
+    params: pb::Params,
+}
+
+struct PendingBlock {
+    height: i64,
+    delta: Delta,
+    app_hash: [u8; 32],
+}
+
+/// The compute network's state machine over a store `S`.
+pub struct App<S: Store> {
+    store: S,
+    chain: Option<Chain>,
+    /// Writes of `InitChain`, committed with the first block.
+    genesis: Option<Delta>,
+    /// The block between FinalizeBlock and Commit.
+    block: Option<PendingBlock>,
+    /// CheckTx's view: the effects of transactions accepted into the mempool
+    /// since the last commit, so one account can queue several in order.
+    check: Delta,
+    last: LastCommit,
+}
+
+/// The 20-byte CometBFT address of an ed25519 consensus key.
+pub fn validator_address(pub_key: &[u8; 32]) -> [u8; 20] {
+    let digest = Sha256::digest(pub_key);
+    let mut address = [0u8; 20];
+    address.copy_from_slice(&digest[..20]);
+    address
+}
+
+const EMPTY: &Delta = &Delta::new();
+
+impl<S: Store> App<S> {
+    /// Opens the state machine on `store`, resuming from its last commit.
+    ///
+    /// # Panics
+    /// When the store holds commits but no genesis records: it is corrupt.
+    pub fn new(store: S) -> Self {
+        let last = match store.commit_info() {
+            Some(info) => LastCommit {
+                height: info.height,
+                app_hash: <[u8; 32]>::try_from(info.app_hash.as_slice())
+                    .expect("stored app hash is not 32 bytes: the state is corrupt"),
+            },
+            None => LastCommit {
+                height: 0,
+                app_hash: [0; 32],
+            },
+        };
+        let chain = match (store.chain_id(), store.params()) {
+            (Some(chain_id), Some(params)) => Some(Chain { chain_id, params }),
+            _ => {
+                assert!(
+                    last.height == 0,
+                    "state has commits but no chain id or params: the state is corrupt"
+                );
+                None
+            }
+        };
+        Self {
+            store,
+            chain,
+            genesis: None,
+            block: None,
+            check: Delta::new(),
+            last,
+        }
+    }
+
+    /// The committed store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The last commit, as `Info` reports it.
+    pub fn last_commit(&self) -> LastCommit {
+        self.last
+    }
+
+    /// The chain id, once genesis has run.
+    pub fn chain_id(&self) -> Option<&str> {
+        self.chain.as_ref().map(|c| c.chain_id.as_str())
+    }
+
+    /// Runs genesis: balances, parameters and the validator registry.
+    /// Returns the genesis app hash. Nothing is stored until the first Commit.
+    ///
+    /// # Errors
+    /// [`GenesisError`] when `app_state` is refused.
+    pub fn init_chain(
+        &mut self,
+        chain_id: &str,
+        initial_height: i64,
+        app_state: &[u8],
+        validators: &[[u8; 32]],
+    ) -> Result<[u8; 32], GenesisError> {
+        let genesis = Genesis::parse(app_state)?;
+        let mut state = StateTx::new(&self.store);
+        for (account, balance) in &genesis.balances {
+            state.put_account(
+                account,
+                &pb::Account {
+                    balance: *balance,
+                    nonce: 0,
+                },
+            );
+        }
+        for key in validators {
+            state.put_raw(keys::validator(&validator_address(key)), key.to_vec());
+        }
+        state.put_record(keys::params(), &genesis.params);
+        state.put_raw(keys::chain_id(), chain_id.as_bytes().to_vec());
+        let delta = state.into_delta();
+        let genesis_height = u64::try_from(initial_height.max(1).saturating_sub(1)).unwrap_or(0);
+        let app_hash = apphash::next(&[0; 32], genesis_height, &delta);
+        self.genesis = Some(delta);
+        self.chain = Some(Chain {
+            chain_id: chain_id.to_owned(),
+            params: genesis.params,
+        });
+        self.last = LastCommit {
+            height: initial_height.max(1).saturating_sub(1),
+            app_hash,
+        };
+        self.check = Delta::new();
+        Ok(app_hash)
+    }
+
+    /// CheckTx: decodes, verifies and runs the transaction against the
+    /// check-state; on success its effects stay there for the account's
+    /// next pending transaction.
+    pub fn check_tx(&mut self, bytes: &[u8]) -> TxOutcome {
+        match self.check_tx_inner(bytes) {
+            Ok(events) => TxOutcome::ok(events),
+            Err(rejection) => TxOutcome::rejected(&rejection),
+        }
+    }
+
+    fn check_tx_inner(&mut self, bytes: &[u8]) -> Result<Vec<Event>, Rejection> {
+        let chain = self.chain.as_ref().ok_or(Rejection::NotInitialised)?;
+        let tx = SignedTx::decode(bytes, max_tx_len(&chain.params))?;
+        tx.verify()?;
+        let ctx = Ctx {
+            params: &chain.params,
+            chain_id: &chain.chain_id,
+            height: u64::try_from(self.last.height.saturating_add(1)).unwrap_or(0),
+            proposer: None,
+        };
+        let checked = msg::check_stateless(&tx, &ctx)?;
+        let committed = Layered::new(&self.store, self.genesis.as_ref().unwrap_or(EMPTY));
+        let view = Layered::new(&committed, &self.check);
+        let committed_nonce = committed.account(&tx.signer).nonce;
+        let pending_nonce = view.account(&tx.signer).nonce;
+        let max_pending = chain.params.max_pending_txs_per_account;
+        if tx.body.nonce == pending_nonce
+            && pending_nonce.saturating_sub(committed_nonce) >= u64::from(max_pending)
+        {
+            return Err(Rejection::TooManyPending {
+                account: tx.signer,
+                max: max_pending,
+            });
+        }
+        let mut ante = StateTx::new(&view);
+        msg::ante(&tx, &mut ante, &ctx)?;
+        let mut body = StateTx::new(&ante);
+        let mut events = msg::run(&tx, &checked, &mut body)?;
+        let body = body.into_delta();
+        ante.absorb(body);
+        let delta = ante.into_delta();
+        self.check.merge(delta);
+        events.insert(0, msg::message_event(&tx));
+        Ok(events)
+    }
+
+    /// PrepareProposal: the mempool's transactions in order, without any that
+    /// no longer decode, cut to `max_bytes` in total.
+    pub fn prepare_proposal<T: AsRef<[u8]> + Clone>(&self, txs: &[T], max_bytes: u64) -> Vec<T> {
+        let Some(chain) = self.chain.as_ref() else {
+            return Vec::new();
+        };
+        let max_len = max_tx_len(&chain.params);
+        let mut total: u64 = 0;
+        let mut out = Vec::with_capacity(txs.len());
+        for tx in txs {
+            if SignedTx::decode(tx.as_ref(), max_len).is_err() {
+                continue;
+            }
+            let len = tx.as_ref().len() as u64;
+            match total.checked_add(len) {
+                Some(sum) if sum <= max_bytes => total = sum,
+                _ => break,
+            }
+            out.push(tx.clone());
+        }
+        out
+    }
+
+    /// ProcessProposal: accepts a proposal only if every transaction is
+    /// within the size limit and decodes. Honest proposers never include
+    /// others (PrepareProposal drops them), so a proposal that does comes
+    /// from a faulty proposer. Signatures and state are judged in
+    /// FinalizeBlock, where a bad transaction fails on its own.
+    pub fn process_proposal<T: AsRef<[u8]>>(&self, txs: &[T]) -> bool {
+        let Some(chain) = self.chain.as_ref() else {
+            return txs.is_empty();
+        };
+        let max_len = max_tx_len(&chain.params);
+        txs.iter()
+            .all(|tx| SignedTx::decode(tx.as_ref(), max_len).is_ok())
+    }
+
+    /// FinalizeBlock: executes the block's transactions in order and
+    /// computes the app hash. Nothing is stored until [`App::commit`].
+    ///
+    /// # Panics
+    /// When CometBFT skips a height: a broken invariant of the protocol.
+    pub fn finalize_block<T: AsRef<[u8]>>(&mut self, input: BlockInput<'_, T>) -> BlockOutput {
+        let expected = self.last.height.saturating_add(1);
+        assert!(
+            input.height == expected,
+            "FinalizeBlock for height {} but the last commit is {}: the app and CometBFT disagree",
+            input.height,
+            self.last.height
+        );
+        let Some(chain) = self.chain.as_ref() else {
+            let rejection = Rejection::NotInitialised;
+            return BlockOutput {
+                tx_results: input
+                    .txs
+                    .iter()
+                    .map(|_| TxOutcome::rejected(&rejection))
+                    .collect(),
+                events: Vec::new(),
+                app_hash: self.last.app_hash,
+            };
+        };
+        let committed = Layered::new(&self.store, self.genesis.as_ref().unwrap_or(EMPTY));
+        let mut block = StateTx::new(&committed);
+        let ctx = Ctx {
+            params: &chain.params,
+            chain_id: &chain.chain_id,
+            height: u64::try_from(input.height).unwrap_or(0),
+            proposer: block.validator_account(input.proposer_address),
+        };
+        let max_len = max_tx_len(&chain.params);
+        let decoded: Vec<Result<SignedTx, TxError>> = input
+            .txs
+            .iter()
+            .map(|bytes| SignedTx::decode(bytes.as_ref(), max_len))
+            .collect();
+        let signed: Vec<&SignedTx> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
+        let mut verdicts = verify_batch(&signed).into_iter();
+        let mut tx_results = Vec::with_capacity(decoded.len());
+        for item in &decoded {
+            let outcome = match item {
+                Err(e) => TxOutcome::rejected(&Rejection::Tx(e.clone())),
+                Ok(tx) => match verdicts.next() {
+                    Some(Ok(())) => deliver(tx, &mut block, &ctx),
+                    Some(Err(e)) => TxOutcome::rejected(&Rejection::Tx(e)),
+                    None => unreachable!("one verdict per decoded transaction"),
+                },
+            };
+            let mut stats = block.stats();
+            if outcome.code == Code::Ok {
+                stats.txs_ok = stats.txs_ok.saturating_add(1);
+            } else {
+                stats.txs_failed = stats.txs_failed.saturating_add(1);
+            }
+            block.put_stats(&stats);
+            tx_results.push(outcome);
+        }
+        let delta = block.into_delta();
+        let app_hash = apphash::next(&self.last.app_hash, ctx.height, &delta);
+        self.block = Some(PendingBlock {
+            height: input.height,
+            delta,
+            app_hash,
+        });
+        BlockOutput {
+            tx_results,
+            events: Vec::new(),
+            app_hash,
+        }
+    }
+
+    /// Commit: writes the finalized block (and, the first time, genesis) in
+    /// one atomic batch with its height and app hash; resets the check-state.
+    /// Returns the committed height.
+    pub fn commit(&mut self) -> i64 {
+        let Some(block) = self.block.take() else {
+            // Nothing was finalized since the last commit: nothing to write.
+            return self.last.height;
+        };
+        let mut writes = self.genesis.take().unwrap_or_default();
+        writes.merge(block.delta);
+        self.store.commit(
+            &writes,
+            &pb::CommitInfo {
+                height: block.height,
+                app_hash: block.app_hash.to_vec(),
+            },
+        );
+        self.last = LastCommit {
+            height: block.height,
+            app_hash: block.app_hash,
+        };
+        self.check = Delta::new();
+        block.height
+    }
+
+    /// Answers a query against the last committed state.
+    pub fn query(&self, path: &str, height: i64) -> QueryOutcome {
+        let committed_height = self.store.commit_info().map_or(0, |c| c.height);
+        if height != 0 && height != committed_height {
+            return QueryOutcome {
+                code: Code::HeightUnavailable,
+                log: format!(
+                    "height {height} is not available: this node serves the latest committed height {committed_height} only (query with height 0)"
+                ),
+                value: Vec::new(),
+                height: committed_height,
+            };
+        }
+        let answer = crate::query::route(&self.store, path, committed_height, &self.last);
+        match answer {
+            Ok(value) => QueryOutcome {
+                code: Code::Ok,
+                log: String::new(),
+                value,
+                height: committed_height,
+            },
+            Err((code, log)) => QueryOutcome {
+                code,
+                log,
+                value: Vec::new(),
+                height: committed_height,
+            },
+        }
+    }
+}
+
+/// Runs one signature-checked transaction in the block: the ante step's
+/// writes stay even when the message then fails.
+fn deliver(tx: &SignedTx, block: &mut StateTx<'_>, ctx: &Ctx<'_>) -> TxOutcome {
+    let checked = match msg::check_stateless(tx, ctx) {
+        Ok(checked) => checked,
+        Err(rejection) => return TxOutcome::rejected(&rejection),
+    };
+    let mut ante = StateTx::new(&*block);
+    if let Err(rejection) = msg::ante(tx, &mut ante, ctx) {
+        return TxOutcome::rejected(&rejection);
+    }
+    let mut body = StateTx::new(&ante);
+    let result = msg::run(tx, &checked, &mut body);
+    let body = body.into_delta();
+    let outcome = match result {
+        Ok(mut events) => {
+            ante.absorb(body);
+            events.insert(0, msg::message_event(tx));
+            TxOutcome::ok(events)
+        }
+        Err(rejection) => {
+            let mut outcome = TxOutcome::rejected(&rejection);
+            outcome.events.push(msg::message_event(tx));
+            outcome
+        }
+    };
+    let delta = ante.into_delta();
+    block.absorb(delta);
+    outcome
+}
+
+/// `max_tx_bytes` as a length.
+fn max_tx_len(params: &pb::Params) -> usize {
+    usize::try_from(params.max_tx_bytes).unwrap_or(usize::MAX)
+}

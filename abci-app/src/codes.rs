@@ -1,0 +1,228 @@
+//! Rejection codes: stable numbers in codespace `compute`, and the typed
+//! errors that map to them.
+//!
+//! A number, once released, never changes meaning; new codes get new
+//! numbers. `codes_are_pinned` guards the table.
+
+use compute_proto::{AccountId, TxError};
+
+/// The ABCI codespace of every rejection.
+pub const CODESPACE: &str = "compute";
+
+/// A stable ABCI result code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Code {
+    /// Success.
+    Ok = 0,
+    /// The transaction is larger than `max_tx_bytes`.
+    TxTooLarge = 1,
+    /// The bytes are not a `Tx` with a decodable `TxBody` and one message.
+    TxMalformed = 2,
+    /// The signer is not a valid ed25519 public key.
+    InvalidSigner = 3,
+    /// The signature does not verify.
+    InvalidSignature = 4,
+    /// The transaction names another chain.
+    WrongChainId = 5,
+    /// The nonce was already used.
+    NonceReplayed = 6,
+    /// The nonce skips ahead of the account's sequence.
+    NonceGap = 7,
+    /// The account cannot pay.
+    InsufficientFunds = 8,
+    /// The fee is below the chain's minimum.
+    FeeTooLow = 9,
+    /// A message field is out of range or inconsistent.
+    InvalidMessage = 10,
+    /// The account has too many transactions waiting in the mempool.
+    TooManyPending = 11,
+    /// The message type is declared but not yet executed by this version.
+    NotYetSupported = 12,
+    /// An amount would overflow.
+    Overflow = 13,
+    /// The chain has not received its genesis yet.
+    NotInitialised = 14,
+    /// The query path is not known.
+    UnknownQuery = 100,
+    /// A query argument is malformed.
+    BadQuery = 101,
+    /// The queried record does not exist.
+    NotFound = 102,
+    /// The queried height is not available.
+    HeightUnavailable = 103,
+}
+
+impl Code {
+    /// The number sent in ABCI responses.
+    pub const fn value(self) -> u32 {
+        self as u32
+    }
+}
+
+/// Why a transaction is rejected; each variant maps to one [`Code`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The bytes failed decoding or the signature check.
+    #[error("{0}")]
+    Tx(#[from] TxError),
+    /// `TxBody.chain_id` is not this chain's.
+    #[error("transaction is for chain '{got}' but this chain is '{expected}': sign it with the right chain id")]
+    WrongChainId {
+        /// This chain.
+        expected: String,
+        /// The transaction's.
+        got: String,
+    },
+    /// The nonce is below the account's sequence.
+    #[error("nonce {got} of {account} was already used: the next nonce is {expected} (query /account/{account})")]
+    NonceReplayed {
+        /// The signer.
+        account: AccountId,
+        /// The sequence.
+        expected: u64,
+        /// The transaction's nonce.
+        got: u64,
+    },
+    /// The nonce is above the account's sequence.
+    #[error("nonce {got} of {account} skips ahead: the next nonce is {expected}; send the missing transactions first")]
+    NonceGap {
+        /// The signer.
+        account: AccountId,
+        /// The sequence.
+        expected: u64,
+        /// The transaction's nonce.
+        got: u64,
+    },
+    /// The account's balance does not cover what the transaction spends.
+    #[error("account {account} has {available} credits but this transaction needs {needed}")]
+    InsufficientFunds {
+        /// The payer.
+        account: AccountId,
+        /// What it needs.
+        needed: u64,
+        /// What it has.
+        available: u64,
+    },
+    /// The fee is below `min_fee`.
+    #[error("fee {got} is below the chain's minimum fee of {min}")]
+    FeeTooLow {
+        /// The parameter.
+        min: u64,
+        /// The transaction's.
+        got: u64,
+    },
+    /// A message field is wrong.
+    #[error("invalid {msg}: {reason}")]
+    InvalidMessage {
+        /// The message type.
+        msg: &'static str,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// Too many of the account's transactions wait in the mempool.
+    #[error(
+        "account {account} already has {max} transactions waiting; wait for a block and retry"
+    )]
+    TooManyPending {
+        /// The signer.
+        account: AccountId,
+        /// `max_pending_txs_per_account`.
+        max: u32,
+    },
+    /// The message is declared but not executed by this version.
+    #[error("{0} is not supported yet by this chain version")]
+    NotYetSupported(&'static str),
+    /// An amount would overflow a `u64`.
+    #[error("{0} would overflow")]
+    Overflow(&'static str),
+    /// No `InitChain` has been received.
+    #[error("the chain has no genesis yet: wait until the node has started")]
+    NotInitialised,
+}
+
+impl Rejection {
+    /// The stable code of this rejection.
+    pub fn code(&self) -> Code {
+        match self {
+            Rejection::Tx(e) => match e {
+                TxError::Oversized { .. } => Code::TxTooLarge,
+                TxError::Malformed(_)
+                | TxError::BodyMalformed(_)
+                | TxError::MissingMessage
+                | TxError::SignerLength(_)
+                | TxError::SignatureLength(_) => Code::TxMalformed,
+                TxError::SignerInvalid => Code::InvalidSigner,
+                TxError::BadSignature(_) => Code::InvalidSignature,
+            },
+            Rejection::WrongChainId { .. } => Code::WrongChainId,
+            Rejection::NonceReplayed { .. } => Code::NonceReplayed,
+            Rejection::NonceGap { .. } => Code::NonceGap,
+            Rejection::InsufficientFunds { .. } => Code::InsufficientFunds,
+            Rejection::FeeTooLow { .. } => Code::FeeTooLow,
+            Rejection::InvalidMessage { .. } => Code::InvalidMessage,
+            Rejection::TooManyPending { .. } => Code::TooManyPending,
+            Rejection::NotYetSupported(_) => Code::NotYetSupported,
+            Rejection::Overflow(_) => Code::Overflow,
+            Rejection::NotInitialised => Code::NotInitialised,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Released numbers never change; a new code gets a new number.
+    #[test]
+    fn codes_are_pinned() {
+        let table = [
+            (Code::Ok, 0),
+            (Code::TxTooLarge, 1),
+            (Code::TxMalformed, 2),
+            (Code::InvalidSigner, 3),
+            (Code::InvalidSignature, 4),
+            (Code::WrongChainId, 5),
+            (Code::NonceReplayed, 6),
+            (Code::NonceGap, 7),
+            (Code::InsufficientFunds, 8),
+            (Code::FeeTooLow, 9),
+            (Code::InvalidMessage, 10),
+            (Code::TooManyPending, 11),
+            (Code::NotYetSupported, 12),
+            (Code::Overflow, 13),
+            (Code::NotInitialised, 14),
+            (Code::UnknownQuery, 100),
+            (Code::BadQuery, 101),
+            (Code::NotFound, 102),
+            (Code::HeightUnavailable, 103),
+        ];
+        for (code, number) in table {
+            // The exhaustive match makes a new variant fail to compile here
+            // until it is added to the table.
+            let listed = match code {
+                Code::Ok
+                | Code::TxTooLarge
+                | Code::TxMalformed
+                | Code::InvalidSigner
+                | Code::InvalidSignature
+                | Code::WrongChainId
+                | Code::NonceReplayed
+                | Code::NonceGap
+                | Code::InsufficientFunds
+                | Code::FeeTooLow
+                | Code::InvalidMessage
+                | Code::TooManyPending
+                | Code::NotYetSupported
+                | Code::Overflow
+                | Code::NotInitialised
+                | Code::UnknownQuery
+                | Code::BadQuery
+                | Code::NotFound
+                | Code::HeightUnavailable => true,
+            };
+            assert!(listed);
+            assert_eq!(code.value(), number, "{code:?}");
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! ABCI events. Indexed attributes are what CometBFT's `tx_search` and
+//! websocket subscriptions can filter on, e.g. `transfer.recipient='<hex>'`.
+
+pub use tendermint_proto::v0_38::abci::{Event, EventAttribute};
+
+/// Builds an event of `kind` from `(key, value, indexed)` attributes.
+pub fn event(kind: &str, attributes: &[(&str, String, bool)]) -> Event {
+    Event {
+        r#type: kind.to_owned(),
+        attributes: attributes
+            .iter()
+            .map(|(key, value, index)| EventAttribute {
+                key: (*key).to_owned(),
+                value: value.clone(),
+                index: *index,
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,25 @@
+//! `compute-abci`: the compute network's state machine.
+//!
+//! The ledger of credits, jobs, completions and reputation, executed by every
+//! validator as an ABCI application behind CometBFT v0.38. The state machine
+//! ([`app::App`]) is generic over a [`store::Store`] and knows nothing of
+//! sockets; [`abci`] serves it to CometBFT and [`store::RocksStore`] keeps it
+//! on disk. Determinism rules: no floats, no clock, no unordered iteration
+//! into state, checked arithmetic, bounded collections.
+
+#![warn(clippy::arithmetic_side_effects)]
+
+pub mod abci;
+pub mod app;
+pub mod apphash;
+pub mod codes;
+pub mod events;
+pub mod genesis;
+pub mod msg;
+pub mod params;
+pub mod query;
+pub mod state;
+pub mod store;
+
+pub use app::{App, BlockInput, BlockOutput, LastCommit, TxOutcome};
+pub use codes::{Code, Rejection, CODESPACE};

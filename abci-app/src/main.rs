@@ -1,0 +1,70 @@
+//! `compute-abci`: serves the compute network's state machine to CometBFT.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use compute_abci::abci::AbciApp;
+use compute_abci::store::RocksStore;
+use compute_abci::App;
+use tracing_subscriber::EnvFilter;
+
+/// The compute network's ABCI application (CometBFT v0.38).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Home directory; the state database lives in `<home>/data/state.db`.
+    #[arg(long, env = "COMPUTE_ABCI_HOME", default_value_os_t = default_home())]
+    home: PathBuf,
+    /// Address to serve ABCI on (TCP only), as `tcp://host:port` or `host:port`.
+    #[arg(
+        long,
+        env = "COMPUTE_ABCI_ADDR",
+        default_value = "tcp://127.0.0.1:26658"
+    )]
+    addr: String,
+    /// Read buffer per ABCI connection, in bytes; large blocks want a large one.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    read_buf_bytes: usize,
+}
+
+fn default_home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".compute-abci")
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let args = Args::parse();
+    let db_path = args.home.join("data").join("state.db");
+    std::fs::create_dir_all(&db_path)
+        .with_context(|| format!("cannot create the state directory {}", db_path.display()))?;
+    let store = RocksStore::open(&db_path)?;
+    let app = App::new(store);
+    let last = app.last_commit();
+    tracing::info!(
+        home = %args.home.display(),
+        height = last.height,
+        app_hash = %hex::encode(last.app_hash),
+        "state opened"
+    );
+    let addr = args.addr.strip_prefix("tcp://").unwrap_or(&args.addr);
+    if args.addr.starts_with("unix://") {
+        anyhow::bail!("unix sockets are not supported: use --addr tcp://127.0.0.1:26658 and the same proxy_app in CometBFT");
+    }
+    let server = tendermint_abci::ServerBuilder::new(args.read_buf_bytes)
+        .bind(addr, AbciApp::new(app))
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(addr = %server.local_addr(), "serving ABCI");
+    server.listen().context("ABCI server stopped")?;
+    Ok(())
+}

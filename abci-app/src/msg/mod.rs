@@ -1,0 +1,155 @@
+//! Transaction handling in three phases, one module per message.
+//!
+//! * `check_stateless`: shape only, no state (chain id, fee floor, fields).
+//! * `ante`: what every transaction pays before its message runs (nonce and
+//!   fee), as in Cosmos: in a block these writes stay even when the message
+//!   then fails, so the signer's later transactions are not stuck behind a
+//!   nonce gap and a failed message still pays for its place in the block.
+//! * `check_stateful` and `execute` of the message, in a buffer dropped when
+//!   they fail.
+
+pub mod transfer;
+
+use compute_proto::pb::tx_body::Msg;
+use compute_proto::{pb, AccountId, SignedTx};
+
+use crate::codes::Rejection;
+use crate::events::{event, Event};
+use crate::state::StateRead;
+use crate::store::StateTx;
+
+/// What a transaction needs to know about the block it runs in.
+#[derive(Clone, Debug)]
+pub struct Ctx<'a> {
+    /// The chain parameters.
+    pub params: &'a pb::Params,
+    /// The chain id.
+    pub chain_id: &'a str,
+    /// The height being built (in CheckTx, the next height).
+    pub height: u64,
+    /// The account credited with fees; `None` in CheckTx.
+    pub proposer: Option<AccountId>,
+}
+
+/// The name of a message type, for logs and errors.
+pub fn name(msg: &Msg) -> &'static str {
+    match msg {
+        Msg::Transfer(_) => "Transfer",
+        Msg::StoreModule(_) => "StoreModule",
+        Msg::RegisterWorker(_) => "RegisterWorker",
+        Msg::UnregisterWorker(_) => "UnregisterWorker",
+        Msg::PostJob(_) => "PostJob",
+        Msg::CommitResult(_) => "CommitResult",
+        Msg::RevealResult(_) => "RevealResult",
+        Msg::CancelJob(_) => "CancelJob",
+        Msg::Dispute(_) => "Dispute",
+    }
+}
+
+/// A message whose shape is checked, with its parsed fields.
+pub enum Checked<'a> {
+    /// A transfer to a valid account.
+    Transfer(&'a pb::Transfer, AccountId),
+}
+
+/// Checks everything that needs no state. The signature is checked apart
+/// (singly in CheckTx, in a batch in FinalizeBlock).
+pub fn check_stateless<'t>(tx: &'t SignedTx, ctx: &Ctx<'_>) -> Result<Checked<'t>, Rejection> {
+    if tx.body.chain_id != ctx.chain_id {
+        return Err(Rejection::WrongChainId {
+            expected: ctx.chain_id.to_owned(),
+            got: tx.body.chain_id.clone(),
+        });
+    }
+    if tx.body.fee < ctx.params.min_fee {
+        return Err(Rejection::FeeTooLow {
+            min: ctx.params.min_fee,
+            got: tx.body.fee,
+        });
+    }
+    match &tx.msg {
+        Msg::Transfer(m) => Ok(Checked::Transfer(m, transfer::check_stateless(m)?)),
+        other => Err(Rejection::NotYetSupported(name(other))),
+    }
+}
+
+/// Checks and charges the nonce and the fee.
+pub fn ante(tx: &SignedTx, state: &mut StateTx<'_>, ctx: &Ctx<'_>) -> Result<(), Rejection> {
+    let mut account = state.account(&tx.signer);
+    let nonce = tx.body.nonce;
+    if nonce < account.nonce {
+        return Err(Rejection::NonceReplayed {
+            account: tx.signer,
+            expected: account.nonce,
+            got: nonce,
+        });
+    }
+    if nonce > account.nonce {
+        return Err(Rejection::NonceGap {
+            account: tx.signer,
+            expected: account.nonce,
+            got: nonce,
+        });
+    }
+    let fee = tx.body.fee;
+    account.balance = account
+        .balance
+        .checked_sub(fee)
+        .ok_or(Rejection::InsufficientFunds {
+            account: tx.signer,
+            needed: fee,
+            available: account.balance,
+        })?;
+    account.nonce = account
+        .nonce
+        .checked_add(1)
+        .ok_or(Rejection::Overflow("account nonce"))?;
+    state.put_account(&tx.signer, &account);
+    if fee > 0 {
+        if let Some(proposer) = ctx.proposer {
+            let mut paid = state.account(&proposer);
+            paid.balance = paid
+                .balance
+                .checked_add(fee)
+                .ok_or(Rejection::Overflow("proposer balance"))?;
+            state.put_account(&proposer, &paid);
+        }
+        let mut stats = state.stats();
+        stats.fees_collected = stats.fees_collected.saturating_add(fee);
+        state.put_stats(&stats);
+    }
+    Ok(())
+}
+
+/// Runs the message's stateful check and, when it passes, its execution.
+pub fn run(
+    tx: &SignedTx,
+    checked: &Checked<'_>,
+    state: &mut StateTx<'_>,
+) -> Result<Vec<Event>, Rejection> {
+    match checked {
+        Checked::Transfer(m, to) => {
+            transfer::check_stateful(m, &tx.signer, tx.body.fee, state)?;
+            let events = transfer::execute(m, to, &tx.signer, state)?;
+            let mut stats = state.stats();
+            stats.transfers = stats.transfers.saturating_add(1);
+            state.put_stats(&stats);
+            Ok(events)
+        }
+    }
+}
+
+/// The event every transaction that passed its ante step emits, so that a
+/// client finds all transactions of a key with
+/// `tx_search "message.sender='<hex>'"` (the Cosmos convention).
+pub fn message_event(tx: &SignedTx) -> Event {
+    event(
+        "message",
+        &[
+            ("sender", tx.signer.to_hex(), true),
+            ("action", name(&tx.msg).to_owned(), true),
+            ("nonce", tx.body.nonce.to_string(), false),
+            ("fee", tx.body.fee.to_string(), false),
+        ],
+    )
+}

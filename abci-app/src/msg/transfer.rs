@@ -1,0 +1,73 @@
+//! `Transfer{to, amount}`: moves credits from the signer to another account.
+
+use compute_proto::{pb, AccountId};
+
+use crate::codes::Rejection;
+use crate::events::{event, Event};
+use crate::state::StateRead;
+use crate::store::StateTx;
+
+const MSG: &str = "Transfer";
+
+/// Shape: a recipient that is an ed25519 public key, a positive amount.
+pub fn check_stateless(msg: &pb::Transfer) -> Result<AccountId, Rejection> {
+    let invalid = |reason: String| Rejection::InvalidMessage { msg: MSG, reason };
+    let to = AccountId::from_slice(&msg.to)
+        .map_err(|_| invalid(format!("recipient must be 32 bytes, got {}", msg.to.len())))?;
+    // Credits sent to bytes that are no public key could never be spent.
+    ed25519_consensus::VerificationKey::try_from(to.0)
+        .map_err(|_| invalid(format!("recipient {to} is not an ed25519 public key")))?;
+    if msg.amount == 0 {
+        return Err(invalid("amount must be positive".into()));
+    }
+    Ok(to)
+}
+
+/// Funds: the signer holds `amount` after paying `fee`.
+pub fn check_stateful(
+    msg: &pb::Transfer,
+    signer: &AccountId,
+    fee: u64,
+    state: &impl StateRead,
+) -> Result<(), Rejection> {
+    let balance = state.account(signer).balance;
+    if balance < msg.amount {
+        return Err(Rejection::InsufficientFunds {
+            account: *signer,
+            needed: msg.amount.saturating_add(fee),
+            available: balance.saturating_add(fee),
+        });
+    }
+    Ok(())
+}
+
+/// Moves the credits.
+pub fn execute(
+    msg: &pb::Transfer,
+    to: &AccountId,
+    signer: &AccountId,
+    state: &mut StateTx<'_>,
+) -> Result<Vec<Event>, Rejection> {
+    let mut from_account = state.account(signer);
+    from_account.balance = from_account
+        .balance
+        .checked_sub(msg.amount)
+        .ok_or(Rejection::Overflow("sender balance"))?;
+    state.put_account(signer, &from_account);
+    // Read the recipient after writing the sender: a self-transfer sees its
+    // own debit and ends where it started.
+    let mut to_account = state.account(to);
+    to_account.balance = to_account
+        .balance
+        .checked_add(msg.amount)
+        .ok_or(Rejection::Overflow("recipient balance"))?;
+    state.put_account(to, &to_account);
+    Ok(vec![event(
+        "transfer",
+        &[
+            ("sender", signer.to_hex(), true),
+            ("recipient", to.to_hex(), true),
+            ("amount", msg.amount.to_string(), false),
+        ],
+    )])
+}

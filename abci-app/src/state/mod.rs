@@ -1,0 +1,74 @@
+//! Typed access to the chain state over the raw [`KvRead`] / [`StateTx`]
+//! layer. Values are protobuf; every key comes from [`keys`].
+
+pub mod keys;
+
+use compute_proto::{pb, AccountId};
+use prost::Message;
+
+use crate::store::{KvRead, StateTx};
+
+/// Decodes a stored record; a record that does not decode is corruption of
+/// consensus state, which halts the node.
+fn decode<M: Message + Default>(key: &[u8], raw: &[u8]) -> M {
+    M::decode(raw).unwrap_or_else(|e| {
+        panic!(
+            "state record under key {} does not decode ({e}); the state is corrupt, halting",
+            String::from_utf8_lossy(key)
+        )
+    })
+}
+
+/// Typed reads, available on every view of the state.
+pub trait StateRead: KvRead {
+    /// A protobuf record, if present.
+    fn record<M: Message + Default>(&self, key: &[u8]) -> Option<M> {
+        self.get(key).map(|raw| decode(key, &raw))
+    }
+
+    /// An account; a key never seen has a zero balance and nonce.
+    fn account(&self, id: &AccountId) -> pb::Account {
+        self.record(&keys::account(id)).unwrap_or_default()
+    }
+
+    /// The chain parameters; present from genesis on.
+    fn params(&self) -> Option<pb::Params> {
+        self.record(&keys::params())
+    }
+
+    /// The chain id; present from genesis on.
+    fn chain_id(&self) -> Option<String> {
+        self.get(&keys::chain_id())
+            .map(|raw| String::from_utf8_lossy(&raw).into_owned())
+    }
+
+    /// Chain-wide counters.
+    fn stats(&self) -> pb::Stats {
+        self.record(&keys::stats()).unwrap_or_default()
+    }
+
+    /// The account of the validator with this 20-byte consensus address.
+    fn validator_account(&self, address: &[u8]) -> Option<AccountId> {
+        self.get(&keys::validator(address))
+            .and_then(|raw| AccountId::from_slice(&raw).ok())
+    }
+}
+
+impl<T: KvRead + ?Sized> StateRead for T {}
+
+impl StateTx<'_> {
+    /// Stores a protobuf record.
+    pub fn put_record<M: Message>(&mut self, key: Vec<u8>, record: &M) {
+        self.put_raw(key, record.encode_to_vec());
+    }
+
+    /// Stores an account.
+    pub fn put_account(&mut self, id: &AccountId, account: &pb::Account) {
+        self.put_record(keys::account(id), account);
+    }
+
+    /// Stores the chain-wide counters.
+    pub fn put_stats(&mut self, stats: &pb::Stats) {
+        self.put_record(keys::stats(), stats);
+    }
+}

@@ -1,0 +1,201 @@
+//! ed25519 signing keys and the key file format shared by every tool.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::AccountId;
+
+/// Why a key could not be read, parsed or written.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The key file could not be read or written.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The key file is not the expected JSON.
+    #[error("key file {path} is not a valid key file: {reason}")]
+    Format {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The secret key is not 32 bytes of hex.
+    #[error("secret key must be 64 hex characters (a 32-byte ed25519 seed): {0}")]
+    Secret(String),
+    /// The public key stored beside the secret does not match it.
+    #[error("key file {path}: account {stored} does not match the secret key (derives {derived})")]
+    Mismatch {
+        /// The file.
+        path: String,
+        /// The account written in the file.
+        stored: String,
+        /// The account the secret derives.
+        derived: String,
+    },
+}
+
+/// An ed25519 signing key (the secret behind an [`AccountId`]).
+#[derive(Clone)]
+pub struct SigningKey(ed25519_consensus::SigningKey);
+
+impl SigningKey {
+    /// A fresh key from the operating system's randomness.
+    pub fn generate() -> Self {
+        Self(ed25519_consensus::SigningKey::new(rand_core::OsRng))
+    }
+
+    /// The key with this 32-byte seed (deterministic, for tests and imports).
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self(ed25519_consensus::SigningKey::from(seed))
+    }
+
+    /// Parses 64 hex characters of seed.
+    pub fn from_hex(text: &str) -> Result<Self, KeyError> {
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut seed)
+            .map_err(|e| KeyError::Secret(e.to_string()))?;
+        Ok(Self::from_seed(seed))
+    }
+
+    /// The 32-byte seed.
+    pub fn seed(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// The account this key controls.
+    pub fn account(&self) -> AccountId {
+        AccountId(self.0.verification_key().to_bytes())
+    }
+
+    /// Signs `message`.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(message).to_bytes()
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        write!(f, "SigningKey({})", self.account())
+    }
+}
+
+/// The JSON key file: `{"account": "<hex>", "secret_key": "<hex seed>"}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyFile {
+    /// The public key, for people and for a consistency check.
+    pub account: AccountId,
+    /// The 32-byte seed in hex.
+    pub secret_key: String,
+}
+
+impl KeyFile {
+    /// The key file of `key`.
+    pub fn from_key(key: &SigningKey) -> Self {
+        Self {
+            account: key.account(),
+            secret_key: hex::encode(key.seed()),
+        }
+    }
+
+    /// Reads and checks a key file.
+    pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
+        let shown = path.display().to_string();
+        let text = fs::read_to_string(path).map_err(|source| KeyError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        let file: KeyFile = serde_json::from_str(&text).map_err(|e| KeyError::Format {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        let key = SigningKey::from_hex(&file.secret_key)?;
+        if key.account() != file.account {
+            return Err(KeyError::Mismatch {
+                path: shown,
+                stored: file.account.to_hex(),
+                derived: key.account().to_hex(),
+            });
+        }
+        Ok(key)
+    }
+
+    /// Writes `key` to `path`, readable by its owner only (mode 0600 on Unix).
+    /// Refuses to overwrite an existing file.
+    pub fn save(key: &SigningKey, path: &Path) -> Result<(), KeyError> {
+        let shown = path.display().to_string();
+        let io = |source| KeyError::Io {
+            path: shown.clone(),
+            source,
+        };
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(path).map_err(io)?;
+        let json = serde_json::to_string_pretty(&KeyFile::from_key(key)).map_err(|e| {
+            KeyError::Format {
+                path: shown.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        file.write_all(json.as_bytes()).map_err(io)?;
+        file.write_all(b"\n").map_err(io)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_files_round_trip_with_owner_only_permissions() {
+        let dir = std::env::temp_dir().join(format!("compute-key-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k.json");
+        let _ = fs::remove_file(&path);
+        let key = SigningKey::generate();
+        KeyFile::save(&key, &path).unwrap();
+        assert_eq!(KeyFile::load(&path).unwrap().account(), key.account());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(matches!(
+            KeyFile::save(&key, &path),
+            Err(KeyError::Io { .. })
+        ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_key_file_whose_account_does_not_match_is_refused() {
+        let dir = std::env::temp_dir().join(format!("compute-key-mismatch-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k.json");
+        let file = KeyFile {
+            account: AccountId([9; 32]),
+            secret_key: hex::encode([1u8; 32]),
+        };
+        fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
+        assert!(matches!(
+            KeyFile::load(&path),
+            Err(KeyError::Mismatch { .. })
+        ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,28 @@
+//! Wire types of the compute network and the one implementation of its
+//! hashing, ids and signatures.
+//!
+//! Everything that two parties must compute identically lives here: the
+//! protobuf messages (`pb`), domain-separated SHA3-256 hashing ([`hash`]),
+//! typed 32-byte ids ([`ids`]), ed25519 keys ([`keys`]) and transaction
+//! signing and verification ([`tx`]). Nothing else in the workspace
+//! re-implements them.
+
+pub mod hash;
+pub mod ids;
+pub mod keys;
+pub mod tx;
+
+/// Generated protobuf types of package `compute.v1`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/compute.v1.rs"));
+}
+
+/// The encoded `FileDescriptorSet` of every `compute.v1` file, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/compute_descriptor.bin"));
+
+pub use hash::{hash_parts, sha3_256, sha3_256_concat, Tag};
+pub use ids::{AccountId, BlobId, Hash32, IdError, JobId, ModuleId};
+pub use keys::{KeyError, SigningKey};
+pub use tx::{SignedTx, TxBuilder, TxError};

@@ -1,0 +1,482 @@
+//! Test harness: a real single-validator network on loopback.
+//!
+//! [`Node`] starts a real `cometbft` and a real `compute-abci` on free
+//! 127.0.0.1 ports in a temporary home, with fast blocks, and stops both when
+//! dropped (also when a test fails; their log tails are then printed). Every
+//! wait is bounded in time. When `cometbft` is missing the harness fails with
+//! a message naming `scripts/install-cometbft.sh`; it never skips.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use compute_proto::{pb, AccountId, SigningKey, TxBuilder};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tendermint_rpc::{Client, HttpClient};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A CometBFT tool (`cometbft` or `abci-cli`): `$COMETBFT_BIN`'s directory,
+/// the project's `.tools/bin`, or `PATH`.
+pub fn cometbft_tool(name: &str) -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Some(bin) = std::env::var_os("COMETBFT_BIN") {
+        let bin = PathBuf::from(bin);
+        if name == "cometbft" {
+            candidates.push(bin.clone());
+        }
+        if let Some(dir) = bin.parent() {
+            candidates.push(dir.join(name));
+        }
+    }
+    candidates.push(repo_root().join(".tools/bin").join(name));
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join(name)));
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` was not found (looked in $COMETBFT_BIN, .tools/bin and PATH): \
+             run scripts/install-cometbft.sh first"
+            )
+        })
+}
+
+/// A binary of this workspace, built next to the test executable.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace binaries first (cargo build --workspace --bins, \
+         which scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral loopback port")
+}
+
+/// What a test network starts with.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// The chain id.
+    pub chain_id: String,
+    /// Genesis balances.
+    pub balances: Vec<(AccountId, u64)>,
+    /// Genesis parameter overrides (a JSON object).
+    pub params: Value,
+    /// CometBFT's `timeout_commit`, in milliseconds.
+    pub timeout_commit_ms: u64,
+}
+
+impl NetConfig {
+    /// A chain with the given funded keys.
+    pub fn funded(keys: &[&SigningKey], balance: u64) -> Self {
+        Self {
+            chain_id: "compute-test".to_owned(),
+            balances: keys.iter().map(|k| (k.account(), balance)).collect(),
+            params: json!({}),
+            timeout_commit_ms: 150,
+        }
+    }
+}
+
+/// A running single-validator network: `cometbft` plus `compute-abci`.
+pub struct Node {
+    home: TempDir,
+    /// The chain id.
+    pub chain_id: String,
+    /// CometBFT's RPC port.
+    pub rpc_port: u16,
+    /// compute-abci's ABCI port.
+    pub abci_port: u16,
+    p2p_port: u16,
+    cometbft: Option<Child>,
+    abci: Option<Child>,
+}
+
+impl Node {
+    /// Initialises a home, writes genesis, and starts both processes; returns
+    /// once the chain has committed a block.
+    pub async fn start(config: NetConfig) -> Result<Self> {
+        let home = tempfile::Builder::new().prefix("compute-net-").tempdir()?;
+        let cometbft_home = home.path().join("cometbft");
+        let status = Command::new(cometbft_tool("cometbft"))
+            .args(["init", "--home"])
+            .arg(&cometbft_home)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("run cometbft init")?;
+        if !status.success() {
+            bail!("cometbft init failed: {status}");
+        }
+        write_genesis(&cometbft_home, &config)?;
+        set_fast_blocks(&cometbft_home, config.timeout_commit_ms)?;
+        let mut node = Self {
+            home,
+            chain_id: config.chain_id,
+            rpc_port: free_port(),
+            abci_port: free_port(),
+            p2p_port: free_port(),
+            cometbft: None,
+            abci: None,
+        };
+        node.start_abci()?;
+        node.start_cometbft()?;
+        node.wait_for_height(1, Duration::from_secs(60)).await?;
+        Ok(node)
+    }
+
+    /// The RPC URL of CometBFT.
+    pub fn rpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.rpc_port)
+    }
+
+    /// The ABCI address of compute-abci.
+    pub fn abci_addr(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.abci_port)
+    }
+
+    /// A CometBFT RPC client.
+    pub fn client(&self) -> HttpClient {
+        HttpClient::new(self.rpc_url().as_str()).expect("valid loopback RPC URL")
+    }
+
+    /// The temporary home of both processes.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.home.path().join(format!("{name}.log"))
+    }
+
+    fn open_log(&self, name: &str) -> Result<fs::File> {
+        Ok(fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(name))?)
+    }
+
+    /// Starts compute-abci and waits until it accepts connections.
+    pub fn start_abci(&mut self) -> Result<()> {
+        let log = self.open_log("compute-abci")?;
+        let child = Command::new(workspace_bin("compute-abci"))
+            .arg("--home")
+            .arg(self.home.path().join("abci"))
+            .arg("--addr")
+            .arg(self.abci_addr())
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn compute-abci")?;
+        self.abci = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.abci_port)).is_err() {
+            if let Some(status) = self.abci.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!(
+                    "compute-abci exited with {status}:\n{}",
+                    self.log_tail("compute-abci")
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "compute-abci did not listen within 30 s:\n{}",
+                    self.log_tail("compute-abci")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Starts `cometbft node` (it connects to compute-abci at once).
+    pub fn start_cometbft(&mut self) -> Result<()> {
+        let log = self.open_log("cometbft")?;
+        let child = Command::new(cometbft_tool("cometbft"))
+            .arg("node")
+            .arg("--home")
+            .arg(self.home.path().join("cometbft"))
+            .arg("--proxy_app")
+            .arg(self.abci_addr())
+            .arg("--rpc.laddr")
+            .arg(format!("tcp://127.0.0.1:{}", self.rpc_port))
+            .arg("--p2p.laddr")
+            .arg(format!("tcp://127.0.0.1:{}", self.p2p_port))
+            .arg("--p2p.pex=false")
+            .arg("--log_level")
+            .arg("info")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn cometbft")?;
+        self.cometbft = Some(child);
+        Ok(())
+    }
+
+    /// Kills compute-abci with SIGKILL, as a crash would.
+    pub fn kill_abci(&mut self) {
+        kill(self.abci.take());
+    }
+
+    /// Kills cometbft with SIGKILL.
+    pub fn kill_cometbft(&mut self) {
+        kill(self.cometbft.take());
+    }
+
+    /// Whether cometbft is still running.
+    pub fn cometbft_running(&mut self) -> bool {
+        self.cometbft
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The last lines of a process log, for failure messages.
+    pub fn log_tail(&self, name: &str) -> String {
+        tail(&self.log_path(name), 4000)
+    }
+
+    /// Waits until the chain's latest height is at least `height`; returns it.
+    pub async fn wait_for_height(&self, height: u64, timeout: Duration) -> Result<u64> {
+        let client = self.client();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(status) = client.status().await {
+                let latest = status.sync_info.latest_block_height.value();
+                if latest >= height {
+                    return Ok(latest);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "height {height} not reached within {timeout:?}\n--- cometbft ---\n{}\n--- compute-abci ---\n{}",
+                    self.log_tail("cometbft"),
+                    self.log_tail("compute-abci")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs an ABCI query; returns its code, log and parsed JSON value.
+    pub async fn query(&self, path: &str) -> Result<(u32, String, Value)> {
+        let answer = self
+            .client()
+            .abci_query(Some(path.to_owned()), Vec::new(), None, false)
+            .await?;
+        let value = if answer.value.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&answer.value)?
+        };
+        Ok((answer.code.value(), answer.log, value))
+    }
+
+    /// The JSON of `/account/<id>`.
+    pub async fn account(&self, id: &AccountId) -> Result<Value> {
+        let (code, log, value) = self.query(&format!("/account/{id}")).await?;
+        if code != 0 {
+            bail!("account query failed with code {code}: {log}");
+        }
+        Ok(value)
+    }
+
+    /// The balance of `id`.
+    pub async fn balance(&self, id: &AccountId) -> Result<u64> {
+        let value = self.account(id).await?;
+        value["balance"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("no balance in {value}"))
+    }
+
+    /// The next nonce of `id`.
+    pub async fn nonce(&self, id: &AccountId) -> Result<u64> {
+        let value = self.account(id).await?;
+        value["nonce"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("no nonce in {value}"))
+    }
+
+    /// A transaction builder for this chain.
+    pub fn tx_builder(&self) -> TxBuilder {
+        TxBuilder::new(self.chain_id.clone())
+    }
+
+    /// Signs a transfer with the sender's next nonce from the chain.
+    pub async fn signed_transfer(
+        &self,
+        from: &SigningKey,
+        to: &AccountId,
+        amount: u64,
+    ) -> Result<Vec<u8>> {
+        let nonce = self.nonce(&from.account()).await?;
+        Ok(self.tx_builder().sign(from, nonce, transfer(to, amount)))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        kill(self.cometbft.take());
+        kill(self.abci.take());
+        if std::thread::panicking() {
+            eprintln!(
+                "--- cometbft log tail ---\n{}\n--- compute-abci log tail ---\n{}",
+                self.log_tail("cometbft"),
+                self.log_tail("compute-abci")
+            );
+        }
+    }
+}
+
+/// A `Transfer` message.
+pub fn transfer(to: &AccountId, amount: u64) -> pb::tx_body::Msg {
+    pb::tx_body::Msg::Transfer(pb::Transfer {
+        to: to.0.to_vec(),
+        amount,
+    })
+}
+
+fn kill(child: Option<Child>) {
+    if let Some(mut child) = child {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+fn tail(path: &Path, bytes: u64) -> String {
+    let Ok(mut file) = fs::File::open(path) else {
+        return String::from("(no log)");
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(bytes)));
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    text
+}
+
+/// Writes the chain id and the `app_state` into CometBFT's genesis file.
+pub fn write_genesis(cometbft_home: &Path, config: &NetConfig) -> Result<()> {
+    let path = cometbft_home.join("config/genesis.json");
+    let mut genesis: Value = serde_json::from_str(&fs::read_to_string(&path)?)?;
+    genesis["chain_id"] = json!(config.chain_id);
+    let accounts: Vec<Value> = config
+        .balances
+        .iter()
+        .map(|(id, balance)| json!({"address": id, "balance": balance}))
+        .collect();
+    genesis["app_state"] = json!({"accounts": accounts, "params": config.params});
+    fs::write(&path, serde_json::to_vec_pretty(&genesis)?)?;
+    Ok(())
+}
+
+/// Shortens CometBFT's consensus timeouts so tests see a block every
+/// `timeout_commit_ms` or so.
+pub fn set_fast_blocks(cometbft_home: &Path, timeout_commit_ms: u64) -> Result<()> {
+    let path = cometbft_home.join("config/config.toml");
+    let text = fs::read_to_string(&path)?;
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let replaced = if line.starts_with("timeout_commit = ") {
+            format!("timeout_commit = \"{timeout_commit_ms}ms\"")
+        } else if line.starts_with("timeout_propose = ") {
+            "timeout_propose = \"1s\"".to_owned()
+        } else {
+            line.to_owned()
+        };
+        out.push_str(&replaced);
+        out.push('\n');
+    }
+    fs::write(&path, out)?;
+    Ok(())
+}
+
+/// Replays every block the node's CometBFT recorded through a fresh
+/// in-process state machine (in memory) and checks that the app hash after
+/// each height equals the one CometBFT wrote into the next block's header.
+/// Returns the number of blocks replayed.
+pub async fn replay_and_compare_app_hashes(node: &Node) -> Result<u64> {
+    use compute_abci::store::MemStore;
+    use compute_abci::{App, BlockInput};
+
+    let client = node.client();
+    let genesis: tendermint::Genesis<Value> = client.genesis().await?;
+    let validators: Vec<[u8; 32]> = genesis
+        .validators
+        .iter()
+        .filter_map(|v| {
+            v.pub_key.ed25519().map(|k| {
+                let mut out = [0u8; 32];
+                out.copy_from_slice(k.as_bytes());
+                out
+            })
+        })
+        .collect();
+    let mut app = App::new(MemStore::new());
+    let genesis_hash = app
+        .init_chain(
+            genesis.chain_id.as_str(),
+            genesis.initial_height,
+            &serde_json::to_vec(&genesis.app_state)?,
+            &validators,
+        )
+        .map_err(|e| anyhow!("genesis refused in replay: {e}"))?;
+    let latest = client.status().await?.sync_info.latest_block_height.value();
+    let first = client.block(1u32).await?.block;
+    if first.header.app_hash.as_bytes() != genesis_hash {
+        bail!(
+            "block 1 carries app hash {} but genesis hashes to {}",
+            first.header.app_hash,
+            hex::encode(genesis_hash)
+        );
+    }
+    let mut block = first;
+    for height in 1..latest {
+        let txs: Vec<Vec<u8>> = block.data.clone();
+        let output = app.finalize_block(BlockInput {
+            height: i64::try_from(height)?,
+            proposer_address: block.header.proposer_address.as_bytes(),
+            txs: &txs,
+        });
+        app.commit();
+        let next = client
+            .block(tendermint::block::Height::try_from(height + 1)?)
+            .await?
+            .block;
+        if next.header.app_hash.as_bytes() != output.app_hash {
+            bail!(
+                "app hash after height {height}: replay computed {}, CometBFT recorded {}",
+                hex::encode(output.app_hash),
+                next.header.app_hash
+            );
+        }
+        block = next;
+    }
+    Ok(latest.saturating_sub(1))
+}
