@@ -51,26 +51,30 @@ async fn a_transfer_is_committed_and_visible_through_abci_query() -> anyhow::Res
     assert_eq!(code, 0);
     assert_eq!(params["max_tx_bytes"], 1_048_576);
 
-    let query: Query = format!("transfer.recipient='{bob}'").parse()?;
-    let found = node
-        .client()
-        .tx_search(query, false, 1, 10, Order::Ascending)
-        .await?;
+    let by_recipient = search(&node, &format!("transfer.recipient='{bob}'")).await?;
     assert_eq!(
-        found.total_count, 1,
+        by_recipient,
+        vec![result.hash],
         "tx_search finds the transfer by recipient"
     );
-    assert_eq!(found.txs[0].hash, result.hash);
-    let query: Query = format!("message.sender='{}'", alice.account()).parse()?;
-    let found = node
-        .client()
-        .tx_search(query, false, 1, 10, Order::Ascending)
-        .await?;
+    let by_sender = search(&node, &format!("message.sender='{}'", alice.account())).await?;
     assert_eq!(
-        found.total_count, 1,
+        by_sender,
+        vec![result.hash],
         "tx_search finds the transaction by sender"
     );
     Ok(())
+}
+
+/// The hashes of the transactions `tx_search` finds for `query`.
+async fn search(node: &Node, query: &str) -> anyhow::Result<Vec<tendermint::Hash>> {
+    let query: Query = query.parse()?;
+    let found = node
+        .client()
+        .tx_search(query, false, 1, 10, Order::Ascending)
+        .await?;
+    assert_eq!(found.total_count as usize, found.txs.len());
+    Ok(found.txs.iter().map(|t| t.hash).collect())
 }
 
 #[tokio::test]

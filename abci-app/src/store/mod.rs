@@ -171,12 +171,17 @@ impl<'a> Layered<'a> {
     }
 }
 
+/// Reads `key` from `delta`, falling back to `base`.
+fn get_through(base: &dyn KvRead, delta: &Delta, key: &[u8]) -> Option<Vec<u8>> {
+    match delta.lookup(key) {
+        Some(v) => v.map(<[u8]>::to_vec),
+        None => base.get(key),
+    }
+}
+
 impl KvRead for Layered<'_> {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        match self.top.lookup(key) {
-            Some(v) => v.map(<[u8]>::to_vec),
-            None => self.base.get(key),
-        }
+        get_through(self.base, self.top, key)
     }
 
     fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -223,10 +228,7 @@ impl<'a> StateTx<'a> {
 
 impl KvRead for StateTx<'_> {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        match self.delta.lookup(key) {
-            Some(v) => v.map(<[u8]>::to_vec),
-            None => self.base.get(key),
-        }
+        get_through(self.base, &self.delta, key)
     }
 
     fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
