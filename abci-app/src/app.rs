@@ -256,7 +256,7 @@ impl<S: Store> App<S> {
         let mut ante = StateTx::new(&view);
         msg::ante(&tx, &mut ante, &ctx)?;
         let mut body = StateTx::new(&ante);
-        let mut events = msg::run(&tx, &checked, &mut body)?;
+        let mut events = msg::run(&tx, &checked, &mut body, &ctx)?;
         let body = body.into_delta();
         ante.absorb(body);
         let delta = ante.into_delta();
@@ -444,7 +444,7 @@ fn deliver(tx: &SignedTx, block: &mut StateTx<'_>, ctx: &Ctx<'_>) -> TxOutcome {
         return TxOutcome::rejected(&rejection);
     }
     let mut body = StateTx::new(&ante);
-    let result = msg::run(tx, &checked, &mut body);
+    let result = msg::run(tx, &checked, &mut body, ctx);
     let body = body.into_delta();
     let outcome = match result {
         Ok(mut events) => {

@@ -4,7 +4,7 @@
 //! A number, once released, never changes meaning; new codes get new
 //! numbers. `codes_are_pinned` guards the table.
 
-use compute_proto::{AccountId, TxError};
+use compute_proto::{AccountId, ModuleId, TxError};
 
 /// The ABCI codespace of every rejection.
 pub const CODESPACE: &str = "compute";
@@ -43,6 +43,20 @@ pub enum Code {
     Overflow = 13,
     /// The chain has not received its genesis yet.
     NotInitialised = 14,
+    /// A module failed validation.
+    InvalidModule = 15,
+    /// The module is already stored.
+    ModuleExists = 16,
+    /// The key is already a registered worker.
+    WorkerExists = 17,
+    /// The key is not a registered worker.
+    UnknownWorker = 18,
+    /// The worker still holds tasks.
+    WorkerBusy = 19,
+    /// The worker pool is full.
+    TooManyWorkers = 20,
+    /// The stake is below the chain's minimum.
+    StakeTooLow = 21,
     /// The query path is not known.
     UnknownQuery = 100,
     /// A query argument is malformed.
@@ -139,6 +153,40 @@ pub enum Rejection {
     /// No `InitChain` has been received.
     #[error("the chain has no genesis yet: wait until the node has started")]
     NotInitialised,
+    /// The module is not an admissible job.
+    #[error("module refused: {0}")]
+    InvalidModule(String),
+    /// The module is already stored.
+    #[error("module {0} is already stored: post jobs against it by id")]
+    ModuleExists(ModuleId),
+    /// The key is already a worker.
+    #[error("{0} is already a registered worker: unregister first to change capacity or stake")]
+    WorkerExists(AccountId),
+    /// The key is not a worker.
+    #[error("{0} is not a registered worker: send RegisterWorker first")]
+    UnknownWorker(AccountId),
+    /// The worker still holds tasks.
+    #[error("worker {worker} still holds {active} tasks: finish them before unregistering")]
+    WorkerBusy {
+        /// The worker.
+        worker: AccountId,
+        /// Its unsettled tasks.
+        active: u32,
+    },
+    /// The pool holds `max_workers` already.
+    #[error("the worker pool is full ({max} workers, the chain's max_workers)")]
+    TooManyWorkers {
+        /// `max_workers`.
+        max: u32,
+    },
+    /// The stake is below `min_worker_stake`.
+    #[error("stake {got} is below the chain's minimum worker stake of {min}")]
+    StakeTooLow {
+        /// `min_worker_stake`.
+        min: u64,
+        /// The message's.
+        got: u64,
+    },
 }
 
 impl Rejection {
@@ -165,6 +213,13 @@ impl Rejection {
             Rejection::NotYetSupported(_) => Code::NotYetSupported,
             Rejection::Overflow(_) => Code::Overflow,
             Rejection::NotInitialised => Code::NotInitialised,
+            Rejection::InvalidModule(_) => Code::InvalidModule,
+            Rejection::ModuleExists(_) => Code::ModuleExists,
+            Rejection::WorkerExists(_) => Code::WorkerExists,
+            Rejection::UnknownWorker(_) => Code::UnknownWorker,
+            Rejection::WorkerBusy { .. } => Code::WorkerBusy,
+            Rejection::TooManyWorkers { .. } => Code::TooManyWorkers,
+            Rejection::StakeTooLow { .. } => Code::StakeTooLow,
         }
     }
 }
@@ -192,6 +247,13 @@ mod tests {
             (Code::NotYetSupported, 12),
             (Code::Overflow, 13),
             (Code::NotInitialised, 14),
+            (Code::InvalidModule, 15),
+            (Code::ModuleExists, 16),
+            (Code::WorkerExists, 17),
+            (Code::UnknownWorker, 18),
+            (Code::WorkerBusy, 19),
+            (Code::TooManyWorkers, 20),
+            (Code::StakeTooLow, 21),
             (Code::UnknownQuery, 100),
             (Code::BadQuery, 101),
             (Code::NotFound, 102),
@@ -216,6 +278,13 @@ mod tests {
                 | Code::NotYetSupported
                 | Code::Overflow
                 | Code::NotInitialised
+                | Code::InvalidModule
+                | Code::ModuleExists
+                | Code::WorkerExists
+                | Code::UnknownWorker
+                | Code::WorkerBusy
+                | Code::TooManyWorkers
+                | Code::StakeTooLow
                 | Code::UnknownQuery
                 | Code::BadQuery
                 | Code::NotFound

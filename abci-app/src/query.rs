@@ -5,8 +5,11 @@
 //! | `/account/<hex>` | `{"address", "balance", "nonce"}` (zero for a key never seen) |
 //! | `/params` | every chain parameter |
 //! | `/stats` | height, app hash, chain id and chain-wide counters |
+//! | `/module/<id>[?code=true]` | a module's metadata (and its bytes in base64) |
+//! | `/worker/<hex>` | a registered worker |
 
-use compute_proto::AccountId;
+use base64::Engine;
+use compute_proto::{AccountId, ModuleId};
 use serde_json::json;
 
 use crate::app::LastCommit;
@@ -15,7 +18,8 @@ use crate::state::StateRead;
 use crate::store::KvRead;
 
 /// The paths this node serves, for error messages.
-const KNOWN_PATHS: &str = "/account/<hex>, /params, /stats";
+const KNOWN_PATHS: &str =
+    "/account/<hex>, /params, /stats, /module/<id>[?code=true], /worker/<hex>";
 
 /// A failed query: its code and a message naming the fix.
 pub type QueryError = (Code, String);
@@ -31,7 +35,7 @@ pub fn route(
     height: i64,
     last: &LastCommit,
 ) -> Result<Vec<u8>, QueryError> {
-    let (route, _query) = path.split_once('?').unwrap_or((path, ""));
+    let (route, query) = path.split_once('?').unwrap_or((path, ""));
     let segments: Vec<&str> = route.trim_matches('/').split('/').collect();
     let value = match segments.as_slice() {
         ["account", hex] => {
@@ -48,6 +52,46 @@ pub fn route(
                 Code::BadQuery,
                 "missing account id: ask /account/<64 hex characters>".to_owned(),
             ))
+        }
+        ["module", hex] => {
+            let id = ModuleId::from_hex(hex).map_err(|e| {
+                (
+                    Code::BadQuery,
+                    format!(
+                        "'{hex}' is not a module id ({e}): use the 64-hex sha3-256 of the wasm"
+                    ),
+                )
+            })?;
+            let with_code = query_flag(query, "code")?;
+            let record = state
+                .module(&id)
+                .ok_or_else(|| (Code::NotFound, format!("no module {id} is stored")))?;
+            let mut value = json!({
+                "module": id,
+                "owner": hex::encode(&record.owner),
+                "size": record.size,
+                "has_verify": record.has_verify,
+                "height": record.height,
+                "functions": record.functions,
+            });
+            if with_code {
+                let code = state.module_code(&id).unwrap_or_default();
+                value["code"] = json!(base64::engine::general_purpose::STANDARD.encode(code));
+            }
+            value
+        }
+        ["worker", hex] => {
+            let id = parse_account(hex)?;
+            let worker = state
+                .worker(&id)
+                .ok_or_else(|| (Code::NotFound, format!("{id} is not a registered worker")))?;
+            json!({
+                "worker": id,
+                "capacity": worker.capacity,
+                "stake": worker.stake,
+                "active_tasks": worker.active_tasks,
+                "registered_height": worker.registered_height,
+            })
         }
         ["params"] => {
             let params = state
@@ -66,6 +110,8 @@ pub fn route(
                 "transfers": stats.transfers,
                 "fees_collected": stats.fees_collected,
                 "credits_minted": stats.credits_minted,
+                "modules": stats.modules,
+                "workers": stats.workers,
             })
         }
         _ => {
@@ -85,6 +131,25 @@ fn parse_account(hex: &str) -> Result<AccountId, QueryError> {
             format!("'{hex}' is not an account id ({e}): use the 64-hex-character public key"),
         )
     })
+}
+
+/// Whether `name=true` is set in a query string; other names are refused so
+/// that a typo is not silently ignored.
+fn query_flag(query: &str, name: &str) -> Result<bool, QueryError> {
+    let mut set = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((key, "true")) if key == name => set = true,
+            Some((key, "false")) if key == name => set = false,
+            _ => {
+                return Err((
+                    Code::BadQuery,
+                    format!("unknown query argument '{pair}': only {name}=true|false is accepted"),
+                ))
+            }
+        }
+    }
+    Ok(set)
 }
 
 fn internal(e: serde_json::Error) -> QueryError {

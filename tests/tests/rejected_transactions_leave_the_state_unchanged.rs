@@ -102,7 +102,9 @@ async fn rejected_transactions_leave_the_state_unchanged() -> anyhow::Result<()>
             chain.sign(
                 &alice,
                 1,
-                pb::tx_body::Msg::UnregisterWorker(pb::UnregisterWorker {}),
+                pb::tx_body::Msg::CancelJob(pb::CancelJob {
+                    job_id: vec![0; 32],
+                }),
             ),
             12,
             "not supported yet",

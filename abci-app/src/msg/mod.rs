@@ -8,10 +8,13 @@
 //! * `check_stateful` and `execute` of the message, in a buffer dropped when
 //!   they fail.
 
+pub mod store_module;
 pub mod transfer;
+pub mod workers;
 
 use compute_proto::pb::tx_body::Msg;
 use compute_proto::{pb, AccountId, SignedTx};
+use compute_sandbox::ModuleInfo;
 
 use crate::codes::Rejection;
 use crate::events::{event, Event};
@@ -50,6 +53,38 @@ pub fn name(msg: &Msg) -> &'static str {
 pub enum Checked<'a> {
     /// A transfer to a valid account.
     Transfer(&'a pb::Transfer, AccountId),
+    /// An admissible module.
+    StoreModule(&'a pb::StoreModule, ModuleInfo),
+    /// A registration within bounds.
+    RegisterWorker(&'a pb::RegisterWorker),
+    /// Leaving the pool.
+    UnregisterWorker,
+}
+
+/// Takes `amount` from `id`'s balance.
+pub fn debit(state: &mut StateTx<'_>, id: &AccountId, amount: u64) -> Result<(), Rejection> {
+    let mut account = state.account(id);
+    account.balance = account
+        .balance
+        .checked_sub(amount)
+        .ok_or(Rejection::InsufficientFunds {
+            account: *id,
+            needed: amount,
+            available: account.balance,
+        })?;
+    state.put_account(id, &account);
+    Ok(())
+}
+
+/// Adds `amount` to `id`'s balance.
+pub fn credit(state: &mut StateTx<'_>, id: &AccountId, amount: u64) -> Result<(), Rejection> {
+    let mut account = state.account(id);
+    account.balance = account
+        .balance
+        .checked_add(amount)
+        .ok_or(Rejection::Overflow("balance"))?;
+    state.put_account(id, &account);
+    Ok(())
 }
 
 /// Checks everything that needs no state. The signature is checked apart
@@ -69,6 +104,15 @@ pub fn check_stateless<'t>(tx: &'t SignedTx, ctx: &Ctx<'_>) -> Result<Checked<'t
     }
     match &tx.msg {
         Msg::Transfer(m) => Ok(Checked::Transfer(m, transfer::check_stateless(m)?)),
+        Msg::StoreModule(m) => Ok(Checked::StoreModule(
+            m,
+            store_module::check_stateless(m, ctx.params)?,
+        )),
+        Msg::RegisterWorker(m) => {
+            workers::check_register_stateless(m, ctx.params)?;
+            Ok(Checked::RegisterWorker(m))
+        }
+        Msg::UnregisterWorker(_) => Ok(Checked::UnregisterWorker),
         other => Err(Rejection::NotYetSupported(name(other))),
     }
 }
@@ -91,28 +135,16 @@ pub fn ante(tx: &SignedTx, state: &mut StateTx<'_>, ctx: &Ctx<'_>) -> Result<(),
             got: nonce,
         });
     }
-    let fee = tx.body.fee;
-    account.balance = account
-        .balance
-        .checked_sub(fee)
-        .ok_or(Rejection::InsufficientFunds {
-            account: tx.signer,
-            needed: fee,
-            available: account.balance,
-        })?;
     account.nonce = account
         .nonce
         .checked_add(1)
         .ok_or(Rejection::Overflow("account nonce"))?;
     state.put_account(&tx.signer, &account);
+    let fee = tx.body.fee;
     if fee > 0 {
+        debit(state, &tx.signer, fee)?;
         if let Some(proposer) = ctx.proposer {
-            let mut paid = state.account(&proposer);
-            paid.balance = paid
-                .balance
-                .checked_add(fee)
-                .ok_or(Rejection::Overflow("proposer balance"))?;
-            state.put_account(&proposer, &paid);
+            credit(state, &proposer, fee)?;
         }
         let mut stats = state.stats();
         stats.fees_collected = stats.fees_collected.saturating_add(fee);
@@ -126,8 +158,21 @@ pub fn run(
     tx: &SignedTx,
     checked: &Checked<'_>,
     state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
 ) -> Result<Vec<Event>, Rejection> {
     match checked {
+        Checked::StoreModule(m, info) => {
+            store_module::check_stateful(info, state)?;
+            store_module::execute(m, info, &tx.signer, ctx.height, state)
+        }
+        Checked::RegisterWorker(m) => {
+            workers::check_register_stateful(m, &tx.signer, tx.body.fee, ctx.params, state)?;
+            workers::execute_register(m, &tx.signer, ctx.height, state)
+        }
+        Checked::UnregisterWorker => {
+            let record = workers::check_unregister_stateful(&tx.signer, state)?;
+            workers::execute_unregister(&record, &tx.signer, state)
+        }
         Checked::Transfer(m, to) => {
             transfer::check_stateful(m, &tx.signer, tx.body.fee, state)?;
             let events = transfer::execute(m, to, &tx.signer, state)?;

@@ -4,6 +4,7 @@ use compute_proto::{pb, AccountId};
 
 use crate::codes::Rejection;
 use crate::events::{event, Event};
+use crate::msg::{credit, debit};
 use crate::state::StateRead;
 use crate::store::StateTx;
 
@@ -48,20 +49,10 @@ pub fn execute(
     signer: &AccountId,
     state: &mut StateTx<'_>,
 ) -> Result<Vec<Event>, Rejection> {
-    let mut from_account = state.account(signer);
-    from_account.balance = from_account
-        .balance
-        .checked_sub(msg.amount)
-        .ok_or(Rejection::Overflow("sender balance"))?;
-    state.put_account(signer, &from_account);
-    // Read the recipient after writing the sender: a self-transfer sees its
-    // own debit and ends where it started.
-    let mut to_account = state.account(to);
-    to_account.balance = to_account
-        .balance
-        .checked_add(msg.amount)
-        .ok_or(Rejection::Overflow("recipient balance"))?;
-    state.put_account(to, &to_account);
+    // Debit before credit: a self-transfer sees its own debit and ends where
+    // it started.
+    debit(state, signer, msg.amount)?;
+    credit(state, to, msg.amount)?;
     Ok(vec![event(
         "transfer",
         &[

@@ -1,12 +1,18 @@
 //! Every state key is built here. Integers in keys are big-endian so that
 //! prefix scans come out in numeric order.
 
-use compute_proto::AccountId;
+use compute_proto::{AccountId, ModuleId};
 
 /// Prefix of account records.
 pub const ACCOUNT_PREFIX: &[u8] = b"acct/";
 /// Prefix of the validator registry (consensus address to account).
 pub const VALIDATOR_PREFIX: &[u8] = b"val/";
+/// Prefix of module metadata.
+pub const MODULE_PREFIX: &[u8] = b"mod/";
+/// Prefix of module bytes.
+pub const MODULE_CODE_PREFIX: &[u8] = b"modcode/";
+/// Prefix of registered workers.
+pub const WORKER_PREFIX: &[u8] = b"wrk/";
 
 /// The account record of `id`.
 pub fn account(id: &AccountId) -> Vec<u8> {
@@ -16,6 +22,21 @@ pub fn account(id: &AccountId) -> Vec<u8> {
 /// The account behind a 20-byte CometBFT validator address.
 pub fn validator(address: &[u8]) -> Vec<u8> {
     [VALIDATOR_PREFIX, address].concat()
+}
+
+/// The metadata of a stored module.
+pub fn module(id: &ModuleId) -> Vec<u8> {
+    [MODULE_PREFIX, id.as_bytes()].concat()
+}
+
+/// The bytes of a stored module.
+pub fn module_code(id: &ModuleId) -> Vec<u8> {
+    [MODULE_CODE_PREFIX, id.as_bytes()].concat()
+}
+
+/// A registered worker.
+pub fn worker(id: &AccountId) -> Vec<u8> {
+    [WORKER_PREFIX, id.as_bytes()].concat()
 }
 
 /// The chain parameters.
@@ -40,12 +61,23 @@ mod tests {
     #[test]
     fn prefixes_do_not_overlap() {
         let fixed = [params(), chain_id(), stats()];
-        for prefix in [ACCOUNT_PREFIX, VALIDATOR_PREFIX] {
+        let prefixes = [
+            ACCOUNT_PREFIX,
+            VALIDATOR_PREFIX,
+            MODULE_PREFIX,
+            MODULE_CODE_PREFIX,
+            WORKER_PREFIX,
+        ];
+        for (i, prefix) in prefixes.iter().enumerate() {
             for key in &fixed {
                 assert!(!key.starts_with(prefix) && !prefix.starts_with(key));
             }
+            for (j, other) in prefixes.iter().enumerate() {
+                assert!(
+                    i == j || !other.starts_with(prefix),
+                    "{other:?} under {prefix:?}"
+                );
+            }
         }
-        assert!(!ACCOUNT_PREFIX.starts_with(VALIDATOR_PREFIX));
-        assert!(!VALIDATOR_PREFIX.starts_with(ACCOUNT_PREFIX));
     }
 }

@@ -3,7 +3,7 @@
 
 pub mod keys;
 
-use compute_proto::{pb, AccountId};
+use compute_proto::{pb, AccountId, ModuleId};
 use prost::Message;
 
 use crate::store::{KvRead, StateTx};
@@ -47,6 +47,21 @@ pub trait StateRead: KvRead {
         self.record(&keys::stats()).unwrap_or_default()
     }
 
+    /// A stored module's metadata.
+    fn module(&self, id: &ModuleId) -> Option<pb::ModuleRecord> {
+        self.record(&keys::module(id))
+    }
+
+    /// A stored module's bytes.
+    fn module_code(&self, id: &ModuleId) -> Option<Vec<u8>> {
+        self.get(&keys::module_code(id))
+    }
+
+    /// A registered worker.
+    fn worker(&self, id: &AccountId) -> Option<pb::Worker> {
+        self.record(&keys::worker(id))
+    }
+
     /// The account of the validator with this 20-byte consensus address.
     fn validator_account(&self, address: &[u8]) -> Option<AccountId> {
         self.get(&keys::validator(address))
@@ -65,6 +80,11 @@ impl StateTx<'_> {
     /// Stores an account.
     pub fn put_account(&mut self, id: &AccountId, account: &pb::Account) {
         self.put_record(keys::account(id), account);
+    }
+
+    /// Stores a worker.
+    pub fn put_worker(&mut self, id: &AccountId, worker: &pb::Worker) {
+        self.put_record(keys::worker(id), worker);
     }
 
     /// Stores the chain-wide counters.
