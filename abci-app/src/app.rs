@@ -353,13 +353,14 @@ impl<S: Store> App<S> {
                     None => unreachable!("one verdict per decoded transaction"),
                 },
             };
-            let mut stats = block.stats();
-            if outcome.code == Code::Ok {
-                stats.txs_ok = stats.txs_ok.saturating_add(1);
-            } else {
-                stats.txs_failed = stats.txs_failed.saturating_add(1);
-            }
-            block.put_stats(&stats);
+            let ok = outcome.code == Code::Ok;
+            msg::update_stats(&mut block, |s| {
+                if ok {
+                    s.txs_ok = s.txs_ok.saturating_add(1);
+                } else {
+                    s.txs_failed = s.txs_failed.saturating_add(1);
+                }
+            });
             tx_results.push(outcome);
         }
         let delta = block.into_delta();

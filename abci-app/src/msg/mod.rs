@@ -61,6 +61,32 @@ pub enum Checked<'a> {
     UnregisterWorker,
 }
 
+/// Checks that `payer` holds `amount` after its ante step paid `fee`; the
+/// error reports both as the person sees them, before the fee.
+pub fn require_funds(
+    state: &impl StateRead,
+    payer: &AccountId,
+    amount: u64,
+    fee: u64,
+) -> Result<(), Rejection> {
+    let balance = state.account(payer).balance;
+    if balance < amount {
+        return Err(Rejection::InsufficientFunds {
+            account: *payer,
+            needed: amount.saturating_add(fee),
+            available: balance.saturating_add(fee),
+        });
+    }
+    Ok(())
+}
+
+/// Applies `change` to the chain-wide counters.
+pub fn update_stats(state: &mut StateTx<'_>, change: impl FnOnce(&mut pb::Stats)) {
+    let mut stats = state.stats();
+    change(&mut stats);
+    state.put_stats(&stats);
+}
+
 /// Takes `amount` from `id`'s balance.
 pub fn debit(state: &mut StateTx<'_>, id: &AccountId, amount: u64) -> Result<(), Rejection> {
     let mut account = state.account(id);
@@ -146,9 +172,9 @@ pub fn ante(tx: &SignedTx, state: &mut StateTx<'_>, ctx: &Ctx<'_>) -> Result<(),
         if let Some(proposer) = ctx.proposer {
             credit(state, &proposer, fee)?;
         }
-        let mut stats = state.stats();
-        stats.fees_collected = stats.fees_collected.saturating_add(fee);
-        state.put_stats(&stats);
+        update_stats(state, |s| {
+            s.fees_collected = s.fees_collected.saturating_add(fee)
+        });
     }
     Ok(())
 }
@@ -176,9 +202,7 @@ pub fn run(
         Checked::Transfer(m, to) => {
             transfer::check_stateful(m, &tx.signer, tx.body.fee, state)?;
             let events = transfer::execute(m, to, &tx.signer, state)?;
-            let mut stats = state.stats();
-            stats.transfers = stats.transfers.saturating_add(1);
-            state.put_stats(&stats);
+            update_stats(state, |s| s.transfers = s.transfers.saturating_add(1));
             Ok(events)
         }
     }

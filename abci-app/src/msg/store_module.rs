@@ -9,6 +9,7 @@ use compute_sandbox::{validate_module, ModuleInfo, ModuleLimits};
 
 use crate::codes::Rejection;
 use crate::events::{event, Event};
+use crate::msg::update_stats;
 use crate::state::{keys, StateRead};
 use crate::store::StateTx;
 
@@ -51,9 +52,7 @@ pub fn execute(
     };
     state.put_record(keys::module(&id), &record);
     state.put_raw(keys::module_code(&id), msg.wasm.clone());
-    let mut stats = state.stats();
-    stats.modules = stats.modules.saturating_add(1);
-    state.put_stats(&stats);
+    update_stats(state, |s| s.modules = s.modules.saturating_add(1));
     Ok(vec![event(
         "module_stored",
         &[

@@ -4,7 +4,7 @@ use compute_proto::{pb, AccountId};
 
 use crate::codes::Rejection;
 use crate::events::{event, Event};
-use crate::msg::{credit, debit};
+use crate::msg::{credit, debit, require_funds};
 use crate::state::StateRead;
 use crate::store::StateTx;
 
@@ -31,15 +31,7 @@ pub fn check_stateful(
     fee: u64,
     state: &impl StateRead,
 ) -> Result<(), Rejection> {
-    let balance = state.account(signer).balance;
-    if balance < msg.amount {
-        return Err(Rejection::InsufficientFunds {
-            account: *signer,
-            needed: msg.amount.saturating_add(fee),
-            available: balance.saturating_add(fee),
-        });
-    }
-    Ok(())
+    require_funds(state, signer, msg.amount, fee)
 }
 
 /// Moves the credits.

@@ -7,7 +7,7 @@ use compute_proto::{pb, AccountId};
 
 use crate::codes::Rejection;
 use crate::events::{event, Event};
-use crate::msg::{credit, debit};
+use crate::msg::{credit, debit, require_funds, update_stats};
 use crate::state::{keys, StateRead};
 use crate::store::StateTx;
 
@@ -52,15 +52,7 @@ pub fn check_register_stateful(
             max: params.max_workers,
         });
     }
-    let balance = state.account(worker).balance;
-    if balance < msg.stake {
-        return Err(Rejection::InsufficientFunds {
-            account: *worker,
-            needed: msg.stake.saturating_add(fee),
-            available: balance.saturating_add(fee),
-        });
-    }
-    Ok(())
+    require_funds(state, worker, msg.stake, fee)
 }
 
 /// Locks the stake and adds the worker to the pool.
@@ -80,9 +72,7 @@ pub fn execute_register(
             registered_height: i64::try_from(height).map_err(|_| Rejection::Overflow("height"))?,
         },
     );
-    let mut stats = state.stats();
-    stats.workers = stats.workers.saturating_add(1);
-    state.put_stats(&stats);
+    update_stats(state, |s| s.workers = s.workers.saturating_add(1));
     Ok(vec![event(
         "worker_registered",
         &[
@@ -118,9 +108,7 @@ pub fn execute_unregister(
 ) -> Result<Vec<Event>, Rejection> {
     credit(state, worker, record.stake)?;
     state.delete_raw(keys::worker(worker));
-    let mut stats = state.stats();
-    stats.workers = stats.workers.saturating_sub(1);
-    state.put_stats(&stats);
+    update_stats(state, |s| s.workers = s.workers.saturating_sub(1));
     Ok(vec![event(
         "worker_unregistered",
         &[
