@@ -4,7 +4,7 @@
 //! A number, once released, never changes meaning; new codes get new
 //! numbers. `codes_are_pinned` guards the table.
 
-use compute_proto::{AccountId, ModuleId, TxError};
+use compute_proto::{AccountId, JobId, ModuleId, TxError};
 
 /// The ABCI codespace of every rejection.
 pub const CODESPACE: &str = "compute";
@@ -57,6 +57,16 @@ pub enum Code {
     TooManyWorkers = 20,
     /// The stake is below the chain's minimum.
     StakeTooLow = 21,
+    /// No module with that id is stored.
+    UnknownModule = 22,
+    /// No job with that id exists.
+    UnknownJob = 23,
+    /// Only the job's requester may do this.
+    NotJobOwner = 24,
+    /// The job is no longer open.
+    JobNotOpen = 25,
+    /// The chain holds `max_open_jobs` open jobs.
+    TooManyOpenJobs = 26,
     /// The query path is not known.
     UnknownQuery = 100,
     /// A query argument is malformed.
@@ -179,6 +189,34 @@ pub enum Rejection {
         /// `max_workers`.
         max: u32,
     },
+    /// No module with that id is stored.
+    #[error("no module {0} is stored: send StoreModule with its bytes first")]
+    UnknownModule(ModuleId),
+    /// No job with that id exists.
+    #[error("no job {0} exists")]
+    UnknownJob(JobId),
+    /// The signer is not the job's requester.
+    #[error("only the requester {requester} may cancel job {job}")]
+    NotJobOwner {
+        /// The job.
+        job: JobId,
+        /// Its requester.
+        requester: AccountId,
+    },
+    /// The job is completed, failed or cancelled.
+    #[error("job {job} is {status}, no longer open")]
+    JobNotOpen {
+        /// The job.
+        job: JobId,
+        /// Its status.
+        status: &'static str,
+    },
+    /// `max_open_jobs` jobs are open.
+    #[error("the chain already holds {max} open jobs (max_open_jobs); retry later")]
+    TooManyOpenJobs {
+        /// `max_open_jobs`.
+        max: u32,
+    },
     /// The stake is below `min_worker_stake`.
     #[error("stake {got} is below the chain's minimum worker stake of {min}")]
     StakeTooLow {
@@ -220,6 +258,11 @@ impl Rejection {
             Rejection::WorkerBusy { .. } => Code::WorkerBusy,
             Rejection::TooManyWorkers { .. } => Code::TooManyWorkers,
             Rejection::StakeTooLow { .. } => Code::StakeTooLow,
+            Rejection::UnknownModule(_) => Code::UnknownModule,
+            Rejection::UnknownJob(_) => Code::UnknownJob,
+            Rejection::NotJobOwner { .. } => Code::NotJobOwner,
+            Rejection::JobNotOpen { .. } => Code::JobNotOpen,
+            Rejection::TooManyOpenJobs { .. } => Code::TooManyOpenJobs,
         }
     }
 }
@@ -254,6 +297,11 @@ mod tests {
             (Code::WorkerBusy, 19),
             (Code::TooManyWorkers, 20),
             (Code::StakeTooLow, 21),
+            (Code::UnknownModule, 22),
+            (Code::UnknownJob, 23),
+            (Code::NotJobOwner, 24),
+            (Code::JobNotOpen, 25),
+            (Code::TooManyOpenJobs, 26),
             (Code::UnknownQuery, 100),
             (Code::BadQuery, 101),
             (Code::NotFound, 102),
@@ -285,6 +333,11 @@ mod tests {
                 | Code::WorkerBusy
                 | Code::TooManyWorkers
                 | Code::StakeTooLow
+                | Code::UnknownModule
+                | Code::UnknownJob
+                | Code::NotJobOwner
+                | Code::JobNotOpen
+                | Code::TooManyOpenJobs
                 | Code::UnknownQuery
                 | Code::BadQuery
                 | Code::NotFound

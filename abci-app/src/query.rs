@@ -7,9 +7,10 @@
 //! | `/stats` | height, app hash, chain id and chain-wide counters |
 //! | `/module/<id>[?code=true]` | a module's metadata (and its bytes in base64) |
 //! | `/worker/<hex>` | a registered worker |
+//! | `/job/<id>` | a job's terms, status, escrow and tasks |
 
 use base64::Engine;
-use compute_proto::{AccountId, ModuleId};
+use compute_proto::{pb, AccountId, JobId, ModuleId};
 use serde_json::json;
 
 use crate::app::LastCommit;
@@ -19,7 +20,7 @@ use crate::store::KvRead;
 
 /// The paths this node serves, for error messages.
 const KNOWN_PATHS: &str =
-    "/account/<hex>, /params, /stats, /module/<id>[?code=true], /worker/<hex>";
+    "/account/<hex>, /params, /stats, /module/<id>[?code=true], /worker/<hex>, /job/<id>";
 
 /// A failed query: its code and a message naming the fix.
 pub type QueryError = (Code, String);
@@ -93,6 +94,18 @@ pub fn route(
                 "registered_height": worker.registered_height,
             })
         }
+        ["job", hex] => {
+            let id = JobId::from_hex(hex).map_err(|e| {
+                (
+                    Code::BadQuery,
+                    format!("'{hex}' is not a job id ({e}): use the 64-hex id from the job_posted event"),
+                )
+            })?;
+            let job = state
+                .job(&id)
+                .ok_or_else(|| (Code::NotFound, format!("no job {id} exists")))?;
+            job_json(&id, &job, &state.tasks(&id, job.task_count as usize))
+        }
         ["params"] => {
             let params = state
                 .params()
@@ -112,6 +125,8 @@ pub fn route(
                 "credits_minted": stats.credits_minted,
                 "modules": stats.modules,
                 "workers": stats.workers,
+                "jobs_posted": stats.jobs_posted,
+                "jobs_open": stats.jobs_open,
             })
         }
         _ => {
@@ -130,6 +145,46 @@ fn parse_account(hex: &str) -> Result<AccountId, QueryError> {
             Code::BadQuery,
             format!("'{hex}' is not an account id ({e}): use the 64-hex-character public key"),
         )
+    })
+}
+
+fn job_json(id: &JobId, job: &pb::Job, tasks: &[(u32, pb::Task)]) -> serde_json::Value {
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let policy = match job.policy.and_then(|p| p.kind) {
+        Some(pb::policy::Kind::Quorum(q)) => json!({"quorum": {
+            "replicas": q.replicas, "quorum": q.quorum, "max_replicas": q.max_replicas,
+        }}),
+        Some(pb::policy::Kind::Verified(v)) => json!({"verified": {"verify_fuel": v.verify_fuel}}),
+        None => serde_json::Value::Null,
+    };
+    let tasks: Vec<_> = tasks
+        .iter()
+        .map(|(index, task)| {
+            let input = task.input.as_ref();
+            let source = match input.and_then(|i| i.source.as_ref()) {
+                Some(pb::task_input::Source::Inline(bytes)) => json!({"inline": b64(bytes)}),
+                Some(pb::task_input::Source::Hash(hash)) => json!({"hash": hex::encode(hash)}),
+                None => serde_json::Value::Null,
+            };
+            json!({"index": index, "input": source, "size": input.map_or(0, |i| i.size)})
+        })
+        .collect();
+    json!({
+        "job": id,
+        "requester": hex::encode(&job.requester),
+        "module": hex::encode(&job.module_id),
+        "status": crate::msg::cancel_job::status_name(job.status),
+        "policy": policy,
+        "fuel_limit": job.fuel_limit,
+        "price_per_mfuel": job.price_per_mfuel,
+        "escrow": job.escrow,
+        "max_replicas": job.max_replicas,
+        "min_reputation_ppm": job.min_reputation_ppm,
+        "max_tasks_per_worker": job.max_tasks_per_worker,
+        "posted_height": job.posted_height,
+        "deadline_height": job.deadline_height,
+        "task_count": job.task_count,
+        "tasks": tasks,
     })
 }
 

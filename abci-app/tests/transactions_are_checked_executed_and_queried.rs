@@ -199,12 +199,13 @@ fn queries_answer_json_or_a_helpful_error() {
 fn messages_of_later_phases_are_refused_as_not_yet_supported() {
     let k = keys(1);
     let mut chain = TestChain::new(MemStore::new(), &[(k[0].account(), 5)], json!({}));
-    let msg = pb::tx_body::Msg::CancelJob(pb::CancelJob {
+    let msg = pb::tx_body::Msg::Dispute(pb::Dispute {
         job_id: vec![0; 32],
+        ..Default::default()
     });
     let outcome = chain.check(&chain.txs.sign(&k[0], 0, msg));
     assert_eq!(outcome.code, Code::NotYetSupported);
-    assert!(outcome.log.contains("CancelJob"), "{}", outcome.log);
+    assert!(outcome.log.contains("Dispute"), "{}", outcome.log);
 }
 
 #[test]

@@ -102,8 +102,9 @@ async fn rejected_transactions_leave_the_state_unchanged() -> anyhow::Result<()>
             chain.sign(
                 &alice,
                 1,
-                pb::tx_body::Msg::CancelJob(pb::CancelJob {
+                pb::tx_body::Msg::Dispute(pb::Dispute {
                     job_id: vec![0; 32],
+                    ..Default::default()
                 }),
             ),
             12,

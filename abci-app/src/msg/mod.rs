@@ -8,12 +8,14 @@
 //! * `check_stateful` and `execute` of the message, in a buffer dropped when
 //!   they fail.
 
+pub mod cancel_job;
+pub mod post_job;
 pub mod store_module;
 pub mod transfer;
 pub mod workers;
 
 use compute_proto::pb::tx_body::Msg;
-use compute_proto::{pb, AccountId, SignedTx};
+use compute_proto::{pb, AccountId, JobId, SignedTx};
 use compute_sandbox::ModuleInfo;
 
 use crate::codes::Rejection;
@@ -59,6 +61,10 @@ pub enum Checked<'a> {
     RegisterWorker(&'a pb::RegisterWorker),
     /// Leaving the pool.
     UnregisterWorker,
+    /// A job within the chain's limits.
+    PostJob(&'a pb::PostJob, post_job::CheckedJob),
+    /// Cancelling a job.
+    CancelJob(JobId),
 }
 
 /// Checks that `payer` holds `amount` after its ante step paid `fee`; the
@@ -139,6 +145,11 @@ pub fn check_stateless<'t>(tx: &'t SignedTx, ctx: &Ctx<'_>) -> Result<Checked<'t
             Ok(Checked::RegisterWorker(m))
         }
         Msg::UnregisterWorker(_) => Ok(Checked::UnregisterWorker),
+        Msg::PostJob(m) => Ok(Checked::PostJob(
+            m,
+            post_job::check_stateless(m, ctx.params)?,
+        )),
+        Msg::CancelJob(m) => Ok(Checked::CancelJob(cancel_job::check_stateless(m)?)),
         other => Err(Rejection::NotYetSupported(name(other))),
     }
 }
@@ -194,6 +205,14 @@ pub fn run(
         Checked::RegisterWorker(m) => {
             workers::check_register_stateful(m, &tx.signer, tx.body.fee, ctx.params, state)?;
             workers::execute_register(m, &tx.signer, ctx.height, state)
+        }
+        Checked::PostJob(m, checked) => {
+            post_job::check_stateful(checked, &tx.signer, tx.body.fee, ctx.params, state)?;
+            post_job::execute(m, checked, &tx.signer, tx.body.nonce, ctx.height, state)
+        }
+        Checked::CancelJob(id) => {
+            let job = cancel_job::check_stateful(id, &tx.signer, state)?;
+            cancel_job::execute(id, job, &tx.signer, state)
         }
         Checked::UnregisterWorker => {
             let record = workers::check_unregister_stateful(&tx.signer, state)?;

@@ -1,7 +1,7 @@
 //! Every state key is built here. Integers in keys are big-endian so that
 //! prefix scans come out in numeric order.
 
-use compute_proto::{AccountId, ModuleId};
+use compute_proto::{AccountId, JobId, ModuleId};
 
 /// Prefix of account records.
 pub const ACCOUNT_PREFIX: &[u8] = b"acct/";
@@ -13,6 +13,10 @@ pub const MODULE_PREFIX: &[u8] = b"mod/";
 pub const MODULE_CODE_PREFIX: &[u8] = b"modcode/";
 /// Prefix of registered workers.
 pub const WORKER_PREFIX: &[u8] = b"wrk/";
+/// Prefix of jobs.
+pub const JOB_PREFIX: &[u8] = b"job/";
+/// Prefix of tasks, by job then big-endian index.
+pub const TASK_PREFIX: &[u8] = b"task/";
 
 /// The account record of `id`.
 pub fn account(id: &AccountId) -> Vec<u8> {
@@ -37,6 +41,21 @@ pub fn module_code(id: &ModuleId) -> Vec<u8> {
 /// A registered worker.
 pub fn worker(id: &AccountId) -> Vec<u8> {
     [WORKER_PREFIX, id.as_bytes()].concat()
+}
+
+/// A job.
+pub fn job(id: &JobId) -> Vec<u8> {
+    [JOB_PREFIX, id.as_bytes()].concat()
+}
+
+/// Every task of a job, as a scan prefix.
+pub fn tasks_of(job: &JobId) -> Vec<u8> {
+    [TASK_PREFIX, job.as_bytes()].concat()
+}
+
+/// One task of a job.
+pub fn task(job: &JobId, index: u32) -> Vec<u8> {
+    [TASK_PREFIX, job.as_bytes(), &index.to_be_bytes()].concat()
 }
 
 /// The chain parameters.
@@ -67,6 +86,8 @@ mod tests {
             MODULE_PREFIX,
             MODULE_CODE_PREFIX,
             WORKER_PREFIX,
+            JOB_PREFIX,
+            TASK_PREFIX,
         ];
         for (i, prefix) in prefixes.iter().enumerate() {
             for key in &fixed {

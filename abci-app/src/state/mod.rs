@@ -3,7 +3,7 @@
 
 pub mod keys;
 
-use compute_proto::{pb, AccountId, ModuleId};
+use compute_proto::{pb, AccountId, JobId, ModuleId};
 use prost::Message;
 
 use crate::store::{KvRead, StateTx};
@@ -62,6 +62,29 @@ pub trait StateRead: KvRead {
         self.record(&keys::worker(id))
     }
 
+    /// A job.
+    fn job(&self, id: &JobId) -> Option<pb::Job> {
+        self.record(&keys::job(id))
+    }
+
+    /// The tasks of a job, by index; at most `limit`.
+    fn tasks(&self, job: &JobId, limit: usize) -> Vec<(u32, pb::Task)> {
+        let prefix = keys::tasks_of(job);
+        self.scan(&prefix, None, limit)
+            .into_iter()
+            .map(|(key, raw)| {
+                let index = key
+                    .get(prefix.len()..)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(u32::from_be_bytes)
+                    .unwrap_or_else(|| {
+                        panic!("task key {key:?} has no index: the state is corrupt")
+                    });
+                (index, decode(&key, &raw))
+            })
+            .collect()
+    }
+
     /// The account of the validator with this 20-byte consensus address.
     fn validator_account(&self, address: &[u8]) -> Option<AccountId> {
         self.get(&keys::validator(address))
@@ -80,6 +103,11 @@ impl StateTx<'_> {
     /// Stores an account.
     pub fn put_account(&mut self, id: &AccountId, account: &pb::Account) {
         self.put_record(keys::account(id), account);
+    }
+
+    /// Stores a job.
+    pub fn put_job(&mut self, id: &JobId, job: &pb::Job) {
+        self.put_record(keys::job(id), job);
     }
 
     /// Stores a worker.
