@@ -255,6 +255,14 @@ fn only_the_requester_cancels_and_gets_the_escrow_back() {
     ]);
     assert!(out.tx_results.iter().all(|r| r.code == Code::Ok));
     let id = JobId::derive(&k[0].account(), 1);
+    // Credits are conserved: what left the balances sits in the escrow.
+    let escrowed = chain.query(&format!("/job/{id}"))["escrow"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        chain.balance(&k[0].account()) + chain.balance(&k[1].account()) + escrowed,
+        1_000
+    );
     let cancel = |id: &JobId| {
         pb::tx_body::Msg::CancelJob(pb::CancelJob {
             job_id: id.0.to_vec(),
