@@ -116,6 +116,7 @@ fn bench(c: &mut Criterion) {
                 let out = app.finalize_block(BlockInput {
                     height: 1,
                     proposer_address: &proposer,
+                    signer_addresses: &[],
                     txs: &txs,
                 });
                 assert!(out.tx_results.iter().all(|r| r.code == Code::Ok));

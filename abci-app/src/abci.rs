@@ -155,10 +155,20 @@ impl<S: Store> Application for AbciApp<S> {
     }
 
     fn finalize_block(&self, request: RequestFinalizeBlock) -> ResponseFinalizeBlock {
+        // BlockIdFlag::Commit: the validator signed the block that was committed.
+        const COMMIT_FLAG: i32 = 2;
+        let signers: Vec<Vec<u8>> = request
+            .decided_last_commit
+            .iter()
+            .flat_map(|commit| &commit.votes)
+            .filter(|vote| vote.block_id_flag == COMMIT_FLAG)
+            .filter_map(|vote| vote.validator.as_ref().map(|v| v.address.to_vec()))
+            .collect();
         let mut app = self.app();
         let output = app.finalize_block(BlockInput {
             height: request.height,
             proposer_address: &request.proposer_address,
+            signer_addresses: &signers,
             txs: &request.txs,
         });
         tracing::info!(

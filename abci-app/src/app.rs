@@ -11,6 +11,7 @@ use crate::codes::{Code, Rejection};
 use crate::events::Event;
 use crate::genesis::{Genesis, GenesisError};
 use crate::msg::{self, Ctx};
+use crate::reputation;
 use crate::state::{keys, StateRead};
 use crate::store::{Delta, Layered, StateTx, Store};
 
@@ -59,6 +60,9 @@ pub struct BlockInput<'a, T: AsRef<[u8]>> {
     pub height: i64,
     /// The 20-byte consensus address of the proposer.
     pub proposer_address: &'a [u8],
+    /// The 20-byte addresses of the validators that signed the last commit
+    /// (CometBFT's `decided_last_commit` votes with flag `COMMIT`).
+    pub signer_addresses: &'a [Vec<u8>],
     /// The transactions, in block order.
     pub txs: &'a [T],
 }
@@ -363,6 +367,27 @@ impl<S: Store> App<S> {
             });
             tx_results.push(outcome);
         }
+        let signers = input
+            .signer_addresses
+            .iter()
+            .filter_map(|address| block.validator_account(address))
+            .collect();
+        let mut reward = StateTx::new(&block);
+        // Only an overflow of the total supply can fail here; the block then
+        // simply mints nothing, the same on every validator.
+        let events = match reputation::reward_block(
+            &mut reward,
+            chain.params.block_reward,
+            ctx.proposer,
+            signers,
+        ) {
+            Ok(events) => {
+                let delta = reward.into_delta();
+                block.absorb(delta);
+                events
+            }
+            Err(_) => Vec::new(),
+        };
         let delta = block.into_delta();
         let app_hash = apphash::next(&self.last.app_hash, ctx.height, &delta);
         self.block = Some(PendingBlock {
@@ -372,7 +397,7 @@ impl<S: Store> App<S> {
         });
         BlockOutput {
             tx_results,
-            events: Vec::new(),
+            events,
             app_hash,
         }
     }

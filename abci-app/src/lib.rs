@@ -18,6 +18,7 @@ pub mod genesis;
 pub mod msg;
 pub mod params;
 pub mod query;
+pub mod reputation;
 pub mod state;
 pub mod store;
 

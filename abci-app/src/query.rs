@@ -8,6 +8,7 @@
 //! | `/module/<id>[?code=true]` | a module's metadata (and its bytes in base64) |
 //! | `/worker/<hex>` | a registered worker |
 //! | `/job/<id>` | a job's terms, status, escrow and tasks |
+//! | `/reputation/<hex>` | a key's reputation counters and score |
 
 use base64::Engine;
 use compute_proto::{pb, AccountId, JobId, ModuleId};
@@ -20,7 +21,7 @@ use crate::store::KvRead;
 
 /// The paths this node serves, for error messages.
 const KNOWN_PATHS: &str =
-    "/account/<hex>, /params, /stats, /module/<id>[?code=true], /worker/<hex>, /job/<id>";
+    "/account/<hex>, /params, /stats, /module/<id>[?code=true], /worker/<hex>, /job/<id>, /reputation/<hex>";
 
 /// A failed query: its code and a message naming the fix.
 pub type QueryError = (Code, String);
@@ -105,6 +106,23 @@ pub fn route(
                 .job(&id)
                 .ok_or_else(|| (Code::NotFound, format!("no job {id} exists")))?;
             job_json(&id, &job, &state.tasks(&id, job.task_count as usize))
+        }
+        ["reputation", hex] => {
+            let id = parse_account(hex)?;
+            let r = state.reputation(&id);
+            json!({
+                "key": id,
+                "score_ppm": crate::reputation::score_ppm(&r),
+                "agreed": r.agreed,
+                "fuel_worked": r.fuel_worked,
+                "tasks_received": r.tasks_received,
+                "fuel_received": r.fuel_received,
+                "cheats": r.cheats,
+                "cheaters_reported": r.cheaters_reported,
+                "missed": r.missed,
+                "blocks_signed": r.blocks_signed,
+                "blocks_proposed": r.blocks_proposed,
+            })
         }
         ["params"] => {
             let params = state

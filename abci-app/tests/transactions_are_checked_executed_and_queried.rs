@@ -87,7 +87,7 @@ fn a_failed_message_in_a_block_still_pays_its_fee_and_uses_its_nonce() {
     let mut chain = TestChain::new(
         MemStore::new(),
         &[(alice.account(), 100)],
-        json!({"min_fee": 2}),
+        json!({"min_fee": 2, "block_reward": 0}),
     );
     chain.txs.fee = 2;
     // Both pass CheckTx on their own, but together the second cannot pay.

@@ -459,9 +459,21 @@ pub async fn replay_and_compare_app_hashes(node: &Node) -> Result<u64> {
     let mut block = first;
     for height in 1..latest {
         let txs: Vec<Vec<u8>> = block.data.clone();
+        let signers: Vec<Vec<u8>> = block
+            .last_commit
+            .iter()
+            .flat_map(|commit| &commit.signatures)
+            .filter_map(|sig| match sig {
+                tendermint::block::CommitSig::BlockIdFlagCommit {
+                    validator_address, ..
+                } => Some(validator_address.as_bytes().to_vec()),
+                _ => None,
+            })
+            .collect();
         let output = app.finalize_block(BlockInput {
             height: i64::try_from(height)?,
             proposer_address: block.header.proposer_address.as_bytes(),
+            signer_addresses: &signers,
             txs: &txs,
         });
         app.commit();

@@ -17,6 +17,8 @@ pub const WORKER_PREFIX: &[u8] = b"wrk/";
 pub const JOB_PREFIX: &[u8] = b"job/";
 /// Prefix of tasks, by job then big-endian index.
 pub const TASK_PREFIX: &[u8] = b"task/";
+/// Prefix of reputation records.
+pub const REPUTATION_PREFIX: &[u8] = b"rep/";
 
 /// The account record of `id`.
 pub fn account(id: &AccountId) -> Vec<u8> {
@@ -41,6 +43,11 @@ pub fn module_code(id: &ModuleId) -> Vec<u8> {
 /// A registered worker.
 pub fn worker(id: &AccountId) -> Vec<u8> {
     [WORKER_PREFIX, id.as_bytes()].concat()
+}
+
+/// The reputation of a key.
+pub fn reputation(id: &AccountId) -> Vec<u8> {
+    [REPUTATION_PREFIX, id.as_bytes()].concat()
 }
 
 /// A job.
@@ -88,6 +95,7 @@ mod tests {
             WORKER_PREFIX,
             JOB_PREFIX,
             TASK_PREFIX,
+            REPUTATION_PREFIX,
         ];
         for (i, prefix) in prefixes.iter().enumerate() {
             for key in &fixed {

@@ -62,6 +62,11 @@ pub trait StateRead: KvRead {
         self.record(&keys::worker(id))
     }
 
+    /// The reputation of a key; zero counters for a key never seen.
+    fn reputation(&self, id: &AccountId) -> pb::Reputation {
+        self.record(&keys::reputation(id)).unwrap_or_default()
+    }
+
     /// A job.
     fn job(&self, id: &JobId) -> Option<pb::Job> {
         self.record(&keys::job(id))
@@ -103,6 +108,13 @@ impl StateTx<'_> {
     /// Stores an account.
     pub fn put_account(&mut self, id: &AccountId, account: &pb::Account) {
         self.put_record(keys::account(id), account);
+    }
+
+    /// Applies `change` to the reputation of `id`.
+    pub fn update_reputation(&mut self, id: &AccountId, change: impl FnOnce(&mut pb::Reputation)) {
+        let mut reputation = self.reputation(id);
+        change(&mut reputation);
+        self.put_record(keys::reputation(id), &reputation);
     }
 
     /// Stores a job.

@@ -47,9 +47,16 @@ impl<S: Store> TestChain<S> {
     pub fn block(&mut self, txs: &[Vec<u8>]) -> BlockOutput {
         let height = self.app.last_commit().height + 1;
         let proposer = compute_abci::app::validator_address(&validator_key());
+        // The one validator signs every commit (none before the first block).
+        let signers = if height > 1 {
+            vec![proposer.to_vec()]
+        } else {
+            Vec::new()
+        };
         let out = self.app.finalize_block(compute_abci::BlockInput {
             height,
             proposer_address: &proposer,
+            signer_addresses: &signers,
             txs,
         });
         assert_eq!(self.app.commit(), height);
