@@ -29,6 +29,11 @@ echo "$answer"
 value="$(echo "$answer" | sed -n 's/.*"value": *"\([^"]*\)".*/\1/p')"
 echo "decoded value: $(echo "$value" | base64 -d)"
 echo
+echo "== the validator's consensus key is an account: it earns the block reward"
+validator="$("$compute" keys show "$home/keys/validator.json")"
+"$compute" --node "$rpc" account "$validator"
+"$compute" --node "$rpc" query "/reputation/$validator"
+echo
 echo "== chain statistics"
 "$compute" --node "$rpc" query /stats
 if [ "$keep" -eq 1 ]; then
