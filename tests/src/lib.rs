@@ -73,12 +73,18 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral loopback port")
+/// `N` distinct TCP ports on 127.0.0.1 that were free a moment ago. The
+/// listeners are held until all are chosen, so the kernel cannot hand the
+/// same ephemeral port out twice.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port"))
+        .collect();
+    let mut ports = [0u16; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr().expect("bound address").port();
+    }
+    ports
 }
 
 /// What a test network starts with.
@@ -116,7 +122,8 @@ pub struct Node {
     /// compute-abci's ABCI port.
     pub abci_port: u16,
     p2p_port: u16,
-    cometbft: Option<Child>,
+    // Behind a mutex so that waits taking `&self` can notice an early exit.
+    cometbft: std::sync::Mutex<Option<Child>>,
     abci: Option<Child>,
 }
 
@@ -138,13 +145,14 @@ impl Node {
         }
         write_genesis(&cometbft_home, &config)?;
         set_fast_blocks(&cometbft_home, config.timeout_commit_ms)?;
+        let [rpc_port, abci_port, p2p_port] = free_ports::<3>();
         let mut node = Self {
             home,
             chain_id: config.chain_id,
-            rpc_port: free_port(),
-            abci_port: free_port(),
-            p2p_port: free_port(),
-            cometbft: None,
+            rpc_port,
+            abci_port,
+            p2p_port,
+            cometbft: std::sync::Mutex::new(None),
             abci: None,
         };
         node.start_abci()?;
@@ -237,7 +245,7 @@ impl Node {
             .stderr(log)
             .spawn()
             .context("spawn cometbft")?;
-        self.cometbft = Some(child);
+        *self.cometbft_child() = Some(child);
         Ok(())
     }
 
@@ -248,14 +256,18 @@ impl Node {
 
     /// Kills cometbft with SIGKILL.
     pub fn kill_cometbft(&mut self) {
-        kill(self.cometbft.take());
+        kill(self.cometbft_child().take());
     }
 
     /// Whether cometbft is still running.
-    pub fn cometbft_running(&mut self) -> bool {
-        self.cometbft
+    pub fn cometbft_running(&self) -> bool {
+        self.cometbft_child()
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn cometbft_child(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
+        self.cometbft.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The last lines of a process log, for failure messages.
@@ -274,9 +286,15 @@ impl Node {
                     return Ok(latest);
                 }
             }
-            if Instant::now() > deadline {
+            let exited = !self.cometbft_running();
+            if exited || Instant::now() > deadline {
+                let why = if exited {
+                    "cometbft exited"
+                } else {
+                    "timed out"
+                };
                 bail!(
-                    "height {height} not reached within {timeout:?}\n--- cometbft ---\n{}\n--- compute-abci ---\n{}",
+                    "height {height} not reached ({why}, waited at most {timeout:?})\n--- cometbft ---\n{}\n--- compute-abci ---\n{}",
                     self.log_tail("cometbft"),
                     self.log_tail("compute-abci")
                 );
@@ -343,7 +361,7 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        kill(self.cometbft.take());
+        kill(self.cometbft_child().take());
         kill(self.abci.take());
         if std::thread::panicking() {
             eprintln!(
