@@ -191,7 +191,7 @@ fn job_json(id: &JobId, job: &pb::Job, tasks: &[(u32, pb::Task)]) -> serde_json:
         "job": id,
         "requester": hex::encode(&job.requester),
         "module": hex::encode(&job.module_id),
-        "status": crate::msg::cancel_job::status_name(job.status),
+        "status": crate::state::job_status_name(job.status),
         "policy": policy,
         "fuel_limit": job.fuel_limit,
         "price_per_mfuel": job.price_per_mfuel,

@@ -42,6 +42,7 @@ pub fn reward_block(
         state.update_reputation(s, |r| r.blocks_signed = r.blocks_signed.saturating_add(1));
     }
     let count = signers.len() as u64;
+    // No signers (the first block) or no reward: nothing is minted.
     let (Some(share), Some(remainder)) = (
         block_reward.checked_div(count),
         block_reward.checked_rem(count),

@@ -6,7 +6,7 @@ use compute_proto::{pb, AccountId, JobId};
 use crate::codes::Rejection;
 use crate::events::{event, Event};
 use crate::msg::{credit, update_stats};
-use crate::state::StateRead;
+use crate::state::{job_status_name, StateRead};
 use crate::store::StateTx;
 
 /// Shape: a 32-byte job id.
@@ -33,7 +33,7 @@ pub fn check_stateful(
     if job.status != pb::JobStatus::Open as i32 {
         return Err(Rejection::JobNotOpen {
             job: *id,
-            status: status_name(job.status),
+            status: job_status_name(job.status),
         });
     }
     Ok(job)
@@ -59,15 +59,4 @@ pub fn execute(
             ("refund", refund.to_string(), false),
         ],
     )])
-}
-
-/// A job status as people read it.
-pub fn status_name(status: i32) -> &'static str {
-    match pb::JobStatus::try_from(status) {
-        Ok(pb::JobStatus::Open) => "open",
-        Ok(pb::JobStatus::Completed) => "completed",
-        Ok(pb::JobStatus::Failed) => "failed",
-        Ok(pb::JobStatus::Cancelled) => "cancelled",
-        Ok(pb::JobStatus::Unspecified) | Err(_) => "unknown",
-    }
 }

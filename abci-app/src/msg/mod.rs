@@ -172,14 +172,23 @@ pub fn ante(tx: &SignedTx, state: &mut StateTx<'_>, ctx: &Ctx<'_>) -> Result<(),
             got: nonce,
         });
     }
+    // Nonce and fee change the same record: one read, one write, on the
+    // path every transaction takes.
+    let fee = tx.body.fee;
+    account.balance = account
+        .balance
+        .checked_sub(fee)
+        .ok_or(Rejection::InsufficientFunds {
+            account: tx.signer,
+            needed: fee,
+            available: account.balance,
+        })?;
     account.nonce = account
         .nonce
         .checked_add(1)
         .ok_or(Rejection::Overflow("account nonce"))?;
     state.put_account(&tx.signer, &account);
-    let fee = tx.body.fee;
     if fee > 0 {
-        debit(state, &tx.signer, fee)?;
         if let Some(proposer) = ctx.proposer {
             credit(state, &proposer, fee)?;
         }

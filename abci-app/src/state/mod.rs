@@ -132,3 +132,14 @@ impl StateTx<'_> {
         self.put_record(keys::stats(), stats);
     }
 }
+
+/// A job status as people read it.
+pub fn job_status_name(status: i32) -> &'static str {
+    match pb::JobStatus::try_from(status) {
+        Ok(pb::JobStatus::Open) => "open",
+        Ok(pb::JobStatus::Completed) => "completed",
+        Ok(pb::JobStatus::Failed) => "failed",
+        Ok(pb::JobStatus::Cancelled) => "cancelled",
+        Ok(pb::JobStatus::Unspecified) | Err(_) => "unknown",
+    }
+}
