@@ -170,6 +170,8 @@ impl<S: Store> Application for AbciApp<S> {
             proposer_address: &request.proposer_address,
             signer_addresses: &signers,
             txs: &request.txs,
+            hash: &request.hash,
+            time_seconds: request.time.as_ref().map_or(0, |t| t.seconds),
         });
         tracing::info!(
             height = request.height,

@@ -10,10 +10,12 @@ use crate::apphash;
 use crate::codes::{Code, Rejection};
 use crate::events::Event;
 use crate::genesis::{Genesis, GenesisError};
+use crate::jobs;
 use crate::msg::{self, Ctx};
 use crate::reputation;
 use crate::state::{keys, StateRead};
 use crate::store::{Delta, Layered, StateTx, Store};
+use crate::verify::Verifier;
 
 /// The last committed height and app hash, as `Info` reports them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +67,11 @@ pub struct BlockInput<'a, T: AsRef<[u8]>> {
     pub signer_addresses: &'a [Vec<u8>],
     /// The transactions, in block order.
     pub txs: &'a [T],
+    /// The block's hash: part of every assignment draw's seed.
+    pub hash: &'a [u8],
+    /// The block time in seconds since the Unix epoch (for records only;
+    /// no rule depends on it).
+    pub time_seconds: i64,
 }
 
 /// What FinalizeBlock answers.
@@ -115,6 +122,8 @@ pub struct App<S: Store> {
     /// since the last commit, so one account can queue several in order.
     check: Delta,
     last: LastCommit,
+    /// Runs `verify` for Verified jobs in FinalizeBlock.
+    verifier: Verifier,
 }
 
 /// The 20-byte CometBFT address of an ed25519 consensus key.
@@ -161,6 +170,7 @@ impl<S: Store> App<S> {
             block: None,
             check: Delta::new(),
             last,
+            verifier: Verifier::default(),
         }
     }
 
@@ -242,6 +252,8 @@ impl<S: Store> App<S> {
             chain_id: &chain.chain_id,
             height: u64::try_from(self.last.height.saturating_add(1)).unwrap_or(0),
             proposer: None,
+            time_seconds: 0,
+            verifier: None,
         };
         let checked = msg::check_stateless(&tx, &ctx)?;
         let committed = Layered::new(&self.store, self.genesis.as_ref().unwrap_or(EMPTY));
@@ -338,6 +350,8 @@ impl<S: Store> App<S> {
             chain_id: &chain.chain_id,
             height: u64::try_from(input.height).unwrap_or(0),
             proposer: block.validator_account(input.proposer_address),
+            time_seconds: input.time_seconds,
+            verifier: Some(&self.verifier),
         };
         let max_len = max_tx_len(&chain.params);
         let decoded: Vec<Result<SignedTx, TxError>> = input
@@ -367,6 +381,13 @@ impl<S: Store> App<S> {
             });
             tx_results.push(outcome);
         }
+        // The protocol's own steps: deadlines first (they free slots), then
+        // assignment of every open slot.
+        let mut protocol = StateTx::new(&block);
+        let mut events = jobs::visit_deadlines(&mut protocol, &ctx);
+        events.extend(jobs::assign_pending(&mut protocol, &ctx, input.hash));
+        let delta = protocol.into_delta();
+        block.absorb(delta);
         let signers = input
             .signer_addresses
             .iter()
@@ -375,19 +396,16 @@ impl<S: Store> App<S> {
         let mut reward = StateTx::new(&block);
         // Only an overflow of the total supply can fail here; the block then
         // simply mints nothing, the same on every validator.
-        let events = match reputation::reward_block(
+        if let Ok(reward_events) = reputation::reward_block(
             &mut reward,
             chain.params.block_reward,
             ctx.proposer,
             signers,
         ) {
-            Ok(events) => {
-                let delta = reward.into_delta();
-                block.absorb(delta);
-                events
-            }
-            Err(_) => Vec::new(),
-        };
+            let delta = reward.into_delta();
+            block.absorb(delta);
+            events.extend(reward_events);
+        }
         let delta = block.into_delta();
         let app_hash = apphash::next(&self.last.app_hash, ctx.height, &delta);
         self.block = Some(PendingBlock {

@@ -67,6 +67,14 @@ pub enum Code {
     JobNotOpen = 25,
     /// The chain holds `max_open_jobs` open jobs.
     TooManyOpenJobs = 26,
+    /// The job has no task with that index.
+    UnknownTask = 27,
+    /// The signer holds no replica of the task.
+    NotAssigned = 28,
+    /// The task or the replica is not in the phase this message needs.
+    WrongPhase = 29,
+    /// The reveal does not open the replica's commitment.
+    CommitmentMismatch = 30,
     /// The query path is not known.
     UnknownQuery = 100,
     /// A query argument is malformed.
@@ -225,6 +233,46 @@ pub enum Rejection {
         /// The message's.
         got: u64,
     },
+    /// The job has fewer tasks.
+    #[error("job {job} has no task {task} (it has {count})")]
+    UnknownTask {
+        /// The job.
+        job: JobId,
+        /// The index asked for.
+        task: u32,
+        /// Tasks the job has.
+        count: u32,
+    },
+    /// The signer is not one of the task's workers.
+    #[error("{worker} is not assigned to task {task} of job {job}: only the workers the chain drew may commit or reveal (see /worker/{worker}/assignments)")]
+    NotAssigned {
+        /// The job.
+        job: JobId,
+        /// The task.
+        task: u32,
+        /// The signer.
+        worker: AccountId,
+    },
+    /// The message comes in the wrong phase.
+    #[error("task {task} of job {job} is {phase}: {hint}")]
+    WrongPhase {
+        /// The job.
+        job: JobId,
+        /// The task.
+        task: u32,
+        /// Where the task or replica is.
+        phase: &'static str,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// The revealed values do not hash to the commitment.
+    #[error("the reveal for task {task} of job {job} does not match the worker's commitment: reveal the result hash, fuel and salt that were committed")]
+    CommitmentMismatch {
+        /// The job.
+        job: JobId,
+        /// The task.
+        task: u32,
+    },
 }
 
 impl Rejection {
@@ -263,6 +311,10 @@ impl Rejection {
             Rejection::NotJobOwner { .. } => Code::NotJobOwner,
             Rejection::JobNotOpen { .. } => Code::JobNotOpen,
             Rejection::TooManyOpenJobs { .. } => Code::TooManyOpenJobs,
+            Rejection::UnknownTask { .. } => Code::UnknownTask,
+            Rejection::NotAssigned { .. } => Code::NotAssigned,
+            Rejection::WrongPhase { .. } => Code::WrongPhase,
+            Rejection::CommitmentMismatch { .. } => Code::CommitmentMismatch,
         }
     }
 }
@@ -302,6 +354,10 @@ mod tests {
             (Code::NotJobOwner, 24),
             (Code::JobNotOpen, 25),
             (Code::TooManyOpenJobs, 26),
+            (Code::UnknownTask, 27),
+            (Code::NotAssigned, 28),
+            (Code::WrongPhase, 29),
+            (Code::CommitmentMismatch, 30),
             (Code::UnknownQuery, 100),
             (Code::BadQuery, 101),
             (Code::NotFound, 102),
@@ -338,6 +394,10 @@ mod tests {
                 | Code::NotJobOwner
                 | Code::JobNotOpen
                 | Code::TooManyOpenJobs
+                | Code::UnknownTask
+                | Code::NotAssigned
+                | Code::WrongPhase
+                | Code::CommitmentMismatch
                 | Code::UnknownQuery
                 | Code::BadQuery
                 | Code::NotFound

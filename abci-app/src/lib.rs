@@ -15,12 +15,14 @@ pub mod apphash;
 pub mod codes;
 pub mod events;
 pub mod genesis;
+pub mod jobs;
 pub mod msg;
 pub mod params;
 pub mod query;
 pub mod reputation;
 pub mod state;
 pub mod store;
+pub mod verify;
 
 pub use app::{App, BlockInput, BlockOutput, LastCommit, TxOutcome};
 pub use codes::{Code, Rejection, CODESPACE};

@@ -37,6 +37,8 @@ pub fn defaults() -> pb::Params {
         min_fee: 0,
         max_open_jobs: 10_000,
         max_workers: 10_000,
+        max_assignments_per_block: 512,
+        max_deadline_visits_per_block: 1_024,
     }
 }
 
@@ -161,6 +163,11 @@ pub fn validate(p: &pb::Params) -> Result<(), ParamsError> {
     if p.max_worker_capacity == 0 || p.max_workers == 0 || p.max_open_jobs == 0 {
         return fail(
             "max_worker_capacity, max_workers and max_open_jobs must be at least 1".into(),
+        );
+    }
+    if p.max_assignments_per_block == 0 || p.max_deadline_visits_per_block == 0 {
+        return fail(
+            "max_assignments_per_block and max_deadline_visits_per_block must be at least 1".into(),
         );
     }
     if p.stake_unit == 0 {

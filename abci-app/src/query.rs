@@ -7,7 +7,10 @@
 //! | `/stats` | height, app hash, chain id and chain-wide counters |
 //! | `/module/<id>[?code=true]` | a module's metadata (and its bytes in base64) |
 //! | `/worker/<hex>` | a registered worker |
-//! | `/job/<id>` | a job's terms, status, escrow and tasks |
+//! | `/job/<id>` | a job's terms, status, escrow, and every task with its replicas, commitments, reveals and completion record |
+//! | `/jobs?status=&master=&limit=&after=` | jobs in id order (or a requester's), a page at a time |
+//! | `/worker/<hex>/assignments` | the tasks a worker holds now and what each waits for |
+//! | `/completions?job=<id>` or `?worker=<hex>` (`&limit=&after=`) | completion records |
 //! | `/reputation/<hex>` | a key's reputation counters and score |
 
 use base64::Engine;
@@ -16,12 +19,18 @@ use serde_json::json;
 
 use crate::app::LastCommit;
 use crate::codes::Code;
-use crate::state::StateRead;
+use crate::state::{keys, replica_status_name, task_status_name, StateRead};
 use crate::store::KvRead;
 
 /// The paths this node serves, for error messages.
-const KNOWN_PATHS: &str =
-    "/account/<hex>, /params, /stats, /module/<id>[?code=true], /worker/<hex>, /job/<id>, /reputation/<hex>";
+const KNOWN_PATHS: &str = "/account/<hex>, /params, /stats, /module/<id>[?code=true], /worker/<hex>, /worker/<hex>/assignments, /job/<id>, /jobs?status=&master=&limit=&after=, /completions?job=<id>|worker=<hex>, /reputation/<hex>";
+
+/// Entries a page holds when the query names no `limit`.
+pub const DEFAULT_PAGE: usize = 50;
+/// Entries a page holds at most.
+pub const MAX_PAGE: usize = 500;
+/// Records a filtered listing reads at most to fill one page.
+const MAX_SCAN: usize = 10_000;
 
 /// A failed query: its code and a message naming the fix.
 pub type QueryError = (Code, String);
@@ -95,18 +104,48 @@ pub fn route(
                 "registered_height": worker.registered_height,
             })
         }
+        ["worker", hex, "assignments"] => {
+            let id = parse_account(hex)?;
+            let prefix = keys::assignments_of(&id);
+            let assignments: Vec<serde_json::Value> = state
+                .scan(&prefix, None, MAX_PAGE)
+                .into_iter()
+                .filter_map(|(key, _)| {
+                    let rest = key.get(prefix.len()..)?;
+                    let job = JobId::from_slice(rest.get(..32)?).ok()?;
+                    let index = u32::from_be_bytes(rest.get(32..36)?.try_into().ok()?);
+                    let task = state.task(&job, index)?;
+                    let replica = task.replicas.iter().find(|r| r.worker == id.0)?;
+                    let record = state.job(&job)?;
+                    Some(json!({
+                        "job": job,
+                        "task": index,
+                        "task_status": task_status_name(task.status),
+                        "replica_status": replica_status_name(replica.status),
+                        "deadline_height": replica.deadline_height,
+                        "module": hex::encode(&record.module_id),
+                        "fuel_limit": record.fuel_limit,
+                        "input": input_json(task.input.as_ref()),
+                        "input_size": task.input.as_ref().map_or(0, |i| i.size),
+                    }))
+                })
+                .collect();
+            json!({"worker": id, "assignments": assignments})
+        }
         ["job", hex] => {
-            let id = JobId::from_hex(hex).map_err(|e| {
-                (
-                    Code::BadQuery,
-                    format!("'{hex}' is not a job id ({e}): use the 64-hex id from the job_posted event"),
-                )
-            })?;
+            let id = parse_job(hex)?;
             let job = state
                 .job(&id)
                 .ok_or_else(|| (Code::NotFound, format!("no job {id} exists")))?;
-            job_json(&id, &job, &state.tasks(&id, job.task_count as usize))
+            let tasks = state.tasks(&id, job.task_count as usize);
+            let completions: Vec<(u32, pb::Completion)> = tasks
+                .iter()
+                .filter_map(|(index, _)| Some((*index, state.completion(&id, *index)?)))
+                .collect();
+            job_json(&id, &job, &tasks, &completions)
         }
+        ["jobs"] => list_jobs(state, query)?,
+        ["completions"] => list_completions(state, query)?,
         ["reputation", hex] => {
             let id = parse_account(hex)?;
             let r = state.reputation(&id);
@@ -145,6 +184,10 @@ pub fn route(
                 "workers": stats.workers,
                 "jobs_posted": stats.jobs_posted,
                 "jobs_open": stats.jobs_open,
+                "assignments": stats.assignments,
+                "tasks_settled": stats.tasks_settled,
+                "tasks_failed": stats.tasks_failed,
+                "credits_slashed": stats.credits_slashed,
             })
         }
         _ => {
@@ -166,8 +209,43 @@ fn parse_account(hex: &str) -> Result<AccountId, QueryError> {
     })
 }
 
-fn job_json(id: &JobId, job: &pb::Job, tasks: &[(u32, pb::Task)]) -> serde_json::Value {
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+fn parse_job(hex: &str) -> Result<JobId, QueryError> {
+    JobId::from_hex(hex).map_err(|e| {
+        (
+            Code::BadQuery,
+            format!("'{hex}' is not a job id ({e}): use the 64-hex id from the job_posted event"),
+        )
+    })
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A task's input: `{"inline": <base64>}` or `{"hash": <hex>}`.
+fn input_json(input: Option<&pb::TaskInput>) -> serde_json::Value {
+    match input.and_then(|i| i.source.as_ref()) {
+        Some(pb::task_input::Source::Inline(bytes)) => json!({"inline": b64(bytes)}),
+        Some(pb::task_input::Source::Hash(hash)) => json!({"hash": hex::encode(hash)}),
+        None => serde_json::Value::Null,
+    }
+}
+
+fn completion_json(c: &pb::Completion) -> serde_json::Value {
+    json!({
+        "job": hex::encode(&c.job_id),
+        "task": c.task,
+        "result_hash": hex::encode(&c.result_hash),
+        "fuel_used": c.fuel_used,
+        "workers": c.workers.iter().map(hex::encode).collect::<Vec<_>>(),
+        "height": c.height,
+        "time_seconds": c.time_seconds,
+        "output": (!c.output.is_empty()).then(|| b64(&c.output)),
+        "paid": c.paid,
+    })
+}
+
+fn job_summary(id: &JobId, job: &pb::Job) -> serde_json::Value {
     let policy = match job.policy.and_then(|p| p.kind) {
         Some(pb::policy::Kind::Quorum(q)) => json!({"quorum": {
             "replicas": q.replicas, "quorum": q.quorum, "max_replicas": q.max_replicas,
@@ -175,18 +253,6 @@ fn job_json(id: &JobId, job: &pb::Job, tasks: &[(u32, pb::Task)]) -> serde_json:
         Some(pb::policy::Kind::Verified(v)) => json!({"verified": {"verify_fuel": v.verify_fuel}}),
         None => serde_json::Value::Null,
     };
-    let tasks: Vec<_> = tasks
-        .iter()
-        .map(|(index, task)| {
-            let input = task.input.as_ref();
-            let source = match input.and_then(|i| i.source.as_ref()) {
-                Some(pb::task_input::Source::Inline(bytes)) => json!({"inline": b64(bytes)}),
-                Some(pb::task_input::Source::Hash(hash)) => json!({"hash": hex::encode(hash)}),
-                None => serde_json::Value::Null,
-            };
-            json!({"index": index, "input": source, "size": input.map_or(0, |i| i.size)})
-        })
-        .collect();
     json!({
         "job": id,
         "requester": hex::encode(&job.requester),
@@ -201,9 +267,230 @@ fn job_json(id: &JobId, job: &pb::Job, tasks: &[(u32, pb::Task)]) -> serde_json:
         "max_tasks_per_worker": job.max_tasks_per_worker,
         "posted_height": job.posted_height,
         "deadline_height": job.deadline_height,
+        "ended_height": job.ended_height,
         "task_count": job.task_count,
-        "tasks": tasks,
+        "tasks_settled": job.tasks_settled,
+        "tasks_failed": job.tasks_failed,
+        "tasks_cancelled": job.tasks_cancelled,
     })
+}
+
+fn job_json(
+    id: &JobId,
+    job: &pb::Job,
+    tasks: &[(u32, pb::Task)],
+    completions: &[(u32, pb::Completion)],
+) -> serde_json::Value {
+    let tasks: Vec<_> = tasks
+        .iter()
+        .map(|(index, task)| {
+            let replicas: Vec<_> = task
+                .replicas
+                .iter()
+                .map(|r| {
+                    json!({
+                        "worker": hex::encode(&r.worker),
+                        "status": replica_status_name(r.status),
+                        "slot": r.slot,
+                        "assigned_height": r.assigned_height,
+                        "deadline_height": r.deadline_height,
+                        "commitment": (!r.commitment.is_empty()).then(|| hex::encode(&r.commitment)),
+                        "result_hash": (!r.result_hash.is_empty()).then(|| hex::encode(&r.result_hash)),
+                        "fuel_used": r.fuel_used,
+                        "output": (!r.output.is_empty()).then(|| b64(&r.output)),
+                    })
+                })
+                .collect();
+            let completion = completions
+                .iter()
+                .find(|(i, _)| i == index)
+                .map(|(_, c)| completion_json(c));
+            let mut value = json!({
+                "index": index,
+                "input": input_json(task.input.as_ref()),
+                "size": task.input.as_ref().map_or(0, |i| i.size),
+            });
+            value["status"] = json!(task_status_name(task.status));
+            value["replicas_wanted"] = json!(task.wanted);
+            value["attempts"] = json!(task.attempts);
+            value["replicas"] = json!(replicas);
+            value["failure"] = json!((!task.failure.is_empty()).then_some(&task.failure));
+            value["ended_height"] = json!(task.ended_height);
+            value["completion"] = json!(completion);
+            value
+        })
+        .collect();
+    let mut value = job_summary(id, job);
+    value["tasks"] = json!(tasks);
+    value
+}
+
+/// Parsed `name=value` pairs of a listing; unknown names are refused.
+fn query_args<'q>(query: &'q str, allowed: &[&str]) -> Result<Vec<(&'q str, &'q str)>, QueryError> {
+    let mut args = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if !allowed.contains(&key) {
+            return Err((
+                Code::BadQuery,
+                format!(
+                    "unknown query argument '{key}': this path accepts {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        args.push((key, value));
+    }
+    Ok(args)
+}
+
+fn page_limit(value: &str) -> Result<usize, QueryError> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        _ => Err((
+            Code::BadQuery,
+            format!("limit '{value}' must be a number from 1 to {MAX_PAGE}"),
+        )),
+    }
+}
+
+/// `/jobs?status=&master=&limit=&after=`: jobs in id order, or those of one
+/// requester; `next` is the `after` of the following page.
+fn list_jobs(state: &dyn KvRead, query: &str) -> Result<serde_json::Value, QueryError> {
+    let mut status = None;
+    let mut master = None;
+    let mut limit = DEFAULT_PAGE;
+    let mut after = None;
+    for (key, value) in query_args(query, &["status", "master", "limit", "after"])? {
+        match key {
+            "status" => {
+                let wanted = match value {
+                    "open" => pb::JobStatus::Open,
+                    "completed" => pb::JobStatus::Completed,
+                    "failed" => pb::JobStatus::Failed,
+                    "cancelled" => pb::JobStatus::Cancelled,
+                    other => {
+                        return Err((
+                            Code::BadQuery,
+                            format!(
+                                "status '{other}' is not one of open, completed, failed, cancelled"
+                            ),
+                        ))
+                    }
+                };
+                status = Some(wanted as i32);
+            }
+            "master" => master = Some(parse_account(value)?),
+            "limit" => limit = page_limit(value)?,
+            _ => after = Some(parse_job(value)?),
+        }
+    }
+    let prefix = match &master {
+        Some(m) => [keys::REQUESTER_PREFIX, m.as_bytes()].concat(),
+        None => keys::JOB_PREFIX.to_vec(),
+    };
+    let start = after.map(|a| [prefix.as_slice(), a.as_bytes()].concat());
+    let mut jobs = Vec::new();
+    let mut next = None;
+    let entries = state.scan(&prefix, start.as_deref(), MAX_SCAN);
+    let scanned_all = entries.len() < MAX_SCAN;
+    let mut full = false;
+    for (key, _) in entries {
+        let Some(id) = key
+            .get(prefix.len()..)
+            .and_then(|b| JobId::from_slice(b).ok())
+        else {
+            continue;
+        };
+        let Some(job) = state.job(&id) else { continue };
+        if status.is_none_or(|s| s == job.status) {
+            if jobs.len() == limit {
+                full = true;
+                break;
+            }
+            jobs.push(job_summary(&id, &job));
+        }
+        next = Some(id);
+    }
+    // Nothing is left past this page.
+    if !full && scanned_all {
+        next = None;
+    }
+    Ok(json!({"jobs": jobs, "next": next}))
+}
+
+/// `/completions?job=<id>` or `?worker=<hex>`, with `limit` and `after`
+/// (`after` is a task index for a job, `<job>:<task>` for a worker).
+fn list_completions(state: &dyn KvRead, query: &str) -> Result<serde_json::Value, QueryError> {
+    let mut job = None;
+    let mut worker = None;
+    let mut limit = DEFAULT_PAGE;
+    let mut after = None;
+    for (key, value) in query_args(query, &["job", "worker", "limit", "after"])? {
+        match key {
+            "job" => job = Some(parse_job(value)?),
+            "worker" => worker = Some(parse_account(value)?),
+            "limit" => limit = page_limit(value)?,
+            _ => after = Some(value),
+        }
+    }
+    let bad_after = |a: &str| {
+        (
+            Code::BadQuery,
+            format!("after '{a}' must be a task index (with job=) or <job>:<task> (with worker=)"),
+        )
+    };
+    let (prefix, start, by_worker) = match (job, worker) {
+        (Some(job), None) => {
+            let prefix = keys::completions_of(&job);
+            let start = match after {
+                Some(a) => {
+                    let index: u32 = a.parse().map_err(|_| bad_after(a))?;
+                    Some(keys::completion(&job, index))
+                }
+                None => None,
+            };
+            (prefix, start, None)
+        }
+        (None, Some(worker)) => {
+            let prefix = keys::worker_completions(&worker);
+            let start = match after {
+                Some(a) => {
+                    let (j, t) = a.split_once(':').ok_or_else(|| bad_after(a))?;
+                    let j = parse_job(j)?;
+                    let t: u32 = t.parse().map_err(|_| bad_after(a))?;
+                    Some(keys::worker_completion(&worker, &j, t))
+                }
+                None => None,
+            };
+            (prefix, start, Some(worker))
+        }
+        _ => {
+            return Err((
+                Code::BadQuery,
+                "name exactly one of job=<id> or worker=<hex>".to_owned(),
+            ))
+        }
+    };
+    let mut completions = Vec::new();
+    for (key, raw) in state.scan(&prefix, start.as_deref(), limit) {
+        let record = if by_worker.is_some() {
+            let rest = key.get(prefix.len()..).unwrap_or_default();
+            let parsed = JobId::from_slice(rest.get(..32).unwrap_or_default())
+                .ok()
+                .zip(rest.get(32..36).and_then(|b| <[u8; 4]>::try_from(b).ok()));
+            match parsed {
+                Some((j, t)) => state.completion(&j, u32::from_be_bytes(t)),
+                None => None,
+            }
+        } else {
+            <pb::Completion as prost::Message>::decode(raw.as_slice()).ok()
+        };
+        if let Some(record) = record {
+            completions.push(completion_json(&record));
+        }
+    }
+    Ok(json!({"completions": completions}))
 }
 
 /// Whether `name=true` is set in a query string; other names are refused so

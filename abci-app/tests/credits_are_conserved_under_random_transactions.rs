@@ -1,18 +1,23 @@
 //! Property: over random sequences of valid and invalid transactions from
-//! several keys (transfers, worker registration, jobs posted and cancelled),
-//! two replicas agree on every app hash, no balance goes negative (u64 and
-//! checked arithmetic make that a refused transaction, never a wrap), and
-//! credits are conserved: balances + stakes + escrows = genesis + minted.
+//! several keys (transfers, worker registration, jobs posted and cancelled,
+//! workers committing and revealing honest, wrong or no results), two
+//! replicas agree on every app hash, no balance goes negative (u64 and
+//! checked arithmetic make that a refused transaction, never a wrap),
+//! credits are conserved (balances + stakes + escrows = genesis + minted -
+//! slashed), and once every deadline has passed every job has ended
+//! (completed, failed or cancelled) with its escrow paid out or refunded.
 
 mod common;
 
 use common::{keys, validator_key, TestChain};
 use compute_abci::store::MemStore;
-use compute_proto::{pb, AccountId, JobId, ModuleId, SigningKey};
+use std::collections::BTreeMap;
+
+use compute_proto::{commitment, pb, sha3_256, AccountId, JobId, ModuleId, SigningKey};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-const KEYS: usize = 4;
+const KEYS: usize = 5;
 const GENESIS_BALANCE: u64 = 10_000;
 
 #[derive(Clone, Debug)]
@@ -34,6 +39,14 @@ enum Op {
         who: usize,
         tasks: usize,
         price: u64,
+        policy: usize,
+        deadline: u64,
+    },
+    /// A worker acts on one of its assignments.
+    Work {
+        who: usize,
+        pick: usize,
+        honest: bool,
     },
     Cancel {
         who: usize,
@@ -47,7 +60,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..KEYS, 0..KEYS, 0u64..4_000).prop_map(|(from, to, amount)| Op::Transfer { from, to, amount }),
         2 => (0..KEYS, 0u32..4, 0u64..3_000).prop_map(|(who, capacity, stake)| Op::Register { who, capacity, stake }),
         1 => (0..KEYS).prop_map(|who| Op::Unregister { who }),
-        2 => (0..KEYS, 0usize..4, 0u64..2_000).prop_map(|(who, tasks, price)| Op::Post { who, tasks, price }),
+        2 => (0..KEYS, 0usize..4, 0u64..2_000, 0usize..3, 6u64..24).prop_map(|(who, tasks, price, policy, deadline)| Op::Post { who, tasks, price, policy, deadline }),
+        6 => (0..KEYS, 0usize..4, proptest::bool::weighted(0.6)).prop_map(|(who, pick, honest)| Op::Work { who, pick, honest }),
         1 => (0..KEYS, 0usize..8).prop_map(|(who, job)| Op::Cancel { who, job }),
         1 => proptest::collection::vec(any::<u8>(), 0..40).prop_map(Op::Garbage),
     ]
@@ -58,7 +72,12 @@ struct World {
     keys: Vec<SigningKey>,
     module: ModuleId,
     jobs: Vec<JobId>,
+    /// What each (worker, job, task) committed to: result hash and fuel.
+    committed: BTreeMap<(usize, JobId, u32), ([u8; 32], u64)>,
 }
+
+/// The longest job deadline the strategy draws, plus the windows.
+const MAX_DEADLINE: u32 = 24;
 
 impl World {
     fn new() -> Self {
@@ -67,7 +86,13 @@ impl World {
             .iter()
             .map(|k| (k.account(), GENESIS_BALANCE))
             .collect();
-        let params = json!({"block_reward": 7, "min_worker_stake": 10, "max_worker_capacity": 3});
+        let params = json!({
+            "block_reward": 7,
+            "min_worker_stake": 10,
+            "max_worker_capacity": 3,
+            "commit_window_blocks": 3,
+            "reveal_window_blocks": 3,
+        });
         let mut chains = [
             TestChain::new(MemStore::new(), &balances, params.clone()),
             TestChain::new(MemStore::new(), &balances, params),
@@ -88,6 +113,7 @@ impl World {
             keys,
             module: ModuleId::of(wasm),
             jobs: Vec::new(),
+            committed: BTreeMap::new(),
         }
     }
 
@@ -99,9 +125,11 @@ impl World {
 
     /// Signs `op` with the signer's current nonce plus `offset` (its earlier
     /// transactions in the same block).
-    fn sign(&mut self, op: &Op, offset: &mut [u64; KEYS]) -> Vec<u8> {
+    /// The transactions of `op`: none when a worker has nothing to act on,
+    /// one per assignment it acts on.
+    fn sign(&mut self, op: &Op, offset: &mut [u64; KEYS]) -> Vec<Vec<u8>> {
         let (who, msg) = match op {
-            Op::Garbage(bytes) => return bytes.clone(),
+            Op::Garbage(bytes) => return vec![bytes.clone()],
             Op::Transfer { from, to, amount } => (
                 *from,
                 pb::tx_body::Msg::Transfer(pb::Transfer {
@@ -124,7 +152,24 @@ impl World {
                 *who,
                 pb::tx_body::Msg::UnregisterWorker(pb::UnregisterWorker {}),
             ),
-            Op::Post { who, tasks, price } => (
+            Op::Work { who, pick, honest } => {
+                let msgs = self.work(*who, *pick, *honest);
+                return msgs
+                    .into_iter()
+                    .map(|msg| {
+                        let nonce = self.nonce(*who) + offset[*who];
+                        offset[*who] += 1;
+                        self.chains[0].txs.sign(&self.keys[*who], nonce, msg)
+                    })
+                    .collect();
+            }
+            Op::Post {
+                who,
+                tasks,
+                price,
+                policy,
+                deadline,
+            } => (
                 *who,
                 pb::tx_body::Msg::PostJob(pb::PostJob {
                     module_id: self.module.0.to_vec(),
@@ -134,10 +179,18 @@ impl World {
                             size: 1,
                         })
                         .collect(),
-                    policy: None,
+                    policy: [None, Some((1, 1, 2)), Some((2, 2, 3))][*policy].map(
+                        |(replicas, quorum, max_replicas)| pb::Policy {
+                            kind: Some(pb::policy::Kind::Quorum(pb::QuorumPolicy {
+                                replicas,
+                                quorum,
+                                max_replicas,
+                            })),
+                        },
+                    ),
                     fuel_limit: 1_000_000,
                     price_per_mfuel: *price,
-                    deadline_blocks: 100,
+                    deadline_blocks: *deadline,
                     min_reputation_ppm: 0,
                     max_tasks_per_worker: 0,
                 }),
@@ -160,10 +213,86 @@ impl World {
             self.jobs
                 .push(JobId::derive(&self.keys[who].account(), nonce));
         }
-        self.chains[0].txs.sign(&self.keys[who], nonce, msg)
+        vec![self.chains[0].txs.sign(&self.keys[who], nonce, msg)]
     }
 
-    /// balances + stakes + escrows - (genesis + minted): must be zero.
+    /// Commits and reveals for `who`'s assignments as the committed state
+    /// shows them, skipping the `pick`-th (a worker that forgets one).
+    fn work(&mut self, who: usize, pick: usize, honest: bool) -> Vec<pb::tx_body::Msg> {
+        let worker = self.keys[who].account();
+        let view = self.chains[0].query(&format!("/worker/{worker}/assignments"));
+        let list = view["assignments"].as_array().cloned().unwrap_or_default();
+        list.iter()
+            .enumerate()
+            .filter(|(i, _)| *i != pick)
+            .filter_map(|(_, a)| self.act(who, a, honest))
+            .collect()
+    }
+
+    /// The commit or reveal one assignment needs now, if any.
+    fn act(&mut self, who: usize, a: &Value, honest: bool) -> Option<pb::tx_body::Msg> {
+        let worker = self.keys[who].account();
+        let job = JobId::from_hex(a["job"].as_str()?).ok()?;
+        let task = u32::try_from(a["task"].as_u64()?).ok()?;
+        let salt = sha3_256(&worker.0).to_vec();
+        match (a["task_status"].as_str()?, a["replica_status"].as_str()?) {
+            (_, "assigned") => {
+                let truth = sha3_256(&[job.0.as_slice(), &task.to_be_bytes()].concat());
+                let result = if honest {
+                    truth
+                } else {
+                    sha3_256(&[worker.0.as_slice(), &truth].concat())
+                };
+                let fuel = 1_000 + u64::from(task);
+                self.committed.insert((who, job, task), (result, fuel));
+                Some(pb::tx_body::Msg::CommitResult(pb::CommitResult {
+                    job_id: job.0.to_vec(),
+                    task,
+                    commitment: commitment(&job.0, task, &worker.0, &result, fuel, &salt).to_vec(),
+                }))
+            }
+            ("reveal", "committed") => {
+                let (result, fuel) = *self.committed.get(&(who, job, task))?;
+                Some(pb::tx_body::Msg::RevealResult(pb::RevealResult {
+                    job_id: job.0.to_vec(),
+                    task,
+                    result_hash: result.to_vec(),
+                    fuel_used: fuel,
+                    salt,
+                    output: Vec::new(),
+                }))
+            }
+            _ => None,
+        }
+    }
+
+    /// Every job the strategy posted has ended and holds no escrow, and no
+    /// worker holds a task.
+    fn all_jobs_ended(&self) -> Result<(), String> {
+        let chain = &self.chains[0];
+        for id in &self.jobs {
+            let job = chain.app.query(&format!("/job/{id}"), 0);
+            if job.code != compute_abci::Code::Ok {
+                continue;
+            }
+            let v: Value = serde_json::from_slice(&job.value).unwrap();
+            if v["status"] == "open" || v["escrow"] != 0 || v["ended_height"] == 0 {
+                return Err(format!("job {id} has not ended: {v}"));
+            }
+        }
+        for k in &self.keys {
+            let worker = chain.app.query(&format!("/worker/{}", k.account()), 0);
+            if worker.code == compute_abci::Code::Ok {
+                let v: Value = serde_json::from_slice(&worker.value).unwrap();
+                if v["active_tasks"] != 0 {
+                    return Err(format!("worker still busy: {v}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// balances + stakes + escrows - (genesis + minted - slashed): must be zero.
     fn imbalance(&self) -> i128 {
         let chain = &self.chains[0];
         let mut held: i128 = 0;
@@ -187,26 +316,44 @@ impl World {
                 held += i128::from(v["escrow"].as_u64().unwrap());
             }
         }
-        let minted = chain.query("/stats")["credits_minted"].as_u64().unwrap();
-        held - i128::from(GENESIS_BALANCE * KEYS as u64) - i128::from(minted)
+        let stats = chain.query("/stats");
+        let minted = stats["credits_minted"].as_u64().unwrap();
+        let slashed = stats["credits_slashed"].as_u64().unwrap();
+        held - i128::from(GENESIS_BALANCE * KEYS as u64) - i128::from(minted) + i128::from(slashed)
     }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
     fn credits_are_conserved_and_replicas_agree(
-        blocks in proptest::collection::vec(proptest::collection::vec(op(), 0..6), 1..10)
+        blocks in proptest::collection::vec(proptest::collection::vec(op(), 0..8), 1..16)
     ) {
         let mut world = World::new();
         for ops in &blocks {
             let mut offset = [0u64; KEYS];
-            let txs: Vec<Vec<u8>> = ops.iter().map(|op| world.sign(op, &mut offset)).collect();
+            let txs: Vec<Vec<u8>> = ops
+                .iter()
+                .flat_map(|op| world.sign(op, &mut offset))
+                .collect();
             let a = world.chains[0].block(&txs);
             let b = world.chains[1].block(&txs);
             prop_assert_eq!(&a, &b);
             prop_assert_eq!(world.imbalance(), 0);
         }
+        // Every deadline passes while the workers act honestly on what they
+        // hold: every job ends, and still nothing is lost.
+        for _ in 0..MAX_DEADLINE + 2 {
+            let mut offset = [0u64; KEYS];
+            let txs: Vec<Vec<u8>> = (0..KEYS)
+                .flat_map(|who| world.sign(&Op::Work { who, pick: usize::MAX, honest: true }, &mut offset))
+                .collect();
+            let a = world.chains[0].block(&txs);
+            let b = world.chains[1].block(&txs);
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(world.imbalance(), 0);
+        }
+        prop_assert_eq!(world.all_jobs_ended(), Ok(()));
     }
 }

@@ -65,6 +65,8 @@ fn signers_share_the_reward_and_the_proposer_gets_the_remainder() {
         proposer_address: &validator_address(&c.0),
         signer_addresses: &signers,
         txs: &[] as &[Vec<u8>],
+        hash: &[7; 32],
+        time_seconds: 0,
     });
     app.commit();
     assert_eq!(out.events[0].r#type, "block_reward");
@@ -82,6 +84,8 @@ fn signers_share_the_reward_and_the_proposer_gets_the_remainder() {
         proposer_address: &validator_address(&c.0),
         signer_addresses: &stranger,
         txs: &[] as &[Vec<u8>],
+        hash: &[7; 32],
+        time_seconds: 0,
     });
     app.commit();
     assert_eq!(balance(&app, &c), 1);

@@ -62,6 +62,53 @@ pub fn hash_parts(tag: Tag, parts: &[&[u8]]) -> [u8; 32] {
     hasher.finalize()
 }
 
+/// The sealed commitment of a result:
+/// `H("compute/commit/v1", job, task u32 BE, worker, result_hash, fuel_used u64 BE, salt)`.
+///
+/// The worker's key is inside, so one worker's commitment is worthless to
+/// another, and the salt keeps a small result space from being guessed.
+pub fn commitment(
+    job: &[u8; 32],
+    task: u32,
+    worker: &[u8; 32],
+    result_hash: &[u8; 32],
+    fuel_used: u64,
+    salt: &[u8],
+) -> [u8; 32] {
+    hash_parts(
+        Tag::Commit,
+        &[
+            job,
+            &task.to_be_bytes(),
+            worker,
+            result_hash,
+            &fuel_used.to_be_bytes(),
+            salt,
+        ],
+    )
+}
+
+/// The seed of one assignment draw:
+/// `H("compute/assign/v1", block hash, job, task u32 BE, replica u32 BE, attempt u32 BE)`.
+pub fn assignment_seed(
+    block_hash: &[u8],
+    job: &[u8; 32],
+    task: u32,
+    replica: u32,
+    attempt: u32,
+) -> [u8; 32] {
+    hash_parts(
+        Tag::Assign,
+        &[
+            block_hash,
+            job,
+            &task.to_be_bytes(),
+            &replica.to_be_bytes(),
+            &attempt.to_be_bytes(),
+        ],
+    )
+}
+
 /// An incremental `H(tag, ...)` for callers that stream their parts.
 #[derive(Clone)]
 pub struct Hasher(Sha3_256);

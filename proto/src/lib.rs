@@ -22,7 +22,7 @@ pub mod pb {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/compute_descriptor.bin"));
 
-pub use hash::{hash_parts, sha3_256, sha3_256_concat, Tag};
+pub use hash::{assignment_seed, commitment, hash_parts, sha3_256, sha3_256_concat, Tag};
 pub use ids::{AccountId, BlobId, Hash32, IdError, JobId, ModuleId};
 pub use keys::{KeyError, SigningKey};
 pub use tx::{SignedTx, TxBuilder, TxError};

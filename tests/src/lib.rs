@@ -493,6 +493,8 @@ pub async fn replay_and_compare_app_hashes(node: &Node) -> Result<u64> {
             proposer_address: block.header.proposer_address.as_bytes(),
             signer_addresses: &signers,
             txs: &txs,
+            hash: block.header.hash().as_bytes(),
+            time_seconds: block.header.time.unix_timestamp(),
         });
         app.commit();
         let next = client

@@ -1,12 +1,14 @@
 //! `CancelJob{job_id}`: the requester stops an open job and gets back the
-//! escrow that is not owed. Until tasks are assigned, nothing is owed.
+//! escrow that is not owed.
 
 use compute_proto::{pb, AccountId, JobId};
 
 use crate::codes::Rejection;
 use crate::events::{event, Event};
-use crate::msg::{credit, update_stats};
-use crate::state::{job_status_name, StateRead};
+use crate::jobs;
+use crate::msg::post_job::escrow;
+use crate::msg::{credit, update_stats, Ctx};
+use crate::state::{job_status_name, keys, StateRead};
 use crate::store::StateTx;
 
 /// Shape: a 32-byte job id.
@@ -39,24 +41,62 @@ pub fn check_stateful(
     Ok(job)
 }
 
-/// Refunds the escrow and marks the job cancelled.
+/// Cancels every task still in its commit phase (its workers are released
+/// unpaid and unpunished: nothing of theirs is revealed yet), keeps the
+/// escrow that tasks already in their reveal phase may still be owed, and
+/// refunds the rest. Those tasks settle as usual; what they do not use is
+/// refunded when the last one ends.
 pub fn execute(
     id: &JobId,
     mut job: pb::Job,
     signer: &AccountId,
     state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
 ) -> Result<Vec<Event>, Rejection> {
-    let refund = job.escrow;
+    let mut events = Vec::new();
+    let mut reserve: u64 = 0;
+    for (index, mut task) in state.tasks(id, job.task_count as usize) {
+        match pb::TaskStatus::try_from(task.status) {
+            Ok(pb::TaskStatus::Commit) => {
+                for replica in &task.replicas {
+                    if replica.status != pb::ReplicaStatus::Cheated as i32 {
+                        let worker = AccountId::from_slice(&replica.worker).unwrap_or_default();
+                        if let Some(mut record) = state.worker(&worker) {
+                            record.active_tasks = record.active_tasks.saturating_sub(1);
+                            state.put_worker(&worker, &record);
+                        }
+                        state.delete_raw(keys::assignment(&worker, id, index));
+                    }
+                }
+                task.status = pb::TaskStatus::Cancelled as i32;
+                task.ended_height = i64::try_from(ctx.height).unwrap_or(i64::MAX);
+                state.delete_raw(keys::pending(id, index));
+                state.put_task(id, index, &task);
+                job.tasks_cancelled = job.tasks_cancelled.saturating_add(1);
+            }
+            Ok(pb::TaskStatus::Reveal) => {
+                let owed =
+                    escrow(1, task.wanted, job.fuel_limit, job.price_per_mfuel).unwrap_or(u64::MAX);
+                reserve = reserve.saturating_add(owed);
+            }
+            _ => {}
+        }
+    }
+    let reserve = reserve.min(job.escrow);
+    let refund = job.escrow.saturating_sub(reserve);
     credit(state, signer, refund)?;
-    job.escrow = 0;
+    job.escrow = reserve;
     job.status = pb::JobStatus::Cancelled as i32;
-    state.put_job(id, &job);
     update_stats(state, |s| s.jobs_open = s.jobs_open.saturating_sub(1));
-    Ok(vec![event(
+    events.push(event(
         "job_cancelled",
         &[
             ("job", id.to_hex(), true),
             ("refund", refund.to_string(), false),
+            ("reserved", reserve.to_string(), false),
         ],
-    )])
+    ));
+    jobs::finish_job_if_done(state, ctx, id, &mut job, &mut events);
+    state.put_job(id, &job);
+    Ok(events)
 }

@@ -10,6 +10,7 @@
 
 pub mod cancel_job;
 pub mod post_job;
+pub mod results;
 pub mod store_module;
 pub mod transfer;
 pub mod workers;
@@ -34,6 +35,11 @@ pub struct Ctx<'a> {
     pub height: u64,
     /// The account credited with fees; `None` in CheckTx.
     pub proposer: Option<AccountId>,
+    /// The block time in seconds since the Unix epoch (0 in CheckTx).
+    pub time_seconds: i64,
+    /// Runs `verify` for Verified jobs; `None` in CheckTx, where the
+    /// verdict is left to FinalizeBlock.
+    pub verifier: Option<&'a crate::verify::Verifier>,
 }
 
 /// The name of a message type, for logs and errors.
@@ -65,6 +71,10 @@ pub enum Checked<'a> {
     PostJob(&'a pb::PostJob, post_job::CheckedJob),
     /// Cancelling a job.
     CancelJob(JobId),
+    /// A sealed result.
+    CommitResult(&'a pb::CommitResult, results::Target),
+    /// An opened result.
+    RevealResult(&'a pb::RevealResult, results::Target),
 }
 
 /// Checks that `payer` holds `amount` after its ante step paid `fee`; the
@@ -150,6 +160,14 @@ pub fn check_stateless<'t>(tx: &'t SignedTx, ctx: &Ctx<'_>) -> Result<Checked<'t
             post_job::check_stateless(m, ctx.params)?,
         )),
         Msg::CancelJob(m) => Ok(Checked::CancelJob(cancel_job::check_stateless(m)?)),
+        Msg::CommitResult(m) => Ok(Checked::CommitResult(
+            m,
+            results::check_commit_stateless(m)?,
+        )),
+        Msg::RevealResult(m) => Ok(Checked::RevealResult(
+            m,
+            results::check_reveal_stateless(m, ctx.params)?,
+        )),
         other => Err(Rejection::NotYetSupported(name(other))),
     }
 }
@@ -217,11 +235,19 @@ pub fn run(
         }
         Checked::PostJob(m, checked) => {
             post_job::check_stateful(checked, &tx.signer, tx.body.fee, ctx.params, state)?;
-            post_job::execute(m, checked, &tx.signer, tx.body.nonce, ctx.height, state)
+            post_job::execute(m, checked, &tx.signer, tx.body.nonce, ctx, state)
         }
         Checked::CancelJob(id) => {
             let job = cancel_job::check_stateful(id, &tx.signer, state)?;
-            cancel_job::execute(id, job, &tx.signer, state)
+            cancel_job::execute(id, job, &tx.signer, state, ctx)
+        }
+        Checked::CommitResult(m, target) => {
+            let found = results::check_commit_stateful(target, &tx.signer, state)?;
+            results::execute_commit(m, target, &tx.signer, found, state, ctx)
+        }
+        Checked::RevealResult(m, target) => {
+            let found = results::check_reveal_stateful(m, target, &tx.signer, state)?;
+            results::execute_reveal(m, target, &tx.signer, found, state, ctx)
         }
         Checked::UnregisterWorker => {
             let record = workers::check_unregister_stateful(&tx.signer, state)?;

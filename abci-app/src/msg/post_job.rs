@@ -9,7 +9,7 @@ use compute_proto::{pb, AccountId, JobId, ModuleId};
 
 use crate::codes::Rejection;
 use crate::events::{event, Event};
-use crate::msg::{debit, require_funds, update_stats};
+use crate::msg::{debit, require_funds, update_stats, Ctx};
 use crate::state::{keys, StateRead};
 use crate::store::StateTx;
 
@@ -86,6 +86,15 @@ pub fn check_stateless(msg: &pb::PostJob, params: &pb::Params) -> Result<Checked
     let max_replicas = match &kind {
         pb::policy::Kind::Quorum(q) => check_quorum(q, params)?,
         pb::policy::Kind::Verified(v) => {
+            if let Some(index) = msg
+                .tasks
+                .iter()
+                .position(|t| !matches!(t.source, Some(pb::task_input::Source::Inline(_))))
+            {
+                return Err(invalid(format!(
+                    "task {index}: a Verified job's inputs must be inline, because every validator runs verify on them"
+                )));
+            }
             if v.verify_fuel == 0 || v.verify_fuel > params.max_verify_fuel {
                 return Err(invalid(format!(
                     "verify_fuel {} must be between 1 and max_verify_fuel {}",
@@ -219,9 +228,10 @@ pub fn execute(
     checked: &CheckedJob,
     requester: &AccountId,
     nonce: u64,
-    height: u64,
+    ctx: &Ctx<'_>,
     state: &mut StateTx<'_>,
 ) -> Result<Vec<Event>, Rejection> {
+    let height = ctx.height;
     let id = JobId::derive(requester, nonce);
     debit(state, requester, checked.escrow)?;
     let posted = i64::try_from(height).map_err(|_| Rejection::Overflow("height"))?;
@@ -245,16 +255,36 @@ pub fn execute(
             status: pb::JobStatus::Open as i32,
             escrow: checked.escrow,
             max_replicas: checked.max_replicas,
+            ..Default::default()
         },
     );
+    let wanted = match checked.policy.kind {
+        Some(pb::policy::Kind::Quorum(q)) => q.replicas,
+        _ => 1,
+    };
     for (index, input) in (0u32..).zip(&msg.tasks) {
-        state.put_record(
-            keys::task(&id, index),
+        state.put_task(
+            &id,
+            index,
             &pb::Task {
                 input: Some(input.clone()),
+                status: pb::TaskStatus::Commit as i32,
+                wanted,
+                ..Default::default()
             },
         );
+        // Assigned at the end of this block.
+        state.put_raw(keys::pending(&id, index), Vec::new());
     }
+    state.put_raw(
+        keys::deadline(
+            height.saturating_add(msg.deadline_blocks),
+            &id,
+            keys::WHOLE_JOB,
+        ),
+        Vec::new(),
+    );
+    state.put_raw(keys::requester_job(requester, &id), Vec::new());
     update_stats(state, |s| {
         s.jobs_posted = s.jobs_posted.saturating_add(1);
         s.jobs_open = s.jobs_open.saturating_add(1);

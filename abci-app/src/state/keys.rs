@@ -19,6 +19,23 @@ pub const JOB_PREFIX: &[u8] = b"job/";
 pub const TASK_PREFIX: &[u8] = b"task/";
 /// Prefix of reputation records.
 pub const REPUTATION_PREFIX: &[u8] = b"rep/";
+/// Prefix of the tasks with an open replica slot.
+pub const PENDING_PREFIX: &[u8] = b"pend/";
+/// Prefix of the assignment index, by worker then job then task.
+pub const ASSIGNMENT_PREFIX: &[u8] = b"wasg/";
+/// Prefix of the deadline index, by height then job then task.
+pub const DEADLINE_PREFIX: &[u8] = b"dl/";
+/// Prefix of completion records, by job then task.
+pub const COMPLETION_PREFIX: &[u8] = b"done/";
+/// Prefix of the count of a job's tasks each worker was ever given.
+pub const WORKER_JOB_PREFIX: &[u8] = b"wjob/";
+/// Prefix of the index of completions by worker.
+pub const WORKER_COMPLETION_PREFIX: &[u8] = b"wdone/";
+/// Prefix of the index of jobs by requester.
+pub const REQUESTER_PREFIX: &[u8] = b"mjob/";
+
+/// The task index a deadline entry uses for the job's own deadline.
+pub const WHOLE_JOB: u32 = u32::MAX;
 
 /// The account record of `id`.
 pub fn account(id: &AccountId) -> Vec<u8> {
@@ -65,6 +82,84 @@ pub fn task(job: &JobId, index: u32) -> Vec<u8> {
     [TASK_PREFIX, job.as_bytes(), &index.to_be_bytes()].concat()
 }
 
+/// A task with an open replica slot.
+pub fn pending(job: &JobId, index: u32) -> Vec<u8> {
+    [PENDING_PREFIX, job.as_bytes(), &index.to_be_bytes()].concat()
+}
+
+/// Where the last block's assignment scan stopped (the pending key).
+pub fn pending_cursor() -> Vec<u8> {
+    b"pendcursor".to_vec()
+}
+
+/// Every assignment of a worker, as a scan prefix.
+pub fn assignments_of(worker: &AccountId) -> Vec<u8> {
+    [ASSIGNMENT_PREFIX, worker.as_bytes()].concat()
+}
+
+/// A worker's assignments within one job, as a scan prefix.
+pub fn assignments_in_job(worker: &AccountId, job: &JobId) -> Vec<u8> {
+    [ASSIGNMENT_PREFIX, worker.as_bytes(), job.as_bytes()].concat()
+}
+
+/// One assignment of a worker.
+pub fn assignment(worker: &AccountId, job: &JobId, index: u32) -> Vec<u8> {
+    [
+        ASSIGNMENT_PREFIX,
+        worker.as_bytes(),
+        job.as_bytes(),
+        &index.to_be_bytes(),
+    ]
+    .concat()
+}
+
+/// A deadline entry: task `index` of `job` (or [`WHOLE_JOB`]) is due at `height`.
+pub fn deadline(height: u64, job: &JobId, index: u32) -> Vec<u8> {
+    [
+        DEADLINE_PREFIX,
+        &height.to_be_bytes(),
+        job.as_bytes(),
+        &index.to_be_bytes(),
+    ]
+    .concat()
+}
+
+/// The completion record of a settled task.
+pub fn completion(job: &JobId, index: u32) -> Vec<u8> {
+    [COMPLETION_PREFIX, job.as_bytes(), &index.to_be_bytes()].concat()
+}
+
+/// Every completion of a job, as a scan prefix.
+pub fn completions_of(job: &JobId) -> Vec<u8> {
+    [COMPLETION_PREFIX, job.as_bytes()].concat()
+}
+
+/// How many of `job`'s tasks `worker` was ever given (the data-scattering cap).
+pub fn worker_job(worker: &AccountId, job: &JobId) -> Vec<u8> {
+    [WORKER_JOB_PREFIX, worker.as_bytes(), job.as_bytes()].concat()
+}
+
+/// Every completion `worker` took part in, as a scan prefix.
+pub fn worker_completions(worker: &AccountId) -> Vec<u8> {
+    [WORKER_COMPLETION_PREFIX, worker.as_bytes()].concat()
+}
+
+/// One completion `worker` took part in.
+pub fn worker_completion(worker: &AccountId, job: &JobId, index: u32) -> Vec<u8> {
+    [
+        WORKER_COMPLETION_PREFIX,
+        worker.as_bytes(),
+        job.as_bytes(),
+        &index.to_be_bytes(),
+    ]
+    .concat()
+}
+
+/// A job in its requester's index.
+pub fn requester_job(requester: &AccountId, job: &JobId) -> Vec<u8> {
+    [REQUESTER_PREFIX, requester.as_bytes(), job.as_bytes()].concat()
+}
+
 /// The chain parameters.
 pub fn params() -> Vec<u8> {
     b"params".to_vec()
@@ -86,7 +181,7 @@ mod tests {
 
     #[test]
     fn prefixes_do_not_overlap() {
-        let fixed = [params(), chain_id(), stats()];
+        let fixed = [params(), chain_id(), stats(), pending_cursor()];
         let prefixes = [
             ACCOUNT_PREFIX,
             VALIDATOR_PREFIX,
@@ -96,6 +191,13 @@ mod tests {
             JOB_PREFIX,
             TASK_PREFIX,
             REPUTATION_PREFIX,
+            PENDING_PREFIX,
+            ASSIGNMENT_PREFIX,
+            DEADLINE_PREFIX,
+            COMPLETION_PREFIX,
+            REQUESTER_PREFIX,
+            WORKER_JOB_PREFIX,
+            WORKER_COMPLETION_PREFIX,
         ];
         for (i, prefix) in prefixes.iter().enumerate() {
             for key in &fixed {

@@ -90,6 +90,23 @@ pub trait StateRead: KvRead {
             .collect()
     }
 
+    /// One task of a job.
+    fn task(&self, job: &JobId, index: u32) -> Option<pb::Task> {
+        self.record(&keys::task(job, index))
+    }
+
+    /// The completion record of a settled task.
+    fn completion(&self, job: &JobId, index: u32) -> Option<pb::Completion> {
+        self.record(&keys::completion(job, index))
+    }
+
+    /// How many of `job`'s tasks `worker` was ever given.
+    fn worker_job_count(&self, worker: &AccountId, job: &JobId) -> u32 {
+        self.get(&keys::worker_job(worker, job))
+            .and_then(|raw| <[u8; 4]>::try_from(raw.as_slice()).ok())
+            .map_or(0, u32::from_be_bytes)
+    }
+
     /// The account of the validator with this 20-byte consensus address.
     fn validator_account(&self, address: &[u8]) -> Option<AccountId> {
         self.get(&keys::validator(address))
@@ -127,9 +144,38 @@ impl StateTx<'_> {
         self.put_record(keys::worker(id), worker);
     }
 
+    /// Stores a task.
+    pub fn put_task(&mut self, job: &JobId, index: u32, task: &pb::Task) {
+        self.put_record(keys::task(job, index), task);
+    }
+
     /// Stores the chain-wide counters.
     pub fn put_stats(&mut self, stats: &pb::Stats) {
         self.put_record(keys::stats(), stats);
+    }
+}
+
+/// A task status as people read it.
+pub fn task_status_name(status: i32) -> &'static str {
+    match pb::TaskStatus::try_from(status) {
+        Ok(pb::TaskStatus::Commit) => "commit",
+        Ok(pb::TaskStatus::Reveal) => "reveal",
+        Ok(pb::TaskStatus::Settled) => "settled",
+        Ok(pb::TaskStatus::Failed) => "failed",
+        Ok(pb::TaskStatus::Cancelled) => "cancelled",
+        Ok(pb::TaskStatus::Unspecified) | Err(_) => "unknown",
+    }
+}
+
+/// A replica status as people read it.
+pub fn replica_status_name(status: i32) -> &'static str {
+    match pb::ReplicaStatus::try_from(status) {
+        Ok(pb::ReplicaStatus::Assigned) => "assigned",
+        Ok(pb::ReplicaStatus::Committed) => "committed",
+        Ok(pb::ReplicaStatus::Revealed) => "revealed",
+        Ok(pb::ReplicaStatus::Agreed) => "agreed",
+        Ok(pb::ReplicaStatus::Cheated) => "cheated",
+        Ok(pb::ReplicaStatus::Unspecified) | Err(_) => "unknown",
     }
 }
 

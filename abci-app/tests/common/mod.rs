@@ -58,6 +58,8 @@ impl<S: Store> TestChain<S> {
             proposer_address: &proposer,
             signer_addresses: &signers,
             txs,
+            hash: &compute_proto::sha3_256(&height.to_be_bytes()),
+            time_seconds: 1_700_000_000 + height,
         });
         assert_eq!(self.app.commit(), height);
         out

@@ -1,0 +1,873 @@
+//! The life of a job after `PostJob` (DESIGN section 4): assignment by the
+//! chain, commit and reveal deadlines, settlement, payment, slashing and the
+//! job's end.
+//!
+//! Every step works on one task at a time and leaves it in one of the
+//! phases of [`pb::TaskStatus`]; [`advance`] is the single place that moves
+//! a task on after any change (a commit, a reveal, a missed deadline, a
+//! verdict), so the rules live in one function.
+//!
+//! Bounds: a task holds at most its job's `max_replicas` live replicas plus
+//! the cheaters refused by `verify`, and draws at most
+//! `max_replicas x ATTEMPTS_PER_REPLICA` workers before it fails; the end of
+//! a block visits at most `max_deadline_visits_per_block` deadline entries
+//! and `max_assignments_per_block` pending tasks.
+
+use std::collections::BTreeMap;
+
+use compute_proto::{assignment_seed, pb, sha3_256, AccountId, JobId};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::events::{event, Event};
+use crate::msg::{credit, update_stats, Ctx};
+use crate::reputation::score_ppm;
+use crate::state::{keys, StateRead};
+use crate::store::{KvRead, StateTx};
+use crate::verify::Judgement;
+
+/// Draws a task may take per replica of its ceiling before it fails: a
+/// task nobody completes (every worker misses it) ends instead of cycling.
+pub const ATTEMPTS_PER_REPLICA: u32 = 8;
+
+use pb::ReplicaStatus as R;
+use pb::TaskStatus as T;
+
+fn is(status: i32, want: R) -> bool {
+    status == want as i32
+}
+
+/// A replica still in the task (not refused as a cheat).
+fn is_live(replica: &pb::Replica) -> bool {
+    !is(replica.status, R::Cheated)
+}
+
+/// Live replicas of a task.
+pub fn live_count(task: &pb::Task) -> u32 {
+    let live = task.replicas.iter().filter(|r| is_live(r)).count();
+    u32::try_from(live).unwrap_or(u32::MAX)
+}
+
+/// Replica slots waiting for a worker.
+pub fn open_slots(task: &pb::Task) -> u32 {
+    task.wanted.saturating_sub(live_count(task))
+}
+
+fn height(ctx: &Ctx<'_>) -> i64 {
+    i64::try_from(ctx.height).unwrap_or(i64::MAX)
+}
+
+fn account(bytes: &[u8]) -> AccountId {
+    AccountId::from_slice(bytes).unwrap_or_default()
+}
+
+fn quorum_of(job: &pb::Job) -> Option<u32> {
+    match job.policy.and_then(|p| p.kind) {
+        Some(pb::policy::Kind::Quorum(q)) => Some(q.quorum),
+        _ => None,
+    }
+}
+
+/// `fuel x price / 10^6`, rounded down: what one replica of the winning
+/// group is paid. The escrow rounds the other way, so it always covers it.
+pub fn price_of(fuel: u64, price_per_mfuel: u64) -> u64 {
+    let product = u128::from(fuel).saturating_mul(u128::from(price_per_mfuel));
+    u64::try_from(product / 1_000_000).unwrap_or(u64::MAX)
+}
+
+/// Frees the worker's capacity and drops the task from its assignments.
+fn release(state: &mut StateTx<'_>, worker: &AccountId, job: &JobId, index: u32) {
+    if let Some(mut record) = state.worker(worker) {
+        record.active_tasks = record.active_tasks.saturating_sub(1);
+        state.put_worker(worker, &record);
+    }
+    state.delete_raw(keys::assignment(worker, job, index));
+}
+
+/// Counts a cheat and burns `slash_ppm` of the worker's stake.
+fn punish_cheat(
+    state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
+    worker: &AccountId,
+    job: &JobId,
+    index: u32,
+    why: &str,
+    events: &mut Vec<Event>,
+) {
+    state.update_reputation(worker, |r| r.cheats = r.cheats.saturating_add(1));
+    let mut slashed = 0;
+    if let Some(mut record) = state.worker(worker) {
+        let share =
+            u128::from(record.stake).saturating_mul(u128::from(ctx.params.slash_ppm)) / 1_000_000;
+        slashed = u64::try_from(share)
+            .unwrap_or(record.stake)
+            .min(record.stake);
+        record.stake = record.stake.saturating_sub(slashed);
+        state.put_worker(worker, &record);
+    }
+    update_stats(state, |s| {
+        s.credits_slashed = s.credits_slashed.saturating_add(slashed)
+    });
+    events.push(event(
+        "worker_cheated",
+        &[
+            ("job", job.to_hex(), true),
+            ("task", index.to_string(), true),
+            ("worker", worker.to_hex(), true),
+            ("slashed", slashed.to_string(), false),
+            ("reason", why.to_owned(), false),
+        ],
+    ));
+}
+
+/// Moves a task on after any change to it. The caller stores the task and
+/// the job afterwards and then calls [`finish_job_if_done`].
+pub fn advance(
+    state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
+    id: &JobId,
+    job: &mut pb::Job,
+    index: u32,
+    task: &mut pb::Task,
+    events: &mut Vec<Event>,
+) {
+    let live = live_count(task);
+    let assigned = task.replicas.iter().any(|r| is(r.status, R::Assigned));
+    let committed = task.replicas.iter().any(|r| is(r.status, R::Committed));
+    match T::try_from(task.status) {
+        Ok(T::Commit) => {
+            if live < task.wanted {
+                reopen(state, ctx, id, job, index, task, events);
+            } else if !assigned && committed {
+                open_reveal(state, ctx, id, job, index, task, events);
+            } else if !assigned {
+                // Every live replica had revealed before the slots grew.
+                conclude(state, ctx, id, job, index, task, events);
+            }
+        }
+        Ok(T::Reveal) if !committed => conclude(state, ctx, id, job, index, task, events),
+        _ => {}
+    }
+}
+
+/// A task with free slots goes back to its commit phase and waits for
+/// workers; a cancelled job's task fails instead.
+fn reopen(
+    state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
+    id: &JobId,
+    job: &mut pb::Job,
+    index: u32,
+    task: &mut pb::Task,
+    events: &mut Vec<Event>,
+) {
+    if job.status == pb::JobStatus::Cancelled as i32 {
+        fail_task(
+            state,
+            ctx,
+            id,
+            job,
+            index,
+            task,
+            "the job was cancelled and a replica left",
+            events,
+        );
+        return;
+    }
+    task.status = T::Commit as i32;
+    state.put_raw(keys::pending(id, index), Vec::new());
+}
+
+/// Every replica has committed: the task opens for reveal.
+fn open_reveal(
+    state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
+    id: &JobId,
+    job: &pb::Job,
+    index: u32,
+    task: &mut pb::Task,
+    events: &mut Vec<Event>,
+) {
+    let due = height(ctx)
+        .saturating_add(i64::try_from(ctx.params.reveal_window_blocks).unwrap_or(i64::MAX))
+        .min(job.deadline_height);
+    task.status = T::Reveal as i32;
+    for replica in &mut task.replicas {
+        if is(replica.status, R::Committed) {
+            replica.deadline_height = due;
+            events.push(event(
+                "task_reveal_open",
+                &[
+                    ("job", id.to_hex(), true),
+                    ("task", index.to_string(), true),
+                    ("worker", hex::encode(&replica.worker), true),
+                    ("reveal_deadline", due.to_string(), false),
+                ],
+            ));
+        }
+    }
+    let due = u64::try_from(due).unwrap_or(0);
+    state.put_raw(keys::deadline(due, id, index), Vec::new());
+}
+
+/// Every live replica has revealed (or missed): settle, add replicas, or fail.
+fn conclude(
+    state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
+    id: &JobId,
+    job: &mut pb::Job,
+    index: u32,
+    task: &mut pb::Task,
+    events: &mut Vec<Event>,
+) {
+    let live = live_count(task);
+    let Some(quorum) = quorum_of(job) else {
+        // Verified: the verdict was given at the reveal; a slot freed by a
+        // missed deadline or a refused output waits for the next worker.
+        if live < task.wanted {
+            reopen(state, ctx, id, job, index, task, events);
+        }
+        return;
+    };
+    // Groups in sorted order: the outcome never depends on reveal order.
+    let mut groups: BTreeMap<(&[u8], u64), Vec<usize>> = BTreeMap::new();
+    for (i, r) in task.replicas.iter().enumerate() {
+        if is(r.status, R::Revealed) {
+            groups
+                .entry((r.result_hash.as_slice(), r.fuel_used))
+                .or_default()
+                .push(i);
+        }
+    }
+    let top = groups.values().map(Vec::len).max().unwrap_or(0);
+    let leaders: Vec<&Vec<usize>> = groups.values().filter(|g| g.len() == top).collect();
+    let top = u32::try_from(top).unwrap_or(u32::MAX);
+    if top >= quorum && leaders.len() == 1 {
+        let winners = leaders[0].clone();
+        settle(state, ctx, id, job, index, task, &winners, events);
+    } else if live < task.wanted {
+        reopen(state, ctx, id, job, index, task, events);
+    } else if task.wanted < job.max_replicas && job.status == pb::JobStatus::Open as i32 {
+        let need = quorum.saturating_sub(top).max(1);
+        let before = task.wanted;
+        task.wanted = task.wanted.saturating_add(need).min(job.max_replicas);
+        events.push(event(
+            "task_extended",
+            &[
+                ("job", id.to_hex(), true),
+                ("task", index.to_string(), true),
+                ("replicas", task.wanted.to_string(), false),
+                ("was", before.to_string(), false),
+            ],
+        ));
+        reopen(state, ctx, id, job, index, task, events);
+    } else {
+        let reason = format!(
+            "no quorum: {} replicas revealed, the largest agreeing group has {top}, {quorum} needed",
+            groups.values().map(Vec::len).sum::<usize>()
+        );
+        fail_task(state, ctx, id, job, index, task, &reason, events);
+    }
+}
+
+/// Pays the winning group, punishes the other reveals, records the
+/// completion.
+#[allow(clippy::too_many_arguments)]
+pub fn settle(
+    state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
+    id: &JobId,
+    job: &mut pb::Job,
+    index: u32,
+    task: &mut pb::Task,
+    winners: &[usize],
+    events: &mut Vec<Event>,
+) {
+    let Some(first) = winners.first().and_then(|&i| task.replicas.get(i)) else {
+        return;
+    };
+    let result_hash = first.result_hash.clone();
+    let fuel = first.fuel_used;
+    release_live(state, id, index, task);
+    let pay = price_of(fuel, job.price_per_mfuel);
+    let mut paid: u64 = 0;
+    let mut workers = Vec::with_capacity(winners.len());
+    let mut output = Vec::new();
+    for (i, replica) in task.replicas.iter_mut().enumerate() {
+        let worker = account(&replica.worker);
+        if winners.contains(&i) {
+            replica.status = R::Agreed as i32;
+            let amount = pay.min(job.escrow);
+            job.escrow = job.escrow.saturating_sub(amount);
+            paid = paid.saturating_add(amount);
+            // Only an overflow of the worker's balance fails; the credit
+            // then stays in escrow and returns to the requester.
+            if credit(state, &worker, amount).is_err() {
+                job.escrow = job.escrow.saturating_add(amount);
+            }
+            state.update_reputation(&worker, |r| {
+                r.agreed = r.agreed.saturating_add(1);
+                r.fuel_worked = r.fuel_worked.saturating_add(fuel);
+            });
+            state.put_raw(keys::worker_completion(&worker, id, index), Vec::new());
+            if output.is_empty() && !replica.output.is_empty() {
+                output = replica.output.clone();
+            }
+            workers.push(replica.worker.clone());
+        } else if is(replica.status, R::Revealed) {
+            replica.status = R::Cheated as i32;
+            punish_cheat(
+                state,
+                ctx,
+                &worker,
+                id,
+                index,
+                "revealed a result outside the winning group",
+                events,
+            );
+        }
+    }
+    workers.sort();
+    state.update_reputation(&account(&job.requester), |r| {
+        r.tasks_received = r.tasks_received.saturating_add(1);
+        r.fuel_received = r.fuel_received.saturating_add(fuel);
+    });
+    let completion = pb::Completion {
+        job_id: id.0.to_vec(),
+        task: index,
+        result_hash: result_hash.clone(),
+        fuel_used: fuel,
+        workers: workers.clone(),
+        height: height(ctx),
+        time_seconds: ctx.time_seconds,
+        output,
+        paid,
+    };
+    state.put_record(keys::completion(id, index), &completion);
+    task.status = T::Settled as i32;
+    task.ended_height = height(ctx);
+    state.delete_raw(keys::pending(id, index));
+    job.tasks_settled = job.tasks_settled.saturating_add(1);
+    update_stats(state, |s| {
+        s.tasks_settled = s.tasks_settled.saturating_add(1)
+    });
+    let workers: Vec<String> = workers.iter().map(hex::encode).collect();
+    events.push(event(
+        "task_settled",
+        &[
+            ("job", id.to_hex(), true),
+            ("task", index.to_string(), true),
+            ("result_hash", hex::encode(&result_hash), true),
+            ("fuel_used", fuel.to_string(), false),
+            ("workers", workers.join(","), false),
+            ("paid", paid.to_string(), false),
+        ],
+    ));
+}
+
+/// Releases every live replica of a task that ends.
+fn release_live(state: &mut StateTx<'_>, id: &JobId, index: u32, task: &pb::Task) {
+    for replica in task.replicas.iter().filter(|r| is_live(r)) {
+        release(state, &account(&replica.worker), id, index);
+    }
+}
+
+/// Ends a task without a result; the job's escrow for it is refunded when
+/// the job ends.
+#[allow(clippy::too_many_arguments)]
+pub fn fail_task(
+    state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
+    id: &JobId,
+    job: &mut pb::Job,
+    index: u32,
+    task: &mut pb::Task,
+    reason: &str,
+    events: &mut Vec<Event>,
+) {
+    release_live(state, id, index, task);
+    task.status = T::Failed as i32;
+    task.failure = reason.to_owned();
+    task.ended_height = height(ctx);
+    state.delete_raw(keys::pending(id, index));
+    job.tasks_failed = job.tasks_failed.saturating_add(1);
+    update_stats(state, |s| s.tasks_failed = s.tasks_failed.saturating_add(1));
+    events.push(event(
+        "task_failed",
+        &[
+            ("job", id.to_hex(), true),
+            ("task", index.to_string(), true),
+            ("reason", reason.to_owned(), false),
+        ],
+    ));
+}
+
+/// Ends the job once every task has ended: refunds what is left of the
+/// escrow and records the outcome.
+pub fn finish_job_if_done(
+    state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
+    id: &JobId,
+    job: &mut pb::Job,
+    events: &mut Vec<Event>,
+) {
+    let ended = u64::from(job.tasks_settled)
+        .saturating_add(u64::from(job.tasks_failed))
+        .saturating_add(u64::from(job.tasks_cancelled));
+    if job.ended_height != 0 || ended < u64::from(job.task_count) {
+        return;
+    }
+    let requester = account(&job.requester);
+    let refund = job.escrow;
+    if credit(state, &requester, refund).is_ok() {
+        job.escrow = 0;
+    }
+    if job.status == pb::JobStatus::Open as i32 {
+        job.status = if job.tasks_settled == job.task_count {
+            pb::JobStatus::Completed as i32
+        } else {
+            pb::JobStatus::Failed as i32
+        };
+        update_stats(state, |s| s.jobs_open = s.jobs_open.saturating_sub(1));
+    }
+    job.ended_height = height(ctx).max(1);
+    events.push(event(
+        "job_completed",
+        &[
+            ("job", id.to_hex(), true),
+            ("master", requester.to_hex(), true),
+            (
+                "status",
+                crate::state::job_status_name(job.status).to_owned(),
+                false,
+            ),
+            ("settled", job.tasks_settled.to_string(), false),
+            ("failed", job.tasks_failed.to_string(), false),
+            ("refund", refund.to_string(), false),
+        ],
+    ));
+}
+
+/// Judges the revealed output of a `Verified` task with the module's
+/// `verify`, in FinalizeBlock only (CheckTx has no verifier).
+#[allow(clippy::too_many_arguments)]
+pub fn judge_verified(
+    state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
+    id: &JobId,
+    job: &mut pb::Job,
+    index: u32,
+    task: &mut pb::Task,
+    position: usize,
+    events: &mut Vec<Event>,
+) {
+    let (Some(verifier), Some(pb::policy::Kind::Verified(policy))) =
+        (ctx.verifier, job.policy.and_then(|p| p.kind))
+    else {
+        return;
+    };
+    let Some(replica) = task.replicas.get(position) else {
+        return;
+    };
+    let worker = account(&replica.worker);
+    let input = match task.input.as_ref().and_then(|i| i.source.as_ref()) {
+        Some(pb::task_input::Source::Inline(bytes)) => bytes.as_slice(),
+        _ => &[],
+    };
+    let module_id = compute_proto::ModuleId::from_slice(&job.module_id).unwrap_or_default();
+    let code = state.module_code(&module_id).unwrap_or_default();
+    let judgement = verifier.judge(
+        &code,
+        input,
+        &replica.output,
+        policy.verify_fuel,
+        ctx.params.sandbox_memory_pages,
+    );
+    match judgement {
+        Judgement::Accepted => settle(state, ctx, id, job, index, task, &[position], events),
+        Judgement::Refused(why) => {
+            release(state, &worker, id, index);
+            if let Some(replica) = task.replicas.get_mut(position) {
+                replica.status = R::Cheated as i32;
+            }
+            punish_cheat(state, ctx, &worker, id, index, &why, events);
+            advance(state, ctx, id, job, index, task, events);
+        }
+        Judgement::Unavailable(why) => {
+            tracing::error!(job = %id, task = index, %why, "verify could not run on this validator");
+            release(state, &worker, id, index);
+            task.replicas.remove(position);
+            advance(state, ctx, id, job, index, task, events);
+        }
+    }
+}
+
+/// One candidate of the assignment draw.
+struct Candidate {
+    id: AccountId,
+    worker: pb::Worker,
+    score: u64,
+    weight: u128,
+}
+
+/// The registered workers, loaded once per block in key order.
+struct Pool {
+    candidates: Vec<Candidate>,
+}
+
+impl Pool {
+    fn load(state: &StateTx<'_>, params: &pb::Params) -> Self {
+        let limit = usize::try_from(params.max_workers).unwrap_or(usize::MAX);
+        let prefix = keys::WORKER_PREFIX;
+        let candidates = state
+            .scan(prefix, None, limit)
+            .into_iter()
+            .filter_map(|(key, _)| {
+                let id = AccountId::from_slice(key.get(prefix.len()..)?).ok()?;
+                let worker = state.worker(&id)?;
+                let score = score_ppm(&state.reputation(&id));
+                let stake = worker.stake.min(params.stake_weight_cap);
+                let factor =
+                    u128::from(stake.checked_div(params.stake_unit).unwrap_or(0)).saturating_add(1);
+                Some(Candidate {
+                    id,
+                    worker,
+                    score,
+                    weight: u128::from(score).saturating_mul(factor),
+                })
+            })
+            .collect();
+        Self { candidates }
+    }
+
+    /// Draws a worker for the next slot of `task`, or `None` when nobody
+    /// is eligible.
+    fn draw(
+        &self,
+        state: &StateTx<'_>,
+        seed: [u8; 32],
+        id: &JobId,
+        job: &pb::Job,
+        task: &pb::Task,
+    ) -> Option<usize> {
+        let eligible: Vec<usize> = self
+            .candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                c.id.0.as_slice() != job.requester.as_slice()
+                    && c.worker.active_tasks < c.worker.capacity
+                    && c.score >= u64::from(job.min_reputation_ppm)
+                    && c.weight > 0
+                    && !task.replicas.iter().any(|r| r.worker == c.id.0)
+                    && (job.max_tasks_per_worker == 0
+                        || state.worker_job_count(&c.id, id) < job.max_tasks_per_worker)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let total: u128 = eligible
+            .iter()
+            .map(|&i| self.candidates[i].weight)
+            .fold(0u128, u128::saturating_add);
+        if total == 0 {
+            return None;
+        }
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        // 128 random bits reduced modulo a total below 2^84: the bias is
+        // below 2^-44, and the same on every validator.
+        let wide = (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64());
+        let mut point = wide.checked_rem(total).unwrap_or(0);
+        for &i in &eligible {
+            let weight = self.candidates[i].weight;
+            if point < weight {
+                return Some(i);
+            }
+            point = point.saturating_sub(weight);
+        }
+        eligible.last().copied()
+    }
+}
+
+/// Fills open replica slots at the end of a block, in pending-key order
+/// from where the last block stopped, at most `max_assignments_per_block`
+/// tasks per block.
+pub fn assign_pending(state: &mut StateTx<'_>, ctx: &Ctx<'_>, block_hash: &[u8]) -> Vec<Event> {
+    let limit = usize::try_from(ctx.params.max_assignments_per_block).unwrap_or(usize::MAX);
+    let cursor = state.get(&keys::pending_cursor());
+    let mut entries: Vec<Vec<u8>> = state
+        .scan(keys::PENDING_PREFIX, cursor.as_deref(), limit)
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    if let Some(cursor) = &cursor {
+        if entries.len() < limit {
+            // Wrap around to the keys before the cursor (and the cursor
+            // itself, when it is the only pending task).
+            let wrapped: Vec<Vec<u8>> = state
+                .scan(
+                    keys::PENDING_PREFIX,
+                    None,
+                    limit.saturating_sub(entries.len()),
+                )
+                .into_iter()
+                .map(|(key, _)| key)
+                .filter(|key| key <= cursor && !entries.contains(key))
+                .collect();
+            entries.extend(wrapped);
+        }
+    }
+    let mut events = Vec::new();
+    if entries.is_empty() {
+        return events;
+    }
+    let mut pool = Pool::load(state, ctx.params);
+    let mut last = None;
+    for key in entries {
+        last = Some(key.clone());
+        let Some((id, index)) = parse_job_task(&key[keys::PENDING_PREFIX.len()..]) else {
+            state.delete_raw(key);
+            continue;
+        };
+        let (Some(mut job), Some(mut task)) = (state.job(&id), state.task(&id, index)) else {
+            state.delete_raw(key);
+            continue;
+        };
+        if task.status != T::Commit as i32 || job.status != pb::JobStatus::Open as i32 {
+            state.delete_raw(key);
+            continue;
+        }
+        fill_slots(
+            state,
+            ctx,
+            block_hash,
+            &mut pool,
+            &id,
+            &mut job,
+            index,
+            &mut task,
+            &mut events,
+        );
+        if open_slots(&task) == 0 || task.status != T::Commit as i32 {
+            state.delete_raw(key);
+        }
+        state.put_task(&id, index, &task);
+        finish_job_if_done(state, ctx, &id, &mut job, &mut events);
+        state.put_job(&id, &job);
+    }
+    if let Some(last) = last {
+        state.put_raw(keys::pending_cursor(), last);
+    }
+    events
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fill_slots(
+    state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
+    block_hash: &[u8],
+    pool: &mut Pool,
+    id: &JobId,
+    job: &mut pb::Job,
+    index: u32,
+    task: &mut pb::Task,
+    events: &mut Vec<Event>,
+) {
+    let max_attempts = job.max_replicas.saturating_mul(ATTEMPTS_PER_REPLICA);
+    while open_slots(task) > 0 {
+        if task.attempts >= max_attempts {
+            let reason = format!("{} workers were drawn and none completed", task.attempts);
+            fail_task(state, ctx, id, job, index, task, &reason, events);
+            return;
+        }
+        let slot = live_count(task);
+        let seed = assignment_seed(block_hash, &id.0, index, slot, task.attempts);
+        let Some(chosen) = pool.draw(state, seed, id, job, task) else {
+            return;
+        };
+        let candidate = &mut pool.candidates[chosen];
+        candidate.worker.active_tasks = candidate.worker.active_tasks.saturating_add(1);
+        let worker = candidate.id;
+        state.put_worker(&worker, &candidate.worker);
+        task.attempts = task.attempts.saturating_add(1);
+        let due = height(ctx)
+            .saturating_add(i64::try_from(ctx.params.commit_window_blocks).unwrap_or(i64::MAX))
+            .min(job.deadline_height);
+        task.replicas.push(pb::Replica {
+            worker: worker.0.to_vec(),
+            status: R::Assigned as i32,
+            assigned_height: height(ctx),
+            deadline_height: due,
+            slot,
+            ..Default::default()
+        });
+        state.put_raw(keys::assignment(&worker, id, index), Vec::new());
+        let held = state.worker_job_count(&worker, id).saturating_add(1);
+        state.put_raw(keys::worker_job(&worker, id), held.to_be_bytes().to_vec());
+        state.put_raw(
+            keys::deadline(u64::try_from(due).unwrap_or(0), id, index),
+            Vec::new(),
+        );
+        update_stats(state, |s| s.assignments = s.assignments.saturating_add(1));
+        events.push(event(
+            "task_assigned",
+            &[
+                ("job", id.to_hex(), true),
+                ("task", index.to_string(), true),
+                ("replica", slot.to_string(), false),
+                ("worker", worker.to_hex(), true),
+                ("commit_deadline", due.to_string(), false),
+            ],
+        ));
+    }
+}
+
+/// Splits `<job 32><index u32 BE>`.
+fn parse_job_task(rest: &[u8]) -> Option<(JobId, u32)> {
+    let id = JobId::from_slice(rest.get(..32)?).ok()?;
+    let index = u32::from_be_bytes(rest.get(32..36)?.try_into().ok()?);
+    Some((id, index))
+}
+
+/// Visits the deadline entries due at or before this height, at most
+/// `max_deadline_visits_per_block` (later ones wait for the next block).
+pub fn visit_deadlines(state: &mut StateTx<'_>, ctx: &Ctx<'_>) -> Vec<Event> {
+    let limit = usize::try_from(ctx.params.max_deadline_visits_per_block).unwrap_or(usize::MAX);
+    let mut events = Vec::new();
+    for (key, _) in state.scan(keys::DEADLINE_PREFIX, None, limit) {
+        let rest = &key[keys::DEADLINE_PREFIX.len()..];
+        let due = rest
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, u64::from_be_bytes);
+        if due > ctx.height {
+            break;
+        }
+        state.delete_raw(key.clone());
+        let Some((id, index)) = parse_job_task(&rest[8.min(rest.len())..]) else {
+            continue;
+        };
+        if index == keys::WHOLE_JOB {
+            expire_job(state, ctx, &id, &mut events);
+        } else {
+            task_deadline(state, ctx, &id, index, &mut events);
+        }
+    }
+    events
+}
+
+/// Removes the replicas whose deadline passed (counted as missed) and moves
+/// the task on.
+fn task_deadline(
+    state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
+    id: &JobId,
+    index: u32,
+    events: &mut Vec<Event>,
+) {
+    let (Some(mut job), Some(mut task)) = (state.job(id), state.task(id, index)) else {
+        return;
+    };
+    let phase = task.status;
+    if phase != T::Commit as i32 && phase != T::Reveal as i32 {
+        return;
+    }
+    let now = height(ctx);
+    let missed: Vec<pb::Replica> = task
+        .replicas
+        .iter()
+        .filter(|r| is_overdue(r, phase, now))
+        .cloned()
+        .collect();
+    if missed.is_empty() {
+        return;
+    }
+    task.replicas.retain(|r| !is_overdue(r, phase, now));
+    for replica in &missed {
+        count_missed(state, id, index, replica, phase, events);
+    }
+    advance(state, ctx, id, &mut job, index, &mut task, events);
+    state.put_task(id, index, &task);
+    finish_job_if_done(state, ctx, id, &mut job, events);
+    state.put_job(id, &job);
+}
+
+/// An assigned replica that did not commit, or (in the reveal phase) a
+/// committed one that did not reveal, by `now`.
+fn is_overdue(replica: &pb::Replica, phase: i32, now: i64) -> bool {
+    replica.deadline_height <= now
+        && (is(replica.status, R::Assigned)
+            || (phase == T::Reveal as i32 && is(replica.status, R::Committed)))
+}
+
+fn count_missed(
+    state: &mut StateTx<'_>,
+    id: &JobId,
+    index: u32,
+    replica: &pb::Replica,
+    phase: i32,
+    events: &mut Vec<Event>,
+) {
+    let worker = account(&replica.worker);
+    release(state, &worker, id, index);
+    state.update_reputation(&worker, |r| r.missed = r.missed.saturating_add(1));
+    let what = if phase == T::Reveal as i32 {
+        "reveal"
+    } else {
+        "commit"
+    };
+    events.push(event(
+        "deadline_missed",
+        &[
+            ("job", id.to_hex(), true),
+            ("task", index.to_string(), true),
+            ("worker", worker.to_hex(), true),
+            ("phase", what.to_owned(), false),
+        ],
+    ));
+}
+
+/// The job's own deadline: every task still running fails, and the workers
+/// that owed a commit or a reveal are counted as missed.
+fn expire_job(state: &mut StateTx<'_>, ctx: &Ctx<'_>, id: &JobId, events: &mut Vec<Event>) {
+    let Some(mut job) = state.job(id) else {
+        return;
+    };
+    if job.ended_height != 0 {
+        return;
+    }
+    let now = height(ctx);
+    for (index, mut task) in state.tasks(id, job.task_count as usize) {
+        let phase = task.status;
+        if phase != T::Commit as i32 && phase != T::Reveal as i32 {
+            continue;
+        }
+        let missed: Vec<pb::Replica> = task
+            .replicas
+            .iter()
+            .filter(|r| is_overdue(r, phase, now))
+            .cloned()
+            .collect();
+        task.replicas.retain(|r| !is_overdue(r, phase, now));
+        for replica in &missed {
+            count_missed(state, id, index, replica, phase, events);
+        }
+        fail_task(
+            state,
+            ctx,
+            id,
+            &mut job,
+            index,
+            &mut task,
+            "the job's deadline passed",
+            events,
+        );
+        state.put_task(id, index, &task);
+    }
+    finish_job_if_done(state, ctx, id, &mut job, events);
+    state.put_job(id, &job);
+}
+
+/// The hash an inline output must have.
+pub fn output_hash(output: &[u8]) -> [u8; 32] {
+    sha3_256(output)
+}

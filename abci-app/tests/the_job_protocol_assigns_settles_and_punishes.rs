@@ -1,0 +1,775 @@
+//! The job protocol on the in-memory store, block by block: assignment by
+//! the chain, sealed commits and reveals, settlement by quorum, payment,
+//! slashing, extra replicas, missed deadlines, on-chain `verify`, data
+//! scattering, cancellation and the queries that show all of it.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{keys, TestChain};
+use compute_abci::store::MemStore;
+use compute_abci::{BlockOutput, Code};
+use compute_proto::pb::tx_body::Msg;
+use compute_proto::{commitment, pb, sha3_256, AccountId, JobId, ModuleId, SigningKey};
+use serde_json::{json, Value};
+
+const BALANCE: u64 = 1_000_000;
+const STAKE: u64 = 10_000;
+const PRICE: u64 = 1_000;
+const FUEL_LIMIT: u64 = 2_000_000;
+
+/// A chain with nonces tracked per key.
+struct Net {
+    chain: TestChain<MemStore>,
+    nonces: BTreeMap<AccountId, u64>,
+    genesis_total: u64,
+}
+
+impl Net {
+    fn new(keys: &[SigningKey], params: Value) -> Self {
+        let balances: Vec<(AccountId, u64)> = keys.iter().map(|k| (k.account(), BALANCE)).collect();
+        Self {
+            chain: TestChain::new(MemStore::new(), &balances, params),
+            nonces: BTreeMap::new(),
+            genesis_total: BALANCE * keys.len() as u64,
+        }
+    }
+
+    fn tx(&mut self, key: &SigningKey, msg: Msg) -> Vec<u8> {
+        let nonce = self.nonces.entry(key.account()).or_default();
+        let tx = self.chain.txs.sign(key, *nonce, msg);
+        *nonce += 1;
+        tx
+    }
+
+    /// One block of `(signer, msg)`; every message must succeed.
+    fn ok(&mut self, txs: Vec<(&SigningKey, Msg)>) -> BlockOutput {
+        let out = self.run(txs);
+        for r in &out.tx_results {
+            assert_eq!(r.code, Code::Ok, "{}", r.log);
+        }
+        out
+    }
+
+    fn run(&mut self, txs: Vec<(&SigningKey, Msg)>) -> BlockOutput {
+        let signed: Vec<Vec<u8>> = txs.into_iter().map(|(k, m)| self.tx(k, m)).collect();
+        self.chain.block(&signed)
+    }
+
+    fn empty_blocks(&mut self, n: u32) -> Vec<BlockOutput> {
+        (0..n).map(|_| self.chain.block(&[])).collect()
+    }
+
+    fn height(&self) -> i64 {
+        self.chain.app.last_commit().height
+    }
+
+    fn q(&self, path: &str) -> Value {
+        self.chain.query(path)
+    }
+
+    /// The workers of a task's replicas with their status.
+    fn replicas(&self, job: &JobId, task: u32) -> Vec<(String, String)> {
+        let view = self.q(&format!("/job/{job}"));
+        view["tasks"][task as usize]["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["worker"].as_str().unwrap().to_owned(),
+                    r["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Balances + stakes + escrows = genesis + minted - slashed.
+    fn assert_conserved(&self, keys: &[SigningKey], jobs: &[JobId]) {
+        let stats = self.q("/stats");
+        let mut held: u64 = keys.iter().map(|k| self.chain.balance(&k.account())).sum();
+        held += self.chain.balance(&proposer());
+        for k in keys {
+            let answer = self.chain.app.query(&format!("/worker/{}", k.account()), 0);
+            if answer.code == Code::Ok {
+                let v: Value = serde_json::from_slice(&answer.value).unwrap();
+                held += v["stake"].as_u64().unwrap();
+            }
+        }
+        for j in jobs {
+            held += self.q(&format!("/job/{j}"))["escrow"].as_u64().unwrap();
+        }
+        let minted = stats["credits_minted"].as_u64().unwrap();
+        let slashed = stats["credits_slashed"].as_u64().unwrap();
+        assert_eq!(
+            held,
+            self.genesis_total + minted - slashed,
+            "credits conserved"
+        );
+    }
+}
+
+fn proposer() -> AccountId {
+    AccountId(common::validator_key())
+}
+
+/// Events of a block (block-level and every transaction's) of one kind.
+fn events(out: &BlockOutput, kind: &str) -> Vec<BTreeMap<String, String>> {
+    out.events
+        .iter()
+        .chain(out.tx_results.iter().flat_map(|r| &r.events))
+        .filter(|e| e.r#type == kind)
+        .map(|e| {
+            e.attributes
+                .iter()
+                .map(|a| (a.key.clone(), a.value.clone()))
+                .collect()
+        })
+        .collect()
+}
+
+fn inline(bytes: &[u8]) -> pb::TaskInput {
+    pb::TaskInput {
+        source: Some(pb::task_input::Source::Inline(bytes.to_vec())),
+        size: bytes.len() as u64,
+    }
+}
+
+fn quorum(replicas: u32, quorum: u32, max_replicas: u32) -> Option<pb::Policy> {
+    Some(pb::Policy {
+        kind: Some(pb::policy::Kind::Quorum(pb::QuorumPolicy {
+            replicas,
+            quorum,
+            max_replicas,
+        })),
+    })
+}
+
+fn post(module: &ModuleId, tasks: usize, policy: Option<pb::Policy>, deadline: u64) -> Msg {
+    Msg::PostJob(pb::PostJob {
+        module_id: module.0.to_vec(),
+        tasks: (0..tasks).map(|i| inline(&[i as u8])).collect(),
+        policy,
+        fuel_limit: FUEL_LIMIT,
+        price_per_mfuel: PRICE,
+        deadline_blocks: deadline,
+        min_reputation_ppm: 0,
+        max_tasks_per_worker: 0,
+    })
+}
+
+fn register() -> Msg {
+    Msg::RegisterWorker(pb::RegisterWorker {
+        capacity: 4,
+        stake: STAKE,
+    })
+}
+
+fn store(wasm: &[u8]) -> Msg {
+    Msg::StoreModule(pb::StoreModule {
+        wasm: wasm.to_vec(),
+    })
+}
+
+fn commit(job: &JobId, task: u32, worker: &SigningKey, result: &[u8; 32], fuel: u64) -> Msg {
+    let salt = salt_of(worker);
+    Msg::CommitResult(pb::CommitResult {
+        job_id: job.0.to_vec(),
+        task,
+        commitment: commitment(&job.0, task, &worker.account().0, result, fuel, &salt).to_vec(),
+    })
+}
+
+fn salt_of(worker: &SigningKey) -> Vec<u8> {
+    sha3_256(&worker.account().0).to_vec()
+}
+
+fn reveal(job: &JobId, task: u32, salt: Vec<u8>, result: &[u8; 32], fuel: u64) -> Msg {
+    Msg::RevealResult(pb::RevealResult {
+        job_id: job.0.to_vec(),
+        task,
+        result_hash: result.to_vec(),
+        fuel_used: fuel,
+        salt,
+        output: Vec::new(),
+    })
+}
+
+fn key_of<'k>(keys: &'k [SigningKey], hex: &str) -> &'k SigningKey {
+    keys.iter()
+        .find(|k| k.account().to_hex() == hex)
+        .expect("a known key")
+}
+
+/// Requester `k[0]` with the primes module stored, workers `k[1..]` registered.
+fn setup(n: u8, params: Value) -> (Net, Vec<SigningKey>, ModuleId) {
+    let k = keys(n);
+    let mut net = Net::new(&k, params);
+    let mut txs = vec![(&k[0], store(compute_jobs::PRIMES_WASM))];
+    for w in &k[1..] {
+        txs.push((w, register()));
+    }
+    net.ok(txs);
+    (net, k, ModuleId::of(compute_jobs::PRIMES_WASM))
+}
+
+fn posted_job(net: &mut Net, requester: &SigningKey, msg: Msg) -> (JobId, BlockOutput) {
+    let nonce = net.nonces.get(&requester.account()).copied().unwrap_or(0);
+    let out = net.ok(vec![(requester, msg)]);
+    (JobId::derive(&requester.account(), nonce), out)
+}
+
+#[test]
+fn a_quorum_task_settles_pays_the_majority_and_slashes_the_cheater() {
+    let (mut net, k, module) = setup(4, json!({}));
+    let (job, out) = posted_job(&mut net, &k[0], post(&module, 1, quorum(3, 2, 3), 100));
+    // Assigned at the end of the block that posted it, never to the requester.
+    let assigned = events(&out, "task_assigned");
+    assert_eq!(assigned.len(), 3, "{assigned:?}");
+    let mut drawn: Vec<&str> = assigned.iter().map(|e| e["worker"].as_str()).collect();
+    drawn.sort_unstable();
+    let mut workers: Vec<String> = k[1..].iter().map(|w| w.account().to_hex()).collect();
+    workers.sort();
+    assert_eq!(drawn, workers);
+    assert_eq!(
+        net.q(&format!("/worker/{}/assignments", k[1].account()))["assignments"][0]["job"],
+        job.to_hex()
+    );
+
+    let good = sha3_256(b"the primes");
+    let bad = sha3_256(b"made up");
+    let fuel = 1_000_000;
+    let out = net.ok(vec![
+        (&k[1], commit(&job, 0, &k[1], &good, fuel)),
+        (&k[2], commit(&job, 0, &k[2], &good, fuel)),
+        (&k[3], commit(&job, 0, &k[3], &bad, fuel)),
+    ]);
+    assert_eq!(events(&out, "task_reveal_open").len(), 3);
+    let out = net.ok(vec![
+        (&k[1], reveal(&job, 0, salt_of(&k[1]), &good, fuel)),
+        (&k[2], reveal(&job, 0, salt_of(&k[2]), &good, fuel)),
+        (&k[3], reveal(&job, 0, salt_of(&k[3]), &bad, fuel)),
+    ]);
+    let settled = events(&out, "task_settled");
+    assert_eq!(settled.len(), 1);
+    assert_eq!(settled[0]["result_hash"], hex::encode(good));
+    let cheated = events(&out, "worker_cheated");
+    assert_eq!(cheated.len(), 1);
+    assert_eq!(cheated[0]["worker"], k[3].account().to_hex());
+    assert_eq!(events(&out, "job_completed")[0]["status"], "completed");
+
+    // Paid fuel x price from the escrow; the rest refunded.
+    let pay = fuel * PRICE / 1_000_000;
+    let escrow = 3 * FUEL_LIMIT * PRICE / 1_000_000;
+    assert_eq!(net.chain.balance(&k[1].account()), BALANCE - STAKE + pay);
+    assert_eq!(net.chain.balance(&k[3].account()), BALANCE - STAKE);
+    assert_eq!(
+        net.chain.balance(&k[0].account()),
+        BALANCE - escrow + (escrow - 2 * pay)
+    );
+    let slashed = STAKE / 10;
+    assert_eq!(
+        net.q(&format!("/worker/{}", k[3].account()))["stake"],
+        STAKE - slashed
+    );
+    for w in &k[1..] {
+        assert_eq!(
+            net.q(&format!("/worker/{}", w.account()))["active_tasks"],
+            0
+        );
+    }
+    let honest = net.q(&format!("/reputation/{}", k[1].account()));
+    assert_eq!(honest["agreed"], 1);
+    assert_eq!(honest["fuel_worked"], fuel);
+    assert_eq!(honest["score_ppm"], 666_666);
+    let cheat = net.q(&format!("/reputation/{}", k[3].account()));
+    assert_eq!(cheat["cheats"], 1);
+    assert_eq!(cheat["score_ppm"], 166_666);
+    let requester = net.q(&format!("/reputation/{}", k[0].account()));
+    assert_eq!(requester["tasks_received"], 1);
+    assert_eq!(requester["fuel_received"], fuel);
+
+    // The completion record, from every angle.
+    let view = net.q(&format!("/job/{job}"));
+    assert_eq!(view["status"], "completed");
+    assert_eq!(view["escrow"], 0);
+    let task = &view["tasks"][0];
+    assert_eq!(task["status"], "settled");
+    let completion = &task["completion"];
+    assert_eq!(completion["result_hash"], hex::encode(good));
+    assert_eq!(completion["paid"], 2 * pay);
+    let mut winners = vec![k[1].account().to_hex(), k[2].account().to_hex()];
+    winners.sort();
+    assert_eq!(completion["workers"], json!(winners));
+    let statuses: BTreeMap<String, String> = net.replicas(&job, 0).into_iter().collect();
+    assert_eq!(statuses[&k[3].account().to_hex()], "cheated");
+    assert_eq!(statuses[&k[1].account().to_hex()], "agreed");
+    let by_job = net.q(&format!("/completions?job={job}"));
+    assert_eq!(by_job["completions"].as_array().unwrap().len(), 1);
+    let by_worker = net.q(&format!("/completions?worker={}", k[2].account()));
+    assert_eq!(by_worker["completions"][0]["job"], job.to_hex());
+    let none = net.q(&format!("/completions?worker={}", k[3].account()));
+    assert_eq!(none["completions"], json!([]));
+    let listed = net.q("/jobs?status=completed");
+    assert_eq!(listed["jobs"][0]["job"], job.to_hex());
+    assert_eq!(net.q("/jobs?status=open")["jobs"], json!([]));
+    let mine = net.q(&format!("/jobs?master={}&limit=5", k[0].account()));
+    assert_eq!(mine["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        net.q(&format!("/worker/{}/assignments", k[1].account()))["assignments"],
+        json!([])
+    );
+    let stats = net.q("/stats");
+    assert_eq!(stats["tasks_settled"], 1);
+    assert_eq!(stats["credits_slashed"], slashed);
+    assert_eq!(stats["jobs_open"], 0);
+    net.assert_conserved(&k, &[job]);
+}
+
+#[test]
+fn commits_and_reveals_are_refused_out_of_turn_and_a_copied_reveal_fails() {
+    let (mut net, k, module) = setup(
+        4,
+        json!({"commit_window_blocks": 10, "reveal_window_blocks": 5}),
+    );
+    let (job, _) = posted_job(&mut net, &k[0], post(&module, 1, quorum(3, 2, 3), 50));
+    let good = sha3_256(b"answer");
+    let fuel = 5_000;
+
+    // Someone the chain did not draw.
+    let out = net.run(vec![(&k[0], commit(&job, 0, &k[0], &good, fuel))]);
+    assert_eq!(
+        out.tx_results[0].code,
+        Code::NotAssigned,
+        "{}",
+        out.tx_results[0].log
+    );
+    // A task the job does not have.
+    let out = net.run(vec![(&k[1], commit(&job, 9, &k[1], &good, fuel))]);
+    assert_eq!(out.tx_results[0].code, Code::UnknownTask);
+
+    net.ok(vec![(&k[1], commit(&job, 0, &k[1], &good, fuel))]);
+    // Twice, and a reveal before every replica has committed.
+    let out = net.run(vec![
+        (&k[1], commit(&job, 0, &k[1], &good, fuel)),
+        (&k[1], reveal(&job, 0, salt_of(&k[1]), &good, fuel)),
+    ]);
+    assert_eq!(
+        out.tx_results[0].code,
+        Code::WrongPhase,
+        "{}",
+        out.tx_results[0].log
+    );
+    assert_eq!(
+        out.tx_results[1].code,
+        Code::WrongPhase,
+        "{}",
+        out.tx_results[1].log
+    );
+
+    // The lazy worker commits to nothing it can open, then copies k[1]'s
+    // reveal once it is public: the commitment does not match.
+    let lazy_commitment = Msg::CommitResult(pb::CommitResult {
+        job_id: job.0.to_vec(),
+        task: 0,
+        commitment: [9; 32].to_vec(),
+    });
+    net.ok(vec![
+        (&k[2], commit(&job, 0, &k[2], &good, fuel)),
+        (&k[3], lazy_commitment),
+    ]);
+    net.ok(vec![(&k[1], reveal(&job, 0, salt_of(&k[1]), &good, fuel))]);
+    let copied = reveal(&job, 0, salt_of(&k[1]), &good, fuel);
+    let out = net.run(vec![(&k[3], copied)]);
+    assert_eq!(
+        out.tx_results[0].code,
+        Code::CommitmentMismatch,
+        "{}",
+        out.tx_results[0].log
+    );
+    // Fuel above the job's limit is refused too.
+    let out = net.run(vec![(
+        &k[2],
+        reveal(&job, 0, salt_of(&k[2]), &good, FUEL_LIMIT + 1),
+    )]);
+    assert_eq!(out.tx_results[0].code, Code::InvalidMessage);
+    net.ok(vec![(&k[2], reveal(&job, 0, salt_of(&k[2]), &good, fuel))]);
+
+    // The lazy worker never reveals: at the reveal deadline it is counted
+    // as missed and the quorum of two settles the task.
+    let mut settled = Vec::new();
+    for out in net.empty_blocks(4) {
+        settled.extend(events(&out, "task_settled"));
+        for missed in events(&out, "deadline_missed") {
+            assert_eq!(missed["worker"], k[3].account().to_hex());
+            assert_eq!(missed["phase"], "reveal");
+        }
+    }
+    assert_eq!(settled.len(), 1);
+    let lazy = net.q(&format!("/reputation/{}", k[3].account()));
+    assert_eq!(lazy["missed"], 1);
+    assert_eq!(lazy["cheats"], 0);
+    assert_eq!(net.q(&format!("/job/{job}"))["status"], "completed");
+    net.assert_conserved(&k, &[job]);
+}
+
+#[test]
+fn a_worker_that_never_commits_is_replaced_after_its_deadline() {
+    let (mut net, k, module) = setup(
+        5,
+        json!({"commit_window_blocks": 3, "reveal_window_blocks": 3}),
+    );
+    let mut msg = post(&module, 1, quorum(3, 2, 3), 60);
+    if let Msg::PostJob(p) = &mut msg {
+        // One missed deadline takes a new key's 500,000 to 333,333.
+        p.min_reputation_ppm = 400_000;
+    }
+    let (job, out) = posted_job(&mut net, &k[0], msg);
+    let drawn: Vec<String> = events(&out, "task_assigned")
+        .iter()
+        .map(|e| e["worker"].clone())
+        .collect();
+    let lazy = key_of(&k, &drawn[0]).clone();
+    let good = sha3_256(b"ok");
+    let fuel = 77;
+    net.ok(drawn[1..]
+        .iter()
+        .map(|w| {
+            let w = key_of(&k, w);
+            (w, commit(&job, 0, w, &good, fuel))
+        })
+        .collect());
+    // Past the commit deadline the slot goes to the one worker left.
+    let mut replacement = None;
+    for out in net.empty_blocks(3) {
+        for missed in events(&out, "deadline_missed") {
+            assert_eq!(missed["worker"], lazy.account().to_hex());
+            assert_eq!(missed["phase"], "commit");
+        }
+        if let Some(a) = events(&out, "task_assigned").first() {
+            replacement = Some(a["worker"].clone());
+        }
+    }
+    let replacement = replacement.expect("the slot was filled again");
+    assert_ne!(replacement, lazy.account().to_hex());
+    assert!(!drawn.contains(&replacement));
+    assert_eq!(
+        net.q(&format!("/reputation/{}", lazy.account()))["missed"],
+        1
+    );
+    assert_eq!(
+        net.q(&format!("/worker/{}", lazy.account()))["active_tasks"],
+        0
+    );
+
+    let r = key_of(&k, &replacement).clone();
+    let out = net.ok(vec![(&r, commit(&job, 0, &r, &good, fuel))]);
+    assert_eq!(events(&out, "task_reveal_open").len(), 3);
+    let reveals: Vec<(&SigningKey, Msg)> = drawn[1..]
+        .iter()
+        .map(|w| key_of(&k, w))
+        .chain([&r])
+        .map(|w| (w, reveal(&job, 0, salt_of(w), &good, fuel)))
+        .collect();
+    let out = net.ok(reveals);
+    assert_eq!(events(&out, "task_settled").len(), 1);
+    net.assert_conserved(&k, &[job]);
+}
+
+#[test]
+fn no_quorum_adds_replicas_up_to_the_maximum_then_fails_and_refunds() {
+    let (mut net, k, module) = setup(4, json!({}));
+    // Two replicas must agree; a third may be added.
+    let (job, out) = posted_job(&mut net, &k[0], post(&module, 1, quorum(2, 2, 3), 100));
+    let first: Vec<String> = events(&out, "task_assigned")
+        .iter()
+        .map(|e| e["worker"].clone())
+        .collect();
+    assert_eq!(first.len(), 2);
+    let (a, b) = (key_of(&k, &first[0]).clone(), key_of(&k, &first[1]).clone());
+    let (h1, h2) = (sha3_256(b"one"), sha3_256(b"two"));
+    net.ok(vec![
+        (&a, commit(&job, 0, &a, &h1, 10)),
+        (&b, commit(&job, 0, &b, &h2, 10)),
+    ]);
+    let out = net.ok(vec![
+        (&a, reveal(&job, 0, salt_of(&a), &h1, 10)),
+        (&b, reveal(&job, 0, salt_of(&b), &h2, 10)),
+    ]);
+    assert_eq!(events(&out, "task_extended")[0]["replicas"], "3");
+    let third = events(&out, "task_assigned");
+    assert_eq!(third.len(), 1);
+    let c = key_of(&k, &third[0]["worker"]).clone();
+    assert!(c.account() != a.account() && c.account() != b.account());
+    net.ok(vec![(&c, commit(&job, 0, &c, &h1, 10))]);
+    let out = net.ok(vec![(&c, reveal(&job, 0, salt_of(&c), &h1, 10))]);
+    assert_eq!(
+        events(&out, "task_settled")[0]["result_hash"],
+        hex::encode(h1)
+    );
+    assert_eq!(
+        events(&out, "worker_cheated")[0]["worker"],
+        b.account().to_hex()
+    );
+
+    // Without room for more replicas, disagreement fails the task and the
+    // whole escrow returns.
+    let before = net.chain.balance(&k[0].account());
+    let (job2, out) = posted_job(&mut net, &k[0], post(&module, 1, quorum(2, 2, 2), 100));
+    let pair: Vec<SigningKey> = events(&out, "task_assigned")
+        .iter()
+        .map(|e| key_of(&k, &e["worker"]).clone())
+        .collect();
+    net.ok(vec![
+        (&pair[0], commit(&job2, 0, &pair[0], &h1, 10)),
+        (&pair[1], commit(&job2, 0, &pair[1], &h2, 10)),
+    ]);
+    let out = net.ok(vec![
+        (&pair[0], reveal(&job2, 0, salt_of(&pair[0]), &h1, 10)),
+        (&pair[1], reveal(&job2, 0, salt_of(&pair[1]), &h2, 10)),
+    ]);
+    assert!(events(&out, "task_failed")[0]["reason"].contains("no quorum"));
+    assert_eq!(events(&out, "job_completed")[0]["status"], "failed");
+    assert_eq!(net.chain.balance(&k[0].account()), before);
+    assert_eq!(
+        net.q(&format!("/job/{job2}"))["tasks"][0]["status"],
+        "failed"
+    );
+    net.assert_conserved(&k, &[job, job2]);
+}
+
+#[test]
+fn a_verified_job_pays_a_correct_output_and_refuses_a_wrong_one() {
+    let k = keys(3);
+    let mut net = Net::new(&k, json!({}));
+    net.ok(vec![
+        (&k[0], store(compute_jobs::HASHSEARCH_WASM)),
+        (&k[1], register()),
+        (&k[2], register()),
+    ]);
+    let module = ModuleId::of(compute_jobs::HASHSEARCH_WASM);
+    let input = compute_jobs::hashsearch::Search {
+        difficulty_bits: 8,
+        nonce_start: 0,
+        nonce_count: 100_000,
+        prefix: b"verified",
+    }
+    .encode();
+    let right = compute_jobs::hashsearch::job(&input);
+    assert_eq!(right.len(), 8, "a nonce is found");
+    let mut wrong = right.clone();
+    wrong[0] ^= 1;
+    let nonce = net.nonces.get(&k[0].account()).copied().unwrap_or(0);
+    let out = net.ok(vec![(
+        &k[0],
+        Msg::PostJob(pb::PostJob {
+            module_id: module.0.to_vec(),
+            tasks: vec![inline(&input)],
+            policy: Some(pb::Policy {
+                kind: Some(pb::policy::Kind::Verified(pb::VerifiedPolicy {
+                    verify_fuel: 1_000_000,
+                })),
+            }),
+            fuel_limit: FUEL_LIMIT,
+            price_per_mfuel: PRICE,
+            deadline_blocks: 100,
+            min_reputation_ppm: 0,
+            max_tasks_per_worker: 0,
+        }),
+    )]);
+    let job = JobId::derive(&k[0].account(), nonce);
+    let first = key_of(&k, &events(&out, "task_assigned")[0]["worker"]).clone();
+    let second = k[1..]
+        .iter()
+        .find(|w| w.account() != first.account())
+        .unwrap()
+        .clone();
+
+    // The first worker delivers a wrong nonce: verify refuses it.
+    let fuel = 900_000;
+    let send = |net: &mut Net, w: &SigningKey, output: &[u8]| {
+        let hash = sha3_256(output);
+        net.ok(vec![(w, commit(&job, 0, w, &hash, fuel))]);
+        net.ok(vec![(
+            w,
+            Msg::RevealResult(pb::RevealResult {
+                job_id: job.0.to_vec(),
+                task: 0,
+                result_hash: hash.to_vec(),
+                fuel_used: fuel,
+                salt: salt_of(w),
+                output: output.to_vec(),
+            }),
+        )])
+    };
+    let out = send(&mut net, &first, &wrong);
+    assert_eq!(
+        events(&out, "worker_cheated")[0]["worker"],
+        first.account().to_hex()
+    );
+    assert!(events(&out, "task_settled").is_empty());
+    // The slot went to the other worker, which delivers the right nonce.
+    assert_eq!(
+        events(&out, "task_assigned")[0]["worker"],
+        second.account().to_hex()
+    );
+    let out = send(&mut net, &second, &right);
+    assert_eq!(events(&out, "task_settled").len(), 1);
+    let view = net.q(&format!("/job/{job}"));
+    assert_eq!(view["status"], "completed");
+    let completion = &view["tasks"][0]["completion"];
+    assert_eq!(completion["workers"], json!([second.account().to_hex()]));
+    use base64::Engine;
+    assert_eq!(
+        completion["output"],
+        base64::engine::general_purpose::STANDARD.encode(&right)
+    );
+    let pay = fuel * PRICE / 1_000_000;
+    assert_eq!(net.chain.balance(&second.account()), BALANCE - STAKE + pay);
+    assert_eq!(net.chain.balance(&first.account()), BALANCE - STAKE);
+    assert_eq!(
+        net.q(&format!("/reputation/{}", first.account()))["cheats"],
+        1
+    );
+    net.assert_conserved(&k, &[job]);
+}
+
+#[test]
+fn a_job_past_its_deadline_fails_and_refunds_everything() {
+    let (mut net, k, module) = setup(
+        3,
+        json!({"commit_window_blocks": 2, "reveal_window_blocks": 2}),
+    );
+    let (job, _) = posted_job(&mut net, &k[0], post(&module, 2, quorum(1, 1, 1), 6));
+    let mut completed = Vec::new();
+    for out in net.empty_blocks(8) {
+        completed.extend(events(&out, "job_completed"));
+    }
+    assert_eq!(completed.len(), 1);
+    assert_eq!(completed[0]["status"], "failed");
+    let view = net.q(&format!("/job/{job}"));
+    assert_eq!(view["status"], "failed");
+    assert_eq!(view["escrow"], 0);
+    assert!(view["ended_height"].as_i64().unwrap() <= net.height());
+    assert_eq!(net.chain.balance(&k[0].account()), BALANCE);
+    let mut missed = 0;
+    for w in &k[1..] {
+        assert_eq!(
+            net.q(&format!("/worker/{}", w.account()))["active_tasks"],
+            0
+        );
+        missed += net.q(&format!("/reputation/{}", w.account()))["missed"]
+            .as_u64()
+            .unwrap();
+    }
+    assert!(
+        missed >= 2,
+        "every drawn replica missed its commit ({missed})"
+    );
+    net.assert_conserved(&k, &[job]);
+}
+
+#[test]
+fn data_scattering_caps_each_workers_share_of_a_job() {
+    let (mut net, k, module) = setup(3, json!({}));
+    let mut msg = post(&module, 3, quorum(1, 1, 1), 100);
+    if let Msg::PostJob(p) = &mut msg {
+        p.max_tasks_per_worker = 1;
+    }
+    let (job, out) = posted_job(&mut net, &k[0], msg);
+    // Two workers, one task each; the third task waits for a third worker.
+    let assigned = events(&out, "task_assigned");
+    assert_eq!(assigned.len(), 2);
+    assert_ne!(assigned[0]["worker"], assigned[1]["worker"]);
+    net.empty_blocks(2);
+    let waiting = net.q(&format!("/job/{job}"))["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["replicas"].as_array().unwrap().is_empty())
+        .count();
+    assert_eq!(waiting, 1);
+    let late = SigningKey::from_seed([77; 32]);
+    net.ok(vec![(
+        &k[0],
+        Msg::Transfer(pb::Transfer {
+            to: late.account().0.to_vec(),
+            amount: 50_000,
+        }),
+    )]);
+    let out = net.ok(vec![(&late, register())]);
+    assert_eq!(
+        events(&out, "task_assigned")[0]["worker"],
+        late.account().to_hex()
+    );
+}
+
+#[test]
+fn cancelling_releases_the_workers_and_refunds_the_escrow() {
+    let (mut net, k, module) = setup(4, json!({}));
+    let (job, _) = posted_job(&mut net, &k[0], post(&module, 2, quorum(3, 2, 3), 100));
+    for w in &k[1..] {
+        assert_eq!(
+            net.q(&format!("/worker/{}", w.account()))["active_tasks"],
+            2
+        );
+    }
+    let out = net.ok(vec![(
+        &k[0],
+        Msg::CancelJob(pb::CancelJob {
+            job_id: job.0.to_vec(),
+        }),
+    )]);
+    assert_eq!(
+        events(&out, "job_cancelled")[0]["refund"],
+        (2 * 3 * FUEL_LIMIT * PRICE / 1_000_000).to_string()
+    );
+    assert_eq!(events(&out, "job_completed").len(), 1);
+    for w in &k[1..] {
+        assert_eq!(
+            net.q(&format!("/worker/{}", w.account()))["active_tasks"],
+            0
+        );
+    }
+    let view = net.q(&format!("/job/{job}"));
+    assert_eq!(view["status"], "cancelled");
+    assert_eq!(view["tasks"][1]["status"], "cancelled");
+    assert_eq!(net.chain.balance(&k[0].account()), BALANCE);
+    // A commit for a cancelled task is out of turn.
+    let out = net.run(vec![(&k[1], commit(&job, 0, &k[1], &[1; 32], 1))]);
+    assert_eq!(out.tx_results[0].code, Code::WrongPhase);
+    net.assert_conserved(&k, &[job]);
+}
+
+#[test]
+fn listing_queries_page_and_refuse_bad_arguments() {
+    let (mut net, k, module) = setup(2, json!({}));
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(posted_job(&mut net, &k[0], post(&module, 1, quorum(1, 1, 1), 100)).0);
+    }
+    ids.sort();
+    let page = net.q("/jobs?limit=2");
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 2);
+    assert_eq!(page["jobs"][0]["job"], ids[0].to_hex());
+    let next = page["next"].as_str().unwrap().to_owned();
+    let page2 = net.q(&format!("/jobs?limit=2&after={next}"));
+    assert_eq!(page2["jobs"][0]["job"], ids[2].to_hex());
+    let last = net.q(&format!("/jobs?limit=2&after={}", ids[3]));
+    assert_eq!(last["jobs"].as_array().unwrap().len(), 1);
+    assert!(last["next"].is_null());
+    for (path, code) in [
+        ("/jobs?status=running", Code::BadQuery),
+        ("/jobs?limit=0", Code::BadQuery),
+        ("/jobs?colour=red", Code::BadQuery),
+        ("/completions", Code::BadQuery),
+        ("/completions?job=zz", Code::BadQuery),
+        ("/worker/abc/assignments", Code::BadQuery),
+        ("/worker/00/assignments/more", Code::UnknownQuery),
+    ] {
+        let answer = net.chain.app.query(path, 0);
+        assert_eq!(answer.code, code, "{path}: {}", answer.log);
+        assert!(!answer.log.is_empty());
+    }
+}
