@@ -1,8 +1,10 @@
-//! The compute network's client side: the `compute` command-line tool (and,
-//! later, the `compute-node` gateway).
+//! The compute network's client side: the `compute` command-line tool and
+//! the `compute-node` gateway.
 //!
 //! [`chain`] talks to a CometBFT node's RPC: it reads accounts through
 //! `/abci_query` and broadcasts transactions signed locally. Keys never
-//! leave the machine that holds them.
+//! leave the machine that holds them. [`gateway`] is the library behind the
+//! `compute-node` binary.
 
 pub mod chain;
+pub mod gateway;

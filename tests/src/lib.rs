@@ -512,3 +512,87 @@ pub async fn replay_and_compare_app_hashes(node: &Node) -> Result<u64> {
     }
     Ok(latest.saturating_sub(1))
 }
+
+/// A running `compute-node` gateway on free loopback ports, in a temporary
+/// home, killed when dropped (its log tail is printed if a test fails).
+pub struct Gateway {
+    home: TempDir,
+    /// The gRPC port.
+    pub grpc_port: u16,
+    /// The Prometheus metrics port.
+    pub metrics_port: u16,
+    child: Option<Child>,
+}
+
+impl Gateway {
+    /// Starts `compute-node` against CometBFT's RPC at `rpc_url`, with extra
+    /// flags such as `--peer <url>`; returns once it accepts connections.
+    pub fn start(rpc_url: &str, extra_args: &[String]) -> Result<Self> {
+        let home = tempfile::Builder::new().prefix("compute-gw-").tempdir()?;
+        let [grpc_port, metrics_port] = free_ports::<2>();
+        let log = fs::File::create(home.path().join("compute-node.log"))?;
+        let child = Command::new(workspace_bin("compute-node"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{grpc_port}"))
+            .arg("--metrics")
+            .arg(format!("127.0.0.1:{metrics_port}"))
+            .arg("--rpc")
+            .arg(rpc_url)
+            .arg("--home")
+            .arg(home.path().join("gateway"))
+            .args(extra_args)
+            .env("RUST_LOG", "info,compute_node=debug")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn compute-node")?;
+        let mut gateway = Self {
+            home,
+            grpc_port,
+            metrics_port,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", grpc_port)).is_err() {
+            if let Some(status) = gateway
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!("compute-node exited with {status}:\n{}", gateway.log_tail());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "compute-node did not listen within 30 s:\n{}",
+                    gateway.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(gateway)
+    }
+
+    /// The gRPC URL, e.g. for `--peer`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// The gateway's home directory (its blobs are in `blobs/`).
+    pub fn home(&self) -> PathBuf {
+        self.home.path().join("gateway")
+    }
+
+    /// The last lines of the gateway's log.
+    pub fn log_tail(&self) -> String {
+        tail(&self.home.path().join("compute-node.log"), 4000)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        kill(self.child.take());
+        if std::thread::panicking() {
+            eprintln!("--- compute-node log tail ---\n{}", self.log_tail());
+        }
+    }
+}

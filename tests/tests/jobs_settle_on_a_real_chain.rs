@@ -200,8 +200,8 @@ async fn drive(
                 if role == Role::Lazy {
                     continue;
                 }
-                if !computed.contains_key(&index) {
-                    computed.insert(index, compute(sandbox, wasm, &inline_input(task)?)?);
+                if let std::collections::btree_map::Entry::Vacant(slot) = computed.entry(index) {
+                    slot.insert(compute(sandbox, wasm, &inline_input(task)?)?);
                 }
                 let truth = &computed[&index];
                 let worker = key.account();

@@ -1,0 +1,223 @@
+//! The gateway's side of CometBFT's RPC: broadcasting, queries and the
+//! block results that a subscription reads to catch up after a reconnect.
+
+use std::time::Duration;
+
+use compute_proto::pb;
+use tendermint::abci;
+use tendermint_rpc::error::ErrorDetail;
+use tendermint_rpc::{Client, HttpClient, HttpClientUrl};
+
+use super::error::NodeError;
+
+/// How long one RPC call may take; `broadcast_tx_commit` waits for a block,
+/// which CometBFT itself bounds (`timeout_broadcast_tx_commit`, 10 s by default).
+const RPC_TIMEOUT_MS: u64 = 30_000;
+
+/// How `BroadcastTx` waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Return after CheckTx.
+    Sync,
+    /// Return after the transaction is in a committed block.
+    Commit,
+}
+
+/// A client of one CometBFT node's RPC; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Relay {
+    rpc: HttpClient,
+    url: String,
+}
+
+/// The events of one block: its own (FinalizeBlock) and each transaction's.
+#[derive(Clone, Debug, Default)]
+pub struct BlockEvents {
+    /// The block's height.
+    pub height: i64,
+    /// Events of FinalizeBlock itself.
+    pub block: Vec<abci::Event>,
+    /// Events of each transaction, in block order.
+    pub txs: Vec<Vec<abci::Event>>,
+}
+
+impl Relay {
+    /// A client of the RPC at `url` (no request is made yet).
+    ///
+    /// # Errors
+    /// [`NodeError::Unreachable`] when the URL is not a valid RPC URL.
+    pub fn new(url: &str) -> Result<Self, NodeError> {
+        let parsed: HttpClientUrl = url.parse().map_err(|e| NodeError::Unreachable {
+            url: url.to_owned(),
+            detail: format!("invalid RPC URL: {e}"),
+        })?;
+        let rpc = HttpClient::builder(parsed)
+            .timeout(Duration::from_millis(RPC_TIMEOUT_MS))
+            .build()
+            .map_err(|e| NodeError::Unreachable {
+                url: url.to_owned(),
+                detail: e.to_string(),
+            })?;
+        Ok(Self {
+            rpc,
+            url: url.to_owned(),
+        })
+    }
+
+    /// The RPC URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn error(&self, e: tendermint_rpc::Error) -> NodeError {
+        match e.detail() {
+            ErrorDetail::Response(r) => NodeError::Refused(r.source.to_string()),
+            ErrorDetail::Timeout(_) | ErrorDetail::WebSocketTimeout(_) => NodeError::Timeout {
+                url: self.url.clone(),
+                detail: summary(&e),
+            },
+            _ => NodeError::Unreachable {
+                url: self.url.clone(),
+                detail: summary(&e),
+            },
+        }
+    }
+
+    /// Relays `tx` and reports what CometBFT and the application answered.
+    ///
+    /// # Errors
+    /// [`NodeError`] when the node fails; a refusal by the application is an
+    /// answer with a non-zero code, not an error.
+    pub async fn broadcast(
+        &self,
+        tx: Vec<u8>,
+        mode: Mode,
+    ) -> Result<pb::BroadcastTxResponse, NodeError> {
+        match mode {
+            Mode::Sync => {
+                let r = self
+                    .rpc
+                    .broadcast_tx_sync(tx)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                Ok(pb::BroadcastTxResponse {
+                    hash: r.hash.as_bytes().to_vec(),
+                    code: r.code.value(),
+                    codespace: r.codespace,
+                    log: r.log,
+                    height: 0,
+                })
+            }
+            Mode::Commit => {
+                let r = self
+                    .rpc
+                    .broadcast_tx_commit(tx)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                let hash = r.hash.as_bytes().to_vec();
+                if r.check_tx.code.is_err() {
+                    return Ok(pb::BroadcastTxResponse {
+                        hash,
+                        code: r.check_tx.code.value(),
+                        codespace: r.check_tx.codespace,
+                        log: r.check_tx.log,
+                        height: 0,
+                    });
+                }
+                Ok(pb::BroadcastTxResponse {
+                    hash,
+                    code: r.tx_result.code.value(),
+                    codespace: r.tx_result.codespace,
+                    log: r.tx_result.log,
+                    height: i64::try_from(r.height.value()).unwrap_or(i64::MAX),
+                })
+            }
+        }
+    }
+
+    /// Runs an ABCI query at `height` (the latest when `None`).
+    ///
+    /// # Errors
+    /// [`NodeError`] when the node fails.
+    pub async fn query(
+        &self,
+        path: String,
+        data: Vec<u8>,
+        height: Option<tendermint::block::Height>,
+    ) -> Result<pb::QueryResponse, NodeError> {
+        let r = self
+            .rpc
+            .abci_query(Some(path), data, height, false)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(pb::QueryResponse {
+            code: r.code.value(),
+            log: r.log,
+            value: r.value,
+            height: i64::try_from(r.height.value()).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// The node's latest committed height.
+    ///
+    /// # Errors
+    /// [`NodeError`] when the node fails.
+    pub async fn latest_height(&self) -> Result<u64, NodeError> {
+        let status = self.rpc.status().await.map_err(|e| self.error(e))?;
+        Ok(status.sync_info.latest_block_height.value())
+    }
+
+    /// The events of the block at `height`.
+    ///
+    /// # Errors
+    /// [`NodeError`] when the node fails or has no such block.
+    pub async fn block_events(&self, height: u64) -> Result<BlockEvents, NodeError> {
+        let h = tendermint::block::Height::try_from(height)
+            .map_err(|e| NodeError::Refused(format!("height {height}: {e}")))?;
+        let r = self.rpc.block_results(h).await.map_err(|e| self.error(e))?;
+        Ok(BlockEvents {
+            height: i64::try_from(r.height.value()).unwrap_or(i64::MAX),
+            block: r.finalize_block_events,
+            txs: r
+                .txs_results
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| t.events)
+                .collect(),
+        })
+    }
+}
+
+/// An RPC error on one line: its message and causes, without the location
+/// and backtrace that the error type may have captured.
+pub fn summary(e: &tendermint_rpc::Error) -> String {
+    let text = e.to_string();
+    let mut parts: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("Location:") || line.starts_with("Stack backtrace:") {
+            break;
+        }
+        if line.is_empty() || line == "Caused by:" {
+            continue;
+        }
+        parts.push(line);
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_node_is_reported_on_one_short_line() {
+        // Nothing listens on loopback port 9 (discard).
+        let relay = Relay::new("http://127.0.0.1:9").unwrap();
+        let e = relay.latest_height().await.unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, NodeError::Unreachable { .. }), "{text}");
+        assert!(!text.contains('\n') && text.len() < 400, "{text}");
+        assert!(text.contains("error sending request"), "{text}");
+    }
+}

@@ -1,0 +1,563 @@
+//! The `compute.v1.Gateway` gRPC service.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use compute_proto::pb::gateway_client::GatewayClient;
+use compute_proto::pb::gateway_server::Gateway;
+use compute_proto::{pb, BlobId, JobId, SignedTx};
+use prost::Message;
+use sha3::{Digest, Sha3_256};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use super::error::{GatewayError, NodeError};
+use super::events::{Filter, Subscriber};
+use super::metrics::Metrics;
+use super::relay::{Mode, Relay};
+use super::store::{BlobStore, Stored};
+
+/// The size of the chunks `GetBlob` streams.
+pub const CHUNK_BYTES: usize = 1 << 20;
+/// The largest transaction relayed; gRPC's default message limit is 4 MiB
+/// and CometBFT's own limit is usually lower.
+pub const TX_BYTES_MAX: usize = 4 << 20;
+/// The metadata key a gateway sets when it fetches from a peer: a gateway
+/// that sees it serves only what it has, so two gateways that name each
+/// other as peers never ask each other in a loop.
+pub const PEER_HOP_HEADER: &str = "x-compute-peer-fetch";
+/// How many events may wait for a slow subscriber.
+const SUBSCRIBER_BUFFER: usize = 256;
+/// How long connecting to a peer may take.
+const PEER_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// A peer must deliver at least this many bytes per second (plus a minute).
+const PEER_BYTES_PER_SECOND_MIN: u64 = 256 * 1024;
+
+/// What the service needs to run.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// Other gateways' gRPC URLs, asked in order for missing blobs.
+    pub peers: Vec<String>,
+    /// CometBFT's websocket URL.
+    pub ws_url: String,
+    /// The most `Subscribe` streams open at once.
+    pub subscriptions_max: usize,
+}
+
+/// The gateway: relays signed transactions, proxies queries, streams events
+/// and serves verified blobs. It never holds a key.
+#[derive(Clone, Debug)]
+pub struct GatewayService {
+    relay: Relay,
+    store: BlobStore,
+    metrics: Arc<Metrics>,
+    config: Arc<ServiceConfig>,
+    subscription_slots: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+impl GatewayService {
+    /// A service over these parts; its event streams end when `shutdown`
+    /// turns true, so that a graceful shutdown is not held open by them.
+    pub fn new(
+        relay: Relay,
+        store: BlobStore,
+        metrics: Arc<Metrics>,
+        config: ServiceConfig,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let subscription_slots = Arc::new(Semaphore::new(config.subscriptions_max));
+        Self {
+            relay,
+            store,
+            metrics,
+            config: Arc::new(config),
+            subscription_slots,
+            shutdown,
+        }
+    }
+
+    fn finish<T>(
+        &self,
+        method: &'static str,
+        result: Result<T, GatewayError>,
+    ) -> Result<T, Status> {
+        let result = result.map_err(Status::from);
+        let code = match &result {
+            Ok(_) => Code::Ok,
+            Err(status) => status.code(),
+        };
+        self.metrics.request(method, code);
+        if let Err(status) = &result {
+            tracing::debug!(method, code = ?status.code(), message = status.message(), "refused");
+        }
+        result
+    }
+
+    async fn relay_typed(
+        &self,
+        call: &'static str,
+        expected: &'static str,
+        request: pb::SignedTx,
+    ) -> Result<(SignedTx, pb::BroadcastTxResponse), GatewayError> {
+        let tx = request.tx.ok_or_else(|| {
+            GatewayError::InvalidArgument(format!("{call} needs a signed transaction in `tx`"))
+        })?;
+        let bytes = tx.encode_to_vec();
+        let decoded = decode_tx(&bytes)?;
+        let got = message_kind(&decoded.msg);
+        if got != expected {
+            return Err(GatewayError::WrongMessage {
+                call,
+                expected,
+                got,
+            });
+        }
+        let result = self.relay.broadcast(bytes, Mode::Commit).await?;
+        Ok((decoded, result))
+    }
+
+    /// Makes sure the blob is stored here, fetching it from a peer if needed.
+    async fn ensure_local(&self, id: &BlobId, may_ask_peers: bool) -> Result<(), GatewayError> {
+        if self.store.size_of(id).await.is_some() {
+            return Ok(());
+        }
+        if !may_ask_peers {
+            return Err(GatewayError::BlobNotFound(*id));
+        }
+        // A peer must deliver a blob of the largest size at a modest rate.
+        let deadline = Duration::from_secs(
+            60u64.saturating_add(self.store.max_blob_bytes() / PEER_BYTES_PER_SECOND_MIN),
+        );
+        for peer in &self.config.peers {
+            let fetched = tokio::time::timeout(deadline, self.fetch_from_peer(peer, id))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(PeerError::Other(format!(
+                        "no complete answer within {deadline:?}"
+                    )))
+                });
+            match fetched {
+                Ok(stored) => {
+                    self.metrics.peer_fetch("ok");
+                    tracing::info!(%id, peer, size_bytes = stored.size_bytes, "blob fetched from a peer and verified");
+                    return Ok(());
+                }
+                Err(PeerError::NotFound) => {
+                    self.metrics.peer_fetch("not_found");
+                    tracing::debug!(%id, peer, "peer does not have the blob");
+                }
+                Err(PeerError::Mismatch(actual)) => {
+                    self.metrics.peer_fetch("mismatch");
+                    tracing::warn!(%id, peer, %actual, "peer sent bytes that do not match the hash; skipped");
+                }
+                Err(PeerError::Store(e))
+                    if !matches!(e, super::store::StoreError::HashMismatch { .. }) =>
+                {
+                    self.metrics.peer_fetch("refused");
+                    return Err(GatewayError::Store(e));
+                }
+                Err(e) => {
+                    self.metrics.peer_fetch("failed");
+                    tracing::warn!(%id, peer, error = %e, "peer fetch failed; trying the next");
+                }
+            }
+        }
+        Err(GatewayError::BlobNotFound(*id))
+    }
+
+    async fn fetch_from_peer(&self, peer: &str, id: &BlobId) -> Result<Stored, PeerError> {
+        let endpoint = tonic::transport::Endpoint::from_shared(peer.to_owned())
+            .map_err(|e| PeerError::Other(format!("invalid peer URL: {e}")))?
+            .connect_timeout(Duration::from_millis(PEER_CONNECT_TIMEOUT_MS));
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| PeerError::Other(format!("connect: {e}")))?;
+        let mut client = GatewayClient::new(channel);
+        let mut request = Request::new(pb::GetBlobRequest {
+            hash: id.0.to_vec(),
+        });
+        request.metadata_mut().insert(
+            PEER_HOP_HEADER,
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
+        let mut stream = match client.get_blob(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) if status.code() == Code::NotFound => return Err(PeerError::NotFound),
+            Err(status) => return Err(PeerError::Other(status.to_string())),
+        };
+        let mut writer = self
+            .store
+            .writer(Some(*id))
+            .await
+            .map_err(PeerError::Store)?;
+        loop {
+            match stream.message().await {
+                Ok(Some(chunk)) => writer.write(&chunk.data).await.map_err(PeerError::Store)?,
+                Ok(None) => break,
+                Err(status) if status.code() == Code::NotFound => return Err(PeerError::NotFound),
+                Err(status) => return Err(PeerError::Other(status.to_string())),
+            }
+        }
+        let received = writer.len_bytes();
+        match writer.finish().await {
+            Ok(stored) => {
+                self.metrics.blob_bytes_in(received);
+                Ok(stored)
+            }
+            Err(super::store::StoreError::HashMismatch { actual, .. }) => {
+                Err(PeerError::Mismatch(actual))
+            }
+            Err(e) => Err(PeerError::Store(e)),
+        }
+    }
+
+    async fn put_blob_inner(
+        &self,
+        mut stream: Streaming<pb::BlobChunk>,
+    ) -> Result<pb::PutBlobResponse, GatewayError> {
+        let mut writer = None;
+        let mut expected: Option<BlobId> = None;
+        loop {
+            let chunk = match stream.message().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(status) => {
+                    return Err(GatewayError::InvalidArgument(format!(
+                        "upload stream broke: {}",
+                        status.message()
+                    )))
+                }
+            };
+            if !chunk.hash.is_empty() {
+                let named = parse_blob_id(&chunk.hash)?;
+                match (&writer, expected) {
+                    (None, _) => expected = Some(named),
+                    (Some(_), Some(first)) if first == named => {}
+                    _ => {
+                        return Err(GatewayError::InvalidArgument(
+                            "only the first chunk may name the hash, and later chunks may only repeat it".to_owned(),
+                        ))
+                    }
+                }
+            }
+            if writer.is_none() {
+                writer = Some(self.store.writer(expected).await?);
+            }
+            if let Some(w) = writer.as_mut() {
+                w.write(&chunk.data).await?;
+            }
+        }
+        let writer = match writer {
+            Some(w) => w,
+            None => self.store.writer(expected).await?,
+        };
+        let received = writer.len_bytes();
+        let stored = writer.finish().await?;
+        self.metrics.blob_bytes_in(received);
+        tracing::debug!(id = %stored.id, size_bytes = stored.size_bytes, added = stored.added, "blob stored");
+        Ok(pb::PutBlobResponse {
+            hash: stored.id.0.to_vec(),
+            size: stored.size_bytes,
+        })
+    }
+
+    async fn get_blob_inner(
+        &self,
+        request: Request<pb::GetBlobRequest>,
+    ) -> Result<BoxStream<pb::BlobChunk>, GatewayError> {
+        let may_ask_peers = request.metadata().get(PEER_HOP_HEADER).is_none();
+        let id = parse_blob_id(&request.get_ref().hash)?;
+        self.ensure_local(&id, may_ask_peers).await?;
+        let mut file = self
+            .store
+            .open_blob(&id)
+            .await
+            .ok_or(GatewayError::BlobNotFound(id))?;
+        let (tx, rx) = mpsc::channel(4);
+        let metrics = Arc::clone(&self.metrics);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut first = true;
+            let mut hasher = Sha3_256::new();
+            loop {
+                let mut buf = vec![0u8; CHUNK_BYTES];
+                let mut filled = 0;
+                // Fill a whole chunk unless the file ends first.
+                while filled < CHUNK_BYTES {
+                    match file.read(buf.get_mut(filled..).unwrap_or_default()).await {
+                        Ok(0) => break,
+                        Ok(n) => filled = filled.saturating_add(n),
+                        Err(e) => {
+                            let _ = tx
+                                .send(Err(Status::internal(format!("reading blob {id}: {e}"))))
+                                .await;
+                            return;
+                        }
+                    }
+                }
+                buf.truncate(filled);
+                hasher.update(&buf);
+                let last = filled < CHUNK_BYTES;
+                if last {
+                    // The stored bytes were verified when stored; they are
+                    // checked again, before the last chunk goes out, so that
+                    // a blob damaged on disk never arrives complete.
+                    let actual = BlobId(hasher.clone().finalize().into());
+                    if actual != id {
+                        tracing::error!(%id, %actual, "stored blob is damaged; removed");
+                        store.discard(&id);
+                        let _ = tx
+                            .send(Err(Status::data_loss(format!(
+                                "blob {id} was damaged on this gateway's disk and has been removed; ask again or ask another gateway"
+                            ))))
+                            .await;
+                        return;
+                    }
+                }
+                if filled == 0 && !first {
+                    return;
+                }
+                let chunk = pb::BlobChunk {
+                    hash: if first { id.0.to_vec() } else { Vec::new() },
+                    data: buf,
+                };
+                first = false;
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+                metrics.blob_bytes_out(u64::try_from(filled).unwrap_or(u64::MAX));
+                if last {
+                    return;
+                }
+            }
+        });
+        Ok(Box::pin(ReceiverStream::new(rx)))
+    }
+
+    async fn subscribe_inner(
+        &self,
+        request: &pb::SubscribeRequest,
+    ) -> Result<BoxStream<pb::ChainEvent>, GatewayError> {
+        let filter = Filter::from_request(request)?;
+        let permit = Arc::clone(&self.subscription_slots)
+            .try_acquire_owned()
+            .map_err(|_| {
+                GatewayError::Busy(format!(
+                    "this gateway already serves {} subscriptions; try again later or use another gateway",
+                    self.config.subscriptions_max
+                ))
+            })?;
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let guard = self.metrics.subscription_opened();
+        let subscriber = Subscriber {
+            ws_url: self.config.ws_url.clone(),
+            relay: self.relay.clone(),
+            filter,
+            out: tx,
+            metrics: Arc::clone(&self.metrics),
+            ready: Some(ready_tx),
+        };
+        let mut shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _guard = guard;
+            tokio::select! {
+                () = subscriber.run() => {}
+                _ = shutdown.wait_for(|stop| *stop) => {}
+            }
+        });
+        // Answer only once CometBFT has the subscriptions, so that a client
+        // that subscribes and then sends a transaction sees its events.
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(Box::pin(ReceiverStream::new(rx))),
+            Ok(Err(why)) => Err(GatewayError::Node(NodeError::Unreachable {
+                url: self.config.ws_url.clone(),
+                detail: why,
+            })),
+            Err(_) => Err(GatewayError::Node(NodeError::Unreachable {
+                url: self.config.ws_url.clone(),
+                detail: "the subscription stopped before it started".to_owned(),
+            })),
+        }
+    }
+}
+
+/// Why a peer could not supply a blob.
+#[derive(Debug, thiserror::Error)]
+enum PeerError {
+    #[error("not found")]
+    NotFound,
+    #[error("bytes hash to {0}")]
+    Mismatch(BlobId),
+    #[error(transparent)]
+    Store(super::store::StoreError),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn parse_blob_id(bytes: &[u8]) -> Result<BlobId, GatewayError> {
+    BlobId::from_slice(bytes).map_err(|_| {
+        GatewayError::InvalidArgument(format!(
+            "a blob hash is 32 bytes (sha3-256), got {}",
+            bytes.len()
+        ))
+    })
+}
+
+fn decode_tx(bytes: &[u8]) -> Result<SignedTx, GatewayError> {
+    SignedTx::decode(bytes, TX_BYTES_MAX).map_err(|e| {
+        GatewayError::InvalidArgument(format!("not a signed compute transaction: {e}"))
+    })
+}
+
+/// The name of a message kind, as the typed calls report it.
+pub fn message_kind(msg: &pb::tx_body::Msg) -> &'static str {
+    use pb::tx_body::Msg;
+    match msg {
+        Msg::Transfer(_) => "Transfer",
+        Msg::StoreModule(_) => "StoreModule",
+        Msg::RegisterWorker(_) => "RegisterWorker",
+        Msg::UnregisterWorker(_) => "UnregisterWorker",
+        Msg::PostJob(_) => "PostJob",
+        Msg::CommitResult(_) => "CommitResult",
+        Msg::RevealResult(_) => "RevealResult",
+        Msg::CancelJob(_) => "CancelJob",
+        Msg::Dispute(_) => "Dispute",
+    }
+}
+
+#[tonic::async_trait]
+impl Gateway for GatewayService {
+    async fn broadcast_tx(
+        &self,
+        request: Request<pb::BroadcastTxRequest>,
+    ) -> Result<Response<pb::BroadcastTxResponse>, Status> {
+        let request = request.into_inner();
+        let result = async {
+            decode_tx(&request.tx)?;
+            let mode = match pb::BroadcastMode::try_from(request.mode) {
+                Ok(pb::BroadcastMode::Commit) => Mode::Commit,
+                Ok(pb::BroadcastMode::Sync | pb::BroadcastMode::Unspecified) => Mode::Sync,
+                Err(_) => {
+                    return Err(GatewayError::InvalidArgument(format!(
+                        "unknown broadcast mode {}",
+                        request.mode
+                    )))
+                }
+            };
+            Ok(self.relay.broadcast(request.tx, mode).await?)
+        }
+        .await;
+        self.finish("BroadcastTx", result).map(Response::new)
+    }
+
+    async fn post_job(
+        &self,
+        request: Request<pb::SignedTx>,
+    ) -> Result<Response<pb::PostJobResponse>, Status> {
+        let result = self
+            .relay_typed("PostJob", "PostJob", request.into_inner())
+            .await
+            .map(|(tx, result)| {
+                // The id names a job only once the chain has accepted it.
+                let job_id = if result.code == 0 {
+                    JobId::derive(&tx.signer, tx.body.nonce).0.to_vec()
+                } else {
+                    Vec::new()
+                };
+                pb::PostJobResponse {
+                    result: Some(result),
+                    job_id,
+                }
+            });
+        self.finish("PostJob", result).map(Response::new)
+    }
+
+    async fn submit_commit(
+        &self,
+        request: Request<pb::SignedTx>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let result = self
+            .relay_typed("SubmitCommit", "CommitResult", request.into_inner())
+            .await
+            .map(|(_, result)| pb::SubmitResponse {
+                result: Some(result),
+            });
+        self.finish("SubmitCommit", result).map(Response::new)
+    }
+
+    async fn submit_reveal(
+        &self,
+        request: Request<pb::SignedTx>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let result = self
+            .relay_typed("SubmitReveal", "RevealResult", request.into_inner())
+            .await
+            .map(|(_, result)| pb::SubmitResponse {
+                result: Some(result),
+            });
+        self.finish("SubmitReveal", result).map(Response::new)
+    }
+
+    async fn query(
+        &self,
+        request: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        let request = request.into_inner();
+        let result = async {
+            let height = match request.height {
+                0 => None,
+                h => Some(
+                    u64::try_from(h)
+                        .ok()
+                        .and_then(|h| tendermint::block::Height::try_from(h).ok())
+                        .ok_or_else(|| {
+                            GatewayError::InvalidArgument(format!(
+                                "height must be 0 (latest) or positive, got {h}"
+                            ))
+                        })?,
+                ),
+            };
+            Ok(self.relay.query(request.path, request.data, height).await?)
+        }
+        .await;
+        self.finish("Query", result).map(Response::new)
+    }
+
+    type SubscribeStream = BoxStream<pb::ChainEvent>;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let result = self.subscribe_inner(request.get_ref()).await;
+        self.finish("Subscribe", result).map(Response::new)
+    }
+
+    async fn put_blob(
+        &self,
+        request: Request<Streaming<pb::BlobChunk>>,
+    ) -> Result<Response<pb::PutBlobResponse>, Status> {
+        let result = self.put_blob_inner(request.into_inner()).await;
+        self.finish("PutBlob", result).map(Response::new)
+    }
+
+    type GetBlobStream = BoxStream<pb::BlobChunk>;
+
+    async fn get_blob(
+        &self,
+        request: Request<pb::GetBlobRequest>,
+    ) -> Result<Response<Self::GetBlobStream>, Status> {
+        let result = self.get_blob_inner(request).await;
+        self.finish("GetBlob", result).map(Response::new)
+    }
+}

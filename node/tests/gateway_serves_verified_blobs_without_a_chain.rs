@@ -1,0 +1,283 @@
+//! The gateway's data plane in-process, with no chain behind it: uploads are
+//! verified, a second gateway fetches from its peer, a lying peer is skipped,
+//! a blob damaged on disk is never served whole, a fetch goes one hop only
+//! (so gateways that name each other never loop), limits answer `RESOURCE_EXHAUSTED`, and a call that
+//! needs the chain answers `UNAVAILABLE` rather than hanging.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use compute_node::gateway::{self, GatewayConfig};
+use compute_proto::pb::gateway_client::GatewayClient;
+use compute_proto::pb::gateway_server::{Gateway, GatewayServer};
+use compute_proto::{pb, sha3_256};
+use tokio::sync::oneshot;
+use tokio_stream::Stream;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+/// A gateway served in-process until dropped.
+struct Running {
+    url: String,
+    home: tempfile::TempDir,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start(peers: Vec<String>, max_blob_bytes: u64, quota_bytes: u64) -> Running {
+    let home = tempfile::tempdir().unwrap();
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let config = GatewayConfig {
+        listen,
+        // Nothing listens here: port 9 (discard) on loopback is closed.
+        rpc_url: "http://127.0.0.1:9".to_owned(),
+        home: home.path().to_path_buf(),
+        metrics: None,
+        peers,
+        max_blob_bytes,
+        quota_bytes,
+        subscriptions_max: 2,
+    };
+    let listeners = gateway::bind(&config).await.unwrap();
+    let url = format!("http://{}", listeners.grpc.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(gateway::serve(config, listeners, async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        url,
+        home,
+        _stop: stop,
+    }
+}
+
+async fn client(gateway: &Running) -> GatewayClient<Channel> {
+    GatewayClient::connect(gateway.url.clone()).await.unwrap()
+}
+
+async fn put(
+    client: &mut GatewayClient<Channel>,
+    named: Option<[u8; 32]>,
+    bytes: &[u8],
+) -> Result<pb::PutBlobResponse, tonic::Status> {
+    let mut chunks: Vec<pb::BlobChunk> = bytes
+        .chunks(100_000)
+        .map(|d| pb::BlobChunk {
+            hash: Vec::new(),
+            data: d.to_vec(),
+        })
+        .collect();
+    if chunks.is_empty() {
+        chunks.push(pb::BlobChunk::default());
+    }
+    if let (Some(hash), Some(first)) = (named, chunks.first_mut()) {
+        first.hash = hash.to_vec();
+    }
+    client
+        .put_blob(tokio_stream::iter(chunks))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn get(client: &mut GatewayClient<Channel>, hash: &[u8]) -> Result<Vec<u8>, tonic::Status> {
+    let mut stream = client
+        .get_blob(pb::GetBlobRequest {
+            hash: hash.to_vec(),
+        })
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        out.extend_from_slice(&chunk.data);
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn gateway_serves_verified_blobs_without_a_chain() {
+    tokio::time::timeout(Duration::from_secs(120), scenario())
+        .await
+        .expect("finished in time");
+}
+
+async fn scenario() {
+    let first = start(Vec::new(), 4 << 20, 8 << 20).await;
+    let mut a = client(&first).await;
+
+    // Exactly 2 MiB: a whole number of chunks on the way out.
+    let bytes: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 253) as u8).collect();
+    let hash = sha3_256(&bytes);
+    let stored = put(&mut a, Some(hash), &bytes).await.unwrap();
+    assert_eq!(stored.hash, hash.to_vec());
+    assert_eq!(get(&mut a, &hash).await.unwrap(), bytes);
+    let empty = put(&mut a, None, b"").await.unwrap();
+    assert_eq!(empty.hash, sha3_256(b"").to_vec());
+    assert_eq!(get(&mut a, &empty.hash).await.unwrap(), b"");
+
+    let refused = put(&mut a, Some(sha3_256(b"x")), b"y").await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused}");
+    let too_big = put(&mut a, None, &vec![0; 5 << 20]).await.unwrap_err();
+    assert_eq!(too_big.code(), Code::ResourceExhausted, "{too_big}");
+    let bad_hash = put(&mut a, Some([0; 32]), b"").await.unwrap_err();
+    assert_eq!(bad_hash.code(), Code::InvalidArgument);
+
+    // A second gateway fetches from the first. In a chain of peers a blob
+    // nobody has is NOT_FOUND, and a fetch goes one hop only.
+    let second = start(vec![first.url.clone()], 4 << 20, 8 << 20).await;
+    let mut b = client(&second).await;
+    assert_eq!(get(&mut b, &hash).await.unwrap(), bytes);
+    let third = start(vec![second.url.clone()], 4 << 20, 8 << 20).await;
+    let loop_back = start(vec![third.url.clone()], 4 << 20, 8 << 20).await;
+    let mut d = client(&loop_back).await;
+    let missing = get(&mut d, &sha3_256(b"nobody")).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing}");
+    // One hop only: the fourth gateway's peer (third) does not ask its own peer.
+    let two_hops = get(&mut d, &hash).await.unwrap_err();
+    assert_eq!(two_hops.code(), Code::NotFound, "{two_hops}");
+
+    // Calls that need CometBFT fail fast with UNAVAILABLE.
+    let query = a
+        .query(pb::QueryRequest {
+            path: "/stats".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(query.code(), Code::Unavailable, "{query}");
+    let subscribe = a
+        .subscribe(pb::SubscribeRequest {
+            filter: Some(pb::subscribe_request::Filter::Worker(vec![1; 32])),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(subscribe.code(), Code::Unavailable, "{subscribe}");
+    let negative = a
+        .query(pb::QueryRequest {
+            path: "/stats".to_owned(),
+            height: -1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(negative.code(), Code::InvalidArgument);
+}
+
+/// A peer that answers every `GetBlob` with bytes of its own choosing.
+struct Liar;
+
+type Chunks = Pin<Box<dyn Stream<Item = Result<pb::BlobChunk, Status>> + Send>>;
+type Events = Pin<Box<dyn Stream<Item = Result<pb::ChainEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Gateway for Liar {
+    async fn broadcast_tx(
+        &self,
+        _: Request<pb::BroadcastTxRequest>,
+    ) -> Result<Response<pb::BroadcastTxResponse>, Status> {
+        Err(Status::unimplemented("liar"))
+    }
+    async fn post_job(
+        &self,
+        _: Request<pb::SignedTx>,
+    ) -> Result<Response<pb::PostJobResponse>, Status> {
+        Err(Status::unimplemented("liar"))
+    }
+    async fn submit_commit(
+        &self,
+        _: Request<pb::SignedTx>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        Err(Status::unimplemented("liar"))
+    }
+    async fn submit_reveal(
+        &self,
+        _: Request<pb::SignedTx>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        Err(Status::unimplemented("liar"))
+    }
+    async fn query(
+        &self,
+        _: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        Err(Status::unimplemented("liar"))
+    }
+    type SubscribeStream = Events;
+    async fn subscribe(
+        &self,
+        _: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Events>, Status> {
+        Err(Status::unimplemented("liar"))
+    }
+    async fn put_blob(
+        &self,
+        _: Request<Streaming<pb::BlobChunk>>,
+    ) -> Result<Response<pb::PutBlobResponse>, Status> {
+        Err(Status::unimplemented("liar"))
+    }
+    type GetBlobStream = Chunks;
+    async fn get_blob(
+        &self,
+        request: Request<pb::GetBlobRequest>,
+    ) -> Result<Response<Chunks>, Status> {
+        let chunk = pb::BlobChunk {
+            hash: request.into_inner().hash,
+            data: b"not what you asked for".to_vec(),
+        };
+        Ok(Response::new(Box::pin(tokio_stream::iter(vec![Ok(chunk)]))))
+    }
+}
+
+async fn start_liar() -> (String, oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(GatewayServer::new(Liar))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async move {
+                    let _ = stopped.await;
+                },
+            ),
+    );
+    (url, stop)
+}
+
+#[tokio::test]
+async fn a_lying_peer_is_skipped_and_a_damaged_blob_is_never_served_whole() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let (liar, _stop_liar) = start_liar().await;
+        let honest = start(Vec::new(), 4 << 20, 8 << 20).await;
+        let bytes = b"the true bytes".to_vec();
+        let hash = sha3_256(&bytes);
+        put(&mut client(&honest).await, None, &bytes).await.unwrap();
+
+        let only_liar = start(vec![liar.clone()], 4 << 20, 8 << 20).await;
+        let status = get(&mut client(&only_liar).await, &hash).await.unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "{status}");
+        let blobs = only_liar.home.path().join("blobs");
+        let shard = blobs.join(hex::encode(&hash[..1]));
+        assert!(!shard.exists(), "nothing from the liar is stored");
+
+        let both = start(vec![liar, honest.url.clone()], 4 << 20, 8 << 20).await;
+        assert_eq!(get(&mut client(&both).await, &hash).await.unwrap(), bytes);
+
+        // Damage the honest gateway's copy on disk: it refuses to finish the
+        // stream, removes the file, and then no longer has the blob.
+        let path = shard_path(&honest, &hash);
+        std::fs::write(&path, b"the true bytez").unwrap();
+        let mut honest_client = client(&honest).await;
+        let status = get(&mut honest_client, &hash).await.unwrap_err();
+        assert_eq!(status.code(), Code::DataLoss, "{status}");
+        assert!(!path.exists());
+        let status = get(&mut honest_client, &hash).await.unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "{status}");
+    })
+    .await
+    .expect("finished in time");
+}
+
+fn shard_path(gateway: &Running, hash: &[u8; 32]) -> std::path::PathBuf {
+    let hex = hex::encode(hash);
+    gateway.home.path().join("blobs").join(&hex[..2]).join(hex)
+}
