@@ -1,0 +1,152 @@
+//! The chain's JSON answers that the worker reads, as typed values.
+//!
+//! Unknown fields are ignored, so the chain may add fields without breaking
+//! workers; missing fields the worker needs are errors.
+
+use compute_proto::{JobId, ModuleId};
+use serde::Deserialize;
+
+use crate::journal::TaskKey;
+
+/// ABCI code of a transaction whose nonce was already used.
+pub const CODE_NONCE_REPLAYED: u32 = 6;
+/// ABCI code of a transaction whose nonce skips ahead.
+pub const CODE_NONCE_GAP: u32 = 7;
+/// ABCI code of an account with too many transactions in the mempool.
+pub const CODE_TOO_MANY_PENDING: u32 = 11;
+/// ABCI code of a registration by a key that is already a worker.
+pub const CODE_WORKER_EXISTS: u32 = 17;
+/// ABCI code of a commit or reveal by a worker not assigned the task.
+pub const CODE_NOT_ASSIGNED: u32 = 28;
+/// ABCI code of a commit or reveal in the wrong phase (e.g. a second commit).
+pub const CODE_WRONG_PHASE: u32 = 29;
+/// ABCI code of a reveal that does not open the worker's commitment.
+pub const CODE_COMMITMENT_MISMATCH: u32 = 30;
+
+/// `/stats`, the fields the worker uses.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Stats {
+    /// The chain id transactions are signed for.
+    pub chain_id: String,
+    /// The last committed height.
+    pub height: u64,
+}
+
+/// `/params`, the fields the worker uses.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct ChainParams {
+    /// Pages (64 KiB) of linear memory a task may reach.
+    pub sandbox_memory_pages: u64,
+    /// The largest output a reveal may carry inline.
+    pub max_inline_output_bytes: u64,
+}
+
+/// `/account/<hex>`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct Account {
+    /// The next nonce the account must use.
+    pub nonce: u64,
+    /// Spendable credits.
+    pub balance: u64,
+}
+
+/// `/worker/<hex>`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct WorkerRecord {
+    /// Tasks the chain may assign at once.
+    pub capacity: u32,
+    /// Credits locked as a bond.
+    pub stake: u64,
+    /// Tasks held now.
+    pub active_tasks: u32,
+}
+
+/// `/worker/<hex>/assignments`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Assignments {
+    /// The tasks the worker holds now.
+    pub assignments: Vec<Assignment>,
+}
+
+/// Where a task's input is.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputRef {
+    /// The input itself, base64.
+    Inline(String),
+    /// The sha3-256 of the input blob, hex.
+    Hash(String),
+}
+
+/// One task the worker holds.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Assignment {
+    /// The job.
+    pub job: JobId,
+    /// The task's index.
+    pub task: u32,
+    /// `commit`, `reveal`, `settled`, `failed`, `cancelled`.
+    pub task_status: String,
+    /// `assigned`, `committed`, `revealed`, `agreed`, `cheated`.
+    pub replica_status: String,
+    /// The replica's current deadline.
+    pub deadline_height: u64,
+    /// The job's module.
+    pub module: ModuleId,
+    /// The fuel one replica may use.
+    pub fuel_limit: u64,
+    /// The task's input.
+    pub input: Option<InputRef>,
+    /// The input's length in bytes.
+    #[serde(default)]
+    pub input_size: u64,
+}
+
+impl Assignment {
+    /// The task's key.
+    #[must_use]
+    pub fn key(&self) -> TaskKey {
+        TaskKey {
+            job: self.job,
+            task: self.task,
+        }
+    }
+}
+
+/// `/module/<id>?code=true`, the field the worker uses.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ModuleCode {
+    /// The module's bytes, base64.
+    pub code: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_assignments_answer_parses() {
+        let job = JobId([1; 32]);
+        let module = ModuleId([2; 32]);
+        let json = format!(
+            r#"{{"worker":"{w}","assignments":[
+                {{"job":"{job}","task":3,"task_status":"commit","replica_status":"assigned",
+                  "deadline_height":40,"module":"{module}","fuel_limit":1000,
+                  "input":{{"inline":"aGk="}},"input_size":2}},
+                {{"job":"{job}","task":4,"task_status":"reveal","replica_status":"committed",
+                  "deadline_height":41,"module":"{module}","fuel_limit":1000,
+                  "input":{{"hash":"{h}"}},"input_size":9}}]}}"#,
+            w = "ab".repeat(32),
+            h = "cd".repeat(32),
+        );
+        let answer: Assignments = serde_json::from_str(&json).unwrap();
+        assert_eq!(answer.assignments.len(), 2);
+        let first = &answer.assignments[0];
+        assert_eq!(first.key(), TaskKey { job, task: 3 });
+        assert_eq!(first.input, Some(InputRef::Inline("aGk=".to_owned())));
+        assert_eq!(
+            answer.assignments[1].input,
+            Some(InputRef::Hash("cd".repeat(32)))
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! The worker service of the compute network (the `compute-sandbox` binary).
+//!
+//! With a worker key and a gateway address, a worker registers its key,
+//! follows the tasks the chain assigns it, fetches each module (cached on
+//! disk) and input (checked against its hash), runs the task in the
+//! deterministic sandbox, stores the output in the gateway's blob store, and
+//! signs `CommitResult` and then `RevealResult`. It talks only to the gateway
+//! (gRPC), never to CometBFT.
+//!
+//! - [`worker`]: the service (registration, reconciliation, execution,
+//!   commit and reveal, shutdown);
+//! - [`journal`]: the write-ahead journal that makes restarts safe;
+//! - [`gateway`]: the gateway client, typed errors and retries;
+//! - [`chain`]: the chain's JSON answers and the ABCI codes the worker acts on;
+//! - [`deny`]: the local deny list of modules;
+//! - [`modules`]: the on-disk module cache;
+//! - [`result`]: results as committed, and the `--cheat` falsification.
+//!
+//! See `docs/WORKER.md` for flags, the journal format and restart behaviour.
+
+pub mod chain;
+pub mod deny;
+pub mod gateway;
+pub mod journal;
+pub mod modules;
+pub mod result;
+pub mod worker;
+
+pub use deny::DenyList;
+pub use journal::{Entry, EntryState, Journal, TaskKey};
+pub use result::TaskResult;
+pub use worker::{decide, Action, Worker, WorkerConfig, WorkerError};

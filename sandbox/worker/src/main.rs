@@ -1,0 +1,188 @@
+//! `compute-sandbox`: the worker service of the compute network.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use compute_proto::keys::KeyFile;
+use compute_worker::{DenyList, Worker, WorkerConfig};
+use tokio::sync::watch;
+
+/// Runs compute tasks assigned by the chain, in a deterministic WebAssembly
+/// sandbox, and commits and reveals their results through a gateway.
+#[derive(Debug, Parser)]
+#[command(name = "compute-sandbox", version, about, long_about = None)]
+struct Args {
+    /// The worker's key file (`compute keys` format, readable by its owner only).
+    #[arg(long, env = "COMPUTE_WORKER_KEY")]
+    key: PathBuf,
+    /// The gateway's gRPC URL.
+    #[arg(long, default_value = "http://127.0.0.1:9090", env = "COMPUTE_GATEWAY")]
+    gateway: String,
+    /// The worker's own directory: journal, module cache, compiled modules.
+    #[arg(long, env = "COMPUTE_WORKER_HOME")]
+    home: PathBuf,
+    /// Tasks run at once (registered with the chain on first start).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    capacity: u32,
+    /// Credits locked as a slashable stake when registering.
+    #[arg(long, default_value_t = 0)]
+    stake: u64,
+    /// Fee offered with every transaction.
+    #[arg(long, default_value_t = 0)]
+    fee: u64,
+    /// A deny list: one hex module id per line, `#` for comments. Modules on
+    /// it are never compiled or run.
+    #[arg(long)]
+    deny: Option<PathBuf>,
+    /// FOR TESTS AND DEMOS ONLY: commit and reveal wrong results, so that
+    /// the chain outvotes and slashes this worker.
+    #[arg(long)]
+    cheat: bool,
+    /// Seconds between reconciliations with the chain when no event arrives.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    poll_secs: u64,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    check_key_permissions(&args.key);
+    let key = KeyFile::load(&args.key)?;
+    let deny = match &args.deny {
+        Some(path) => DenyList::load(path)?,
+        None => DenyList::empty(),
+    };
+    if args.cheat {
+        for _ in 0..3 {
+            tracing::warn!("CHEAT MODE IS ON: this worker reveals WRONG results on purpose and will be slashed (--cheat is for tests and demos only)");
+        }
+    }
+    tracing::info!(
+        worker = %key.account(),
+        gateway = %args.gateway,
+        home = %args.home.display(),
+        capacity = args.capacity,
+        denied_modules = deny.len(),
+        "starting"
+    );
+    let config = WorkerConfig {
+        gateway_url: args.gateway,
+        home: args.home,
+        capacity: args.capacity,
+        stake: args.stake,
+        fee: args.fee,
+        deny,
+        cheat: args.cheat,
+        poll: Duration::from_secs(args.poll_secs),
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received; stopping");
+        let _ = stop_tx.send(true);
+    });
+
+    let worker = match Worker::start(config, key, stop_rx).await {
+        Ok(worker) => worker,
+        Err(compute_worker::WorkerError::ShuttingDown) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    worker
+        .run(|account| {
+            // A line on stdout that scripts and tests wait for.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "worker {account} ready");
+            let _ = out.flush();
+        })
+        .await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Warns when the key file is readable by others than its owner.
+fn check_key_permissions(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:o}"),
+                    "the key file is readable by others; chmod 600 it"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Args::command().debug_assert();
+        let args =
+            Args::try_parse_from(["compute-sandbox", "--key", "k.json", "--home", "h"]).unwrap();
+        assert_eq!(args.capacity, 2);
+        assert_eq!(args.poll_secs, 2);
+        assert!(!args.cheat);
+        assert!(Args::try_parse_from([
+            "compute-sandbox",
+            "--key",
+            "k",
+            "--home",
+            "h",
+            "--capacity",
+            "0"
+        ])
+        .is_err());
+    }
+}
