@@ -9,6 +9,7 @@
 //! | `/worker/<hex>` | a registered worker |
 //! | `/job/<id>` | a job's terms, status, escrow, and every task with its replicas, commitments, reveals and completion record |
 //! | `/jobs?status=&master=&limit=&after=` | jobs in id order (or a requester's), a page at a time |
+//! | `/workers?limit=&after=` | registered workers in key order, with their reputation and score |
 //! | `/worker/<hex>/assignments` | the tasks a worker holds now and what each waits for |
 //! | `/completions?job=<id>` or `?worker=<hex>` (`&limit=&after=`) | completion records |
 //! | `/reputation/<hex>` | a key's reputation counters and score |
@@ -23,7 +24,7 @@ use crate::state::{keys, replica_status_name, task_status_name, StateRead};
 use crate::store::KvRead;
 
 /// The paths this node serves, for error messages.
-const KNOWN_PATHS: &str = "/account/<hex>, /params, /stats, /module/<id>[?code=true], /worker/<hex>, /worker/<hex>/assignments, /job/<id>, /jobs?status=&master=&limit=&after=, /completions?job=<id>|worker=<hex>, /reputation/<hex>";
+const KNOWN_PATHS: &str = "/account/<hex>, /params, /stats, /module/<id>[?code=true], /worker/<hex>, /worker/<hex>/assignments, /workers?limit=&after=, /job/<id>, /jobs?status=&master=&limit=&after=, /completions?job=<id>|worker=<hex>, /reputation/<hex>";
 
 /// Entries a page holds when the query names no `limit`.
 pub const DEFAULT_PAGE: usize = 50;
@@ -145,6 +146,7 @@ pub fn route(
             job_json(&id, &job, &tasks, &completions)
         }
         ["jobs"] => list_jobs(state, query)?,
+        ["workers"] => list_workers(state, query)?,
         ["completions"] => list_completions(state, query)?,
         ["reputation", hex] => {
             let id = parse_account(hex)?;
@@ -417,6 +419,52 @@ fn list_jobs(state: &dyn KvRead, query: &str) -> Result<serde_json::Value, Query
         next = None;
     }
     Ok(json!({"jobs": jobs, "next": next}))
+}
+
+/// `/workers?limit=&after=`: registered workers in key order with their
+/// reputation, a page at a time.
+fn list_workers(state: &dyn KvRead, query: &str) -> Result<serde_json::Value, QueryError> {
+    let mut limit = DEFAULT_PAGE;
+    let mut after = None;
+    for (key, value) in query_args(query, &["limit", "after"])? {
+        match key {
+            "limit" => limit = page_limit(value)?,
+            _ => after = Some(parse_account(value)?),
+        }
+    }
+    let start = after.map(|a| keys::worker(&a));
+    let entries = state.scan(keys::WORKER_PREFIX, start.as_deref(), limit);
+    let full = entries.len() == limit;
+    let mut next = None;
+    let mut workers = Vec::with_capacity(entries.len());
+    for (key, raw) in entries {
+        let Some(id) = key
+            .get(keys::WORKER_PREFIX.len()..)
+            .and_then(|b| AccountId::from_slice(b).ok())
+        else {
+            continue;
+        };
+        let Ok(worker) = <pb::Worker as prost::Message>::decode(raw.as_slice()) else {
+            continue;
+        };
+        let r = state.reputation(&id);
+        workers.push(json!({
+            "worker": id,
+            "capacity": worker.capacity,
+            "stake": worker.stake,
+            "active_tasks": worker.active_tasks,
+            "score_ppm": crate::reputation::score_ppm(&r),
+            "agreed": r.agreed,
+            "fuel_worked": r.fuel_worked,
+            "cheats": r.cheats,
+            "missed": r.missed,
+        }));
+        next = Some(id);
+    }
+    if !full {
+        next = None;
+    }
+    Ok(json!({"workers": workers, "next": next}))
 }
 
 /// `/completions?job=<id>` or `?worker=<hex>`, with `limit` and `after`

@@ -320,6 +320,14 @@ fn a_quorum_task_settles_pays_the_majority_and_slashes_the_cheater() {
         net.q(&format!("/worker/{}/assignments", k[1].account()))["assignments"],
         json!([])
     );
+    let pool = net.q("/workers?limit=2");
+    assert_eq!(pool["workers"].as_array().unwrap().len(), 2);
+    let rest = net.q(&format!(
+        "/workers?after={}",
+        pool["next"].as_str().unwrap()
+    ));
+    assert_eq!(rest["workers"].as_array().unwrap().len(), 1);
+    assert!(rest["next"].is_null());
     let stats = net.q("/stats");
     assert_eq!(stats["tasks_settled"], 1);
     assert_eq!(stats["credits_slashed"], slashed);
