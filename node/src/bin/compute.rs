@@ -1,4 +1,5 @@
-//! `compute`: keys, accounts and transfers on the compute network.
+//! `compute`: keys, accounts, transfers, modules, jobs and reputation on the
+//! compute network.
 
 use std::path::{Path, PathBuf};
 
@@ -6,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use base64::Engine;
 use clap::{Parser, Subcommand, ValueEnum};
 use compute_node::chain::ChainClient;
+use compute_node::jobs::{self, Progress};
 use compute_proto::keys::KeyFile;
 use compute_proto::{pb, AccountId, SigningKey};
 use serde_json::json;
@@ -22,6 +24,14 @@ struct Cli {
         default_value = "http://127.0.0.1:26657"
     )]
     node: String,
+    /// gRPC address of a gateway (compute-node), for the data plane.
+    #[arg(
+        long,
+        global = true,
+        env = "COMPUTE_GATEWAY",
+        default_value = "http://127.0.0.1:9090"
+    )]
+    gateway: String,
     /// Chain id to sign for (asked from the node when omitted).
     #[arg(long, global = true, env = "COMPUTE_CHAIN_ID")]
     chain_id: Option<String>,
@@ -76,6 +86,132 @@ enum Command {
     /// Edit a CometBFT genesis file's `app_state` before the chain starts.
     #[command(subcommand)]
     Genesis(GenesisCommand),
+    /// Store job modules on the chain.
+    #[command(subcommand)]
+    Module(ModuleCommand),
+    /// Submit, follow, list, fetch and cancel jobs.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Show a key's reputation counters and score.
+    Reputation {
+        /// A 64-hex account id, or a key file.
+        who: String,
+    },
+    /// The registered workers, best reputation first.
+    Top {
+        /// Rows to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ModuleCommand {
+    /// Store a WebAssembly job module (once; its id is its sha3-256).
+    Upload {
+        /// The module file.
+        wasm: PathBuf,
+        /// The key paying for it.
+        #[arg(long)]
+        key: PathBuf,
+        /// Fee offered to the block proposer.
+        #[arg(long, default_value_t = 0)]
+        fee: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum JobCommand {
+    /// Upload the module and inputs, post the job, follow it to its end and
+    /// write the verified outputs.
+    Submit {
+        /// The job module.
+        module: PathBuf,
+        /// Input files, or a directory holding one file per task.
+        #[arg(long, num_args = 1.., required = true)]
+        inputs: Vec<PathBuf>,
+        /// The requester's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Replicas per task (Quorum policy).
+        #[arg(long, default_value_t = 3)]
+        replicas: u32,
+        /// Replicas that must agree.
+        #[arg(long, default_value_t = 2)]
+        quorum: u32,
+        /// Replicas the chain may add when no quorum forms (default: replicas).
+        #[arg(long)]
+        max_replicas: Option<u32>,
+        /// Fuel each task may burn.
+        #[arg(long, default_value_t = 1_000_000_000)]
+        fuel: u64,
+        /// Credits per million fuel.
+        #[arg(long, default_value_t = 1)]
+        price: u64,
+        /// One worker per task; the chain runs the module's `verify` on its output.
+        #[arg(long)]
+        verified: bool,
+        /// Fuel the chain's `verify` may burn (with --verified).
+        #[arg(long, default_value_t = 10_000_000)]
+        verify_fuel: u64,
+        /// Blocks the job may take before unsettled tasks fail.
+        #[arg(long, default_value_t = 300)]
+        deadline_blocks: u64,
+        /// Lowest worker score accepted, in parts per million.
+        #[arg(long, default_value_t = 0)]
+        min_reputation: u32,
+        /// Tasks of this job one worker may see at most (0: no cap).
+        #[arg(long, default_value_t = 0)]
+        max_tasks_per_worker: u32,
+        /// Fee offered for each transaction.
+        #[arg(long, default_value_t = 0)]
+        fee: u64,
+        /// Where to write the outputs (`<index>.out`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Post and return without following the job.
+        #[arg(long)]
+        no_wait: bool,
+        /// Seconds to follow the job before giving up (it keeps running).
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+    },
+    /// A job's progress and tasks.
+    Status {
+        /// The job id.
+        job: String,
+    },
+    /// Jobs on the chain, a page at a time.
+    List {
+        /// Only this requester's (account id or key file).
+        #[arg(long)]
+        master: Option<String>,
+        /// Only jobs in this status: open, completed, failed, cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        /// Jobs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Fetch a job's outputs, check every hash, and write them.
+    Results {
+        /// The job id.
+        job: String,
+        /// Where to write them.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Cancel an open job and take back what is not owed.
+    Cancel {
+        /// The job id.
+        job: String,
+        /// The requester's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Fee offered to the block proposer.
+        #[arg(long, default_value_t = 0)]
+        fee: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -286,6 +422,80 @@ async fn run(cli: Cli) -> Result<()> {
                 format!("genesis: account {id} starts with {balance} credits")
             });
         }
+        Command::Module(ModuleCommand::Upload { wasm, key, fee }) => {
+            let key = KeyFile::load(&key)?;
+            let bytes = std::fs::read(&wasm).with_context(|| format!("read {}", wasm.display()))?;
+            let client = ChainClient::connect(&cli.node, cli.chain_id).await?;
+            let (id, receipt) = jobs::upload_module(&client, &key, &bytes, fee).await?;
+            print(
+                output,
+                &json!({"module": id, "stored_now": receipt.is_some(), "size": bytes.len()}),
+                || match receipt {
+                    Some(r) => format!("module {id} stored in block {}", r.height),
+                    None => format!("module {id} is already stored"),
+                },
+            );
+        }
+        Command::Job(command) => {
+            job_command(command, &cli.node, cli.chain_id, &cli.gateway, output).await?
+        }
+        Command::Reputation { who } => {
+            let id = resolve_account(&who)?;
+            let client = ChainClient::connect(&cli.node, cli.chain_id).await?;
+            let r = client.query(&format!("/reputation/{id}")).await?;
+            print(output, &r, || {
+                format!(
+                    "{id}\n  score        {} ppm\n  agreed       {} ({} fuel)\n  received     {} tasks ({} fuel)\n  cheats       {}\n  missed       {}\n  blocks       {} signed, {} proposed",
+                    r["score_ppm"], r["agreed"], r["fuel_worked"], r["tasks_received"],
+                    r["fuel_received"], r["cheats"], r["missed"], r["blocks_signed"],
+                    r["blocks_proposed"]
+                )
+            });
+        }
+        Command::Top { limit } => {
+            let client = ChainClient::connect(&cli.node, cli.chain_id).await?;
+            let mut workers = Vec::new();
+            let mut after: Option<String> = None;
+            // Every registered worker, a page at a time (bounded by max_workers).
+            for _ in 0..1_000 {
+                let path = match &after {
+                    Some(a) => format!("/workers?limit=500&after={a}"),
+                    None => "/workers?limit=500".to_owned(),
+                };
+                let page = client.query(&path).await?;
+                workers.extend(page["workers"].as_array().cloned().unwrap_or_default());
+                match page["next"].as_str() {
+                    Some(next) => after = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+            workers.sort_by_key(|w| {
+                (
+                    std::cmp::Reverse(w["score_ppm"].as_u64().unwrap_or(0)),
+                    w["worker"].as_str().unwrap_or_default().to_owned(),
+                )
+            });
+            workers.truncate(limit);
+            print(output, &json!({"workers": workers}), || {
+                let mut text = format!(
+                    "{:<4} {:<64} {:>9} {:>7} {:>6} {:>6} {:>10}",
+                    "rank", "worker", "score", "agreed", "cheats", "missed", "stake"
+                );
+                for (i, w) in workers.iter().enumerate() {
+                    text.push_str(&format!(
+                        "\n{:<4} {:<64} {:>9} {:>7} {:>6} {:>6} {:>10}",
+                        i + 1,
+                        w["worker"].as_str().unwrap_or_default(),
+                        w["score_ppm"],
+                        w["agreed"],
+                        w["cheats"],
+                        w["missed"],
+                        w["stake"]
+                    ));
+                }
+                text
+            });
+        }
         Command::Status => {
             let client = ChainClient::connect(&cli.node, cli.chain_id).await?;
             let (height, app_hash) = client.status().await?;
@@ -301,5 +511,308 @@ async fn run(cli: Cli) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// `compute job ...`.
+async fn job_command(
+    command: JobCommand,
+    node: &str,
+    chain_id: Option<String>,
+    gateway_url: &str,
+    output: Output,
+) -> Result<()> {
+    let client = ChainClient::connect(node, chain_id).await?;
+    let mut gateway = None;
+    match command {
+        JobCommand::Submit {
+            module,
+            inputs,
+            key,
+            replicas,
+            quorum,
+            max_replicas,
+            fuel,
+            price,
+            verified,
+            verify_fuel,
+            deadline_blocks,
+            min_reputation,
+            max_tasks_per_worker,
+            fee,
+            out,
+            no_wait,
+            timeout,
+        } => {
+            let key = KeyFile::load(&key)?;
+            let wasm =
+                std::fs::read(&module).with_context(|| format!("read {}", module.display()))?;
+            let (module_id, _) = jobs::upload_module(&client, &key, &wasm, fee).await?;
+            let params = client.query("/params").await?;
+            let max_inline = params["max_inline_input_bytes"].as_u64().unwrap_or(0);
+            let files = jobs::input_files(&inputs)?;
+            let tasks = jobs::task_inputs(&files, max_inline, &mut gateway, gateway_url).await?;
+            let policy = if verified {
+                pb::policy::Kind::Verified(pb::VerifiedPolicy { verify_fuel })
+            } else {
+                pb::policy::Kind::Quorum(pb::QuorumPolicy {
+                    replicas,
+                    quorum,
+                    max_replicas: max_replicas.unwrap_or(0),
+                })
+            };
+            let nonce = client.next_nonce(&key.account()).await?;
+            let job = compute_proto::JobId::derive(&key.account(), nonce);
+            let msg = pb::tx_body::Msg::PostJob(pb::PostJob {
+                module_id: module_id.0.to_vec(),
+                tasks,
+                policy: Some(pb::Policy { kind: Some(policy) }),
+                fuel_limit: fuel,
+                price_per_mfuel: price,
+                deadline_blocks,
+                min_reputation_ppm: min_reputation,
+                max_tasks_per_worker,
+            });
+            let receipt = client.submit(&key, msg, fee, Some(nonce)).await?;
+            if receipt.code != 0 {
+                bail!(
+                    "the job was refused (code {}): {}",
+                    receipt.code,
+                    receipt.log
+                );
+            }
+            if output == Output::Text {
+                eprintln!(
+                    "job {job} posted in block {} with {} tasks (module {module_id})",
+                    receipt.height,
+                    files.len()
+                );
+            }
+            if no_wait {
+                print(
+                    output,
+                    &json!({"job": job, "height": receipt.height}),
+                    || job.to_hex(),
+                );
+                return Ok(());
+            }
+            let view = follow(&client, &job, timeout, output).await?;
+            finish(
+                &view,
+                &job,
+                out.as_deref(),
+                &mut gateway,
+                gateway_url,
+                output,
+            )
+            .await?;
+        }
+        JobCommand::Status { job } => {
+            let job = jobs::parse_job(&job)?;
+            let view = client.query(&format!("/job/{job}")).await?;
+            let p = Progress::of(&view);
+            print(output, &view, || {
+                let mut text = format!(
+                    "job {job}: {}\n  tasks {} (settled {}, failed {}), replicas assigned {}/{} committed {} revealed {}\n  escrow {}, deadline height {}",
+                    p.status, p.tasks, p.settled, p.failed, p.assigned, p.wanted, p.committed,
+                    p.revealed, view["escrow"], view["deadline_height"]
+                );
+                for t in view["tasks"].as_array().into_iter().flatten() {
+                    let workers: Vec<String> = t["replicas"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|r| {
+                            format!(
+                                "{}:{}",
+                                &r["worker"].as_str().unwrap_or("?")
+                                    [..8.min(r["worker"].as_str().unwrap_or("?").len())],
+                                r["status"].as_str().unwrap_or("?")
+                            )
+                        })
+                        .collect();
+                    text.push_str(&format!(
+                        "\n  task {:>4} {:<9} {}",
+                        t["index"],
+                        t["status"].as_str().unwrap_or("?"),
+                        workers.join(" ")
+                    ));
+                }
+                text
+            });
+        }
+        JobCommand::List {
+            master,
+            status,
+            limit,
+        } => {
+            let mut args = vec![format!("limit={}", limit.clamp(1, 500))];
+            if let Some(m) = master {
+                args.push(format!("master={}", resolve_account(&m)?));
+            }
+            if let Some(s) = status {
+                args.push(format!("status={s}"));
+            }
+            let page = client.query(&format!("/jobs?{}", args.join("&"))).await?;
+            print(output, &page, || {
+                let mut text = format!(
+                    "{:<64} {:<10} {:>5} {:>7} {:>6} {:>8}",
+                    "job", "status", "tasks", "settled", "failed", "escrow"
+                );
+                for j in page["jobs"].as_array().into_iter().flatten() {
+                    text.push_str(&format!(
+                        "\n{:<64} {:<10} {:>5} {:>7} {:>6} {:>8}",
+                        j["job"].as_str().unwrap_or_default(),
+                        j["status"].as_str().unwrap_or_default(),
+                        j["task_count"],
+                        j["tasks_settled"],
+                        j["tasks_failed"],
+                        j["escrow"]
+                    ));
+                }
+                text
+            });
+        }
+        JobCommand::Results { job, out } => {
+            let job = jobs::parse_job(&job)?;
+            let view = client.query(&format!("/job/{job}")).await?;
+            finish(&view, &job, Some(&out), &mut gateway, gateway_url, output).await?;
+        }
+        JobCommand::Cancel { job, key, fee } => {
+            let job = jobs::parse_job(&job)?;
+            let key = KeyFile::load(&key)?;
+            let receipt = client
+                .submit(
+                    &key,
+                    pb::tx_body::Msg::CancelJob(pb::CancelJob {
+                        job_id: job.0.to_vec(),
+                    }),
+                    fee,
+                    None,
+                )
+                .await?;
+            if receipt.code != 0 {
+                bail!("cancel refused (code {}): {}", receipt.code, receipt.log);
+            }
+            let view = client.query(&format!("/job/{job}")).await?;
+            print(
+                output,
+                &json!({"job": job, "height": receipt.height, "status": view["status"]}),
+                || format!("job {job} cancelled in block {}", receipt.height),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Follows a job until it ends, with progress bars on a terminal (plain
+/// lines otherwise); returns its final view.
+async fn follow(
+    client: &ChainClient,
+    job: &compute_proto::JobId,
+    timeout: u64,
+    output: Output,
+) -> Result<serde_json::Value> {
+    use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use std::io::IsTerminal;
+    let interactive = output == Output::Text && std::io::stderr().is_terminal();
+    let bars = MultiProgress::with_draw_target(if interactive {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let style = ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let bar = |name: &str| {
+        let b = bars.add(ProgressBar::new(0));
+        b.set_style(style.clone());
+        b.set_prefix(name.to_owned());
+        b
+    };
+    let (assigned, committed, revealed, settled) = (
+        bar("assigned"),
+        bar("committed"),
+        bar("revealed"),
+        bar("settled"),
+    );
+    let started = std::time::Instant::now();
+    let mut last = Progress::default();
+    loop {
+        let view = client.query(&format!("/job/{job}")).await?;
+        let p = Progress::of(&view);
+        assigned.set_length(p.wanted.max(p.assigned));
+        assigned.set_position(p.assigned);
+        committed.set_length(p.wanted.max(p.committed));
+        committed.set_position(p.committed);
+        revealed.set_length(p.wanted.max(p.revealed));
+        revealed.set_position(p.revealed);
+        settled.set_length(p.tasks);
+        settled.set_position(p.settled + p.failed);
+        if !interactive && output == Output::Text && p != last {
+            eprintln!(
+                "progress: assigned {}/{} committed {} revealed {} settled {}/{} failed {}",
+                p.assigned, p.wanted, p.committed, p.revealed, p.settled, p.tasks, p.failed
+            );
+        }
+        if p.ended() {
+            for b in [&assigned, &committed, &revealed, &settled] {
+                b.finish();
+            }
+            return Ok(view);
+        }
+        last = p;
+        if started.elapsed() > std::time::Duration::from_secs(timeout) {
+            bail!(
+                "job {job} is still {} after {timeout} s; follow it with `compute job status {job}`",
+                last.status
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    }
+}
+
+/// Fetches and checks a job's outputs, writes them when asked, and prints
+/// a summary.
+async fn finish(
+    view: &serde_json::Value,
+    job: &compute_proto::JobId,
+    out: Option<&Path>,
+    gateway: &mut Option<
+        compute_proto::pb::gateway_client::GatewayClient<tonic::transport::Channel>,
+    >,
+    gateway_url: &str,
+    output: Output,
+) -> Result<()> {
+    let outputs = jobs::outputs(view, gateway, gateway_url).await?;
+    let written = match out {
+        Some(dir) => jobs::write_outputs(dir, &outputs)?,
+        None => Vec::new(),
+    };
+    let p = Progress::of(view);
+    let summary = json!({
+        "job": job,
+        "status": p.status,
+        "tasks": p.tasks,
+        "settled": p.settled,
+        "failed": p.failed,
+        "outputs": outputs.iter().map(|o| json!({
+            "task": o.index,
+            "result_hash": o.result_hash,
+            "bytes": o.bytes.len(),
+            "workers": o.workers,
+        })).collect::<Vec<_>>(),
+        "written": written,
+    });
+    print(output, &summary, || {
+        let mut text = format!(
+            "job {job} {}: {} of {} tasks settled, {} failed; {} outputs verified against their result hashes",
+            p.status, p.settled, p.tasks, p.failed, outputs.len()
+        );
+        if let Some(dir) = out {
+            text.push_str(&format!("\nwritten to {}", dir.display()));
+        }
+        text
+    });
     Ok(())
 }
