@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A local single-validator network: cometbft + compute-abci on 127.0.0.1.
+# A local single-validator network on 127.0.0.1: cometbft + compute-abci,
+# and a compute-node gateway in front of them.
 #
 #   scripts/devnet.sh [start]   create (first time) and start the devnet
 #   scripts/devnet.sh stop      stop what start started
@@ -7,8 +8,10 @@
 #   scripts/devnet.sh reset     stop and delete the devnet's home
 #
 # DEVNET_HOME (default .devnet in the clone) holds the CometBFT home, the
-# app's state, the demo keys and the logs (cometbft.log, compute-abci.log).
-# Ports: P2P 26656, RPC 26657, ABCI 26658 (all on 127.0.0.1).
+# app's state, the gateway's blobs, the demo keys and the logs
+# (cometbft.log, compute-abci.log, compute-node.log).
+# Ports: P2P 26656, RPC 26657, ABCI 26658, gateway gRPC 9090, gateway
+# metrics 9464 (all on 127.0.0.1).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -19,6 +22,8 @@ home="${DEVNET_HOME:-$root/.devnet}"
 rpc_port="${DEVNET_RPC_PORT:-26657}"
 abci_port="${DEVNET_ABCI_PORT:-26658}"
 p2p_port="${DEVNET_P2P_PORT:-26656}"
+grpc_port="${DEVNET_GRPC_PORT:-9090}"
+metrics_port="${DEVNET_METRICS_PORT:-9464}"
 chain_id="${DEVNET_CHAIN_ID:-compute-devnet}"
 block_time="${DEVNET_BLOCK_TIME:-300ms}"
 compute="$COMPUTE_BIN_DIR/compute"
@@ -26,7 +31,7 @@ compute="$COMPUTE_BIN_DIR/compute"
 running() { [ -f "$home/$1.pid" ] && kill -0 "$(cat "$home/$1.pid")" 2>/dev/null; }
 
 stop() {
-  for name in cometbft compute-abci; do
+  for name in compute-node cometbft compute-abci; do
     if running "$name"; then
       kill "$(cat "$home/$name.pid")" 2>/dev/null || true
       for _ in $(seq 1 50); do running "$name" || break; sleep 0.1; done
@@ -38,7 +43,7 @@ stop() {
 }
 
 status() {
-  if running cometbft && running compute-abci; then
+  if running cometbft && running compute-abci && running compute-node; then
     "$compute" --node "http://127.0.0.1:$rpc_port" status
   else
     echo "devnet is not running (start it with scripts/devnet.sh)"
@@ -62,12 +67,12 @@ init_home() {
 }
 
 start() {
-  if running cometbft || running compute-abci; then
+  if running cometbft || running compute-abci || running compute-node; then
     echo "devnet already running"; status; return 0
   fi
-  for port in "$rpc_port" "$abci_port" "$p2p_port"; do
+  for port in "$rpc_port" "$abci_port" "$p2p_port" "$grpc_port" "$metrics_port"; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "error: port $port on 127.0.0.1 is in use; stop what uses it or set DEVNET_RPC_PORT/DEVNET_ABCI_PORT/DEVNET_P2P_PORT" >&2
+      echo "error: port $port on 127.0.0.1 is in use; stop what uses it or set DEVNET_RPC_PORT/DEVNET_ABCI_PORT/DEVNET_P2P_PORT/DEVNET_GRPC_PORT/DEVNET_METRICS_PORT" >&2
       exit 1
     fi
   done
@@ -101,11 +106,22 @@ start() {
     echo "error: no blocks after 60 s; see $home/cometbft.log and $home/compute-abci.log" >&2
     exit 1
   fi
+  RUST_LOG="${RUST_LOG:-info}" nohup "$COMPUTE_BIN_DIR/compute-node" \
+    --listen "127.0.0.1:$grpc_port" --rpc "http://127.0.0.1:$rpc_port" \
+    --home "$home/gateway" --metrics "127.0.0.1:$metrics_port" \
+    >>"$home/compute-node.log" 2>&1 &
+  echo $! >"$home/compute-node.pid"
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$grpc_port") 2>/dev/null && break
+    running compute-node || { echo "compute-node exited; see $home/compute-node.log" >&2; tail -n 20 "$home/compute-node.log" >&2; exit 1; }
+    sleep 0.1
+  done
   local demo
   demo="$("$compute" keys show "$home/keys/demo.json")"
   cat <<MSG
 devnet running: chain $chain_id at height $height
-  RPC   http://127.0.0.1:$rpc_port     logs  $home/*.log
+  RPC      http://127.0.0.1:$rpc_port     logs  $home/*.log
+  gateway  http://127.0.0.1:$grpc_port (gRPC, reflection on)   metrics http://127.0.0.1:$metrics_port/metrics
   demo key  $home/keys/demo.json  (account $demo)
 
 Try:

@@ -486,11 +486,11 @@ async fn run(cli: Cli) -> Result<()> {
                         "\n{:<4} {:<64} {:>9} {:>7} {:>6} {:>6} {:>10}",
                         i + 1,
                         w["worker"].as_str().unwrap_or_default(),
-                        w["score_ppm"],
-                        w["agreed"],
-                        w["cheats"],
-                        w["missed"],
-                        w["stake"]
+                        w["score_ppm"].to_string(),
+                        w["agreed"].to_string(),
+                        w["cheats"].to_string(),
+                        w["missed"].to_string(),
+                        w["stake"].to_string()
                     ));
                 }
                 text
@@ -633,7 +633,7 @@ async fn job_command(
                         .collect();
                     text.push_str(&format!(
                         "\n  task {:>4} {:<9} {}",
-                        t["index"],
+                        t["index"].to_string(),
                         t["status"].as_str().unwrap_or("?"),
                         workers.join(" ")
                     ));
@@ -664,10 +664,10 @@ async fn job_command(
                         "\n{:<64} {:<10} {:>5} {:>7} {:>6} {:>8}",
                         j["job"].as_str().unwrap_or_default(),
                         j["status"].as_str().unwrap_or_default(),
-                        j["task_count"],
-                        j["tasks_settled"],
-                        j["tasks_failed"],
-                        j["escrow"]
+                        j["task_count"].to_string(),
+                        j["tasks_settled"].to_string(),
+                        j["tasks_failed"].to_string(),
+                        j["escrow"].to_string()
                     ));
                 }
                 text
