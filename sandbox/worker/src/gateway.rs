@@ -321,6 +321,27 @@ impl Gateway {
         )
     }
 
+    /// Relays a signed transaction and returns after CheckTx: the chain's
+    /// state, not this answer, confirms that it landed in a block.
+    ///
+    /// # Errors
+    /// Call failures; a refusal by CheckTx is an answer with a code.
+    pub async fn broadcast_sync(
+        &self,
+        tx: Vec<u8>,
+    ) -> Result<pb::BroadcastTxResponse, GatewayError> {
+        let mut client = self.client.clone();
+        let request = pb::BroadcastTxRequest {
+            tx,
+            mode: pb::BroadcastMode::Sync.into(),
+        };
+        Ok(
+            timed("BroadcastTx", TX_TIMEOUT_MS, client.broadcast_tx(request))
+                .await?
+                .into_inner(),
+        )
+    }
+
     /// Relays a signed `CommitResult` (the gateway waits for its block).
     ///
     /// # Errors

@@ -17,7 +17,6 @@ use compute_proto::{commitment, pb, AccountId, BlobId, ModuleId, SigningKey, TxB
 use compute_sandbox::{
     Execution, PrepareError, Sandbox, SandboxConfig, SandboxError, TaskLimits, WorkerFault,
 };
-use prost::Message;
 use rand_core::RngCore;
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
@@ -459,8 +458,13 @@ impl Inner {
     }
 
     /// Signs and sends `msg` with the next nonce, resyncing the nonce from
-    /// the chain when it was replayed or skipped ahead. Transactions go out
-    /// one at a time, each waiting for its block, so nonces never race.
+    /// the chain when it was replayed or skipped ahead. Registration waits
+    /// for its block; commits and reveals return after CheckTx, so a
+    /// worker's transactions for several tasks share a block instead of
+    /// taking one block each (CheckTx queues an account's nonces in order).
+    /// The chain's state, reconciled continuously, confirms them: a commit
+    /// that never lands is sent again from the journal, and one that did is
+    /// answered with WrongPhase, which is recorded as committed.
     async fn submit(
         &self,
         msg: pb::tx_body::Msg,
@@ -493,18 +497,7 @@ impl Inner {
             let bytes = self.builder.sign(&self.key, nonce, msg.clone());
             let sent = match kind {
                 TxKind::Register => self.gateway.broadcast_commit(bytes).await,
-                TxKind::Commit | TxKind::Reveal => {
-                    let tx =
-                        pb::Tx::decode(bytes.as_slice()).map_err(|e| GatewayError::BadAnswer {
-                            what: "signing".to_owned(),
-                            reason: format!("a signed transaction did not decode: {e}"),
-                        })?;
-                    if kind == TxKind::Commit {
-                        self.gateway.submit_commit(tx).await
-                    } else {
-                        self.gateway.submit_reveal(tx).await
-                    }
-                }
+                TxKind::Commit | TxKind::Reveal => self.gateway.broadcast_sync(bytes).await,
             };
             match sent {
                 Ok(answer)
