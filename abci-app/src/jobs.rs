@@ -311,7 +311,7 @@ pub fn settle(
             });
             state.put_raw(keys::worker_completion(&worker, id, index), Vec::new());
             if output.is_empty() && !replica.output.is_empty() {
-                output = replica.output.clone();
+                output = std::mem::take(&mut replica.output);
             }
             workers.push(replica.worker.clone());
         } else if is(replica.status, R::Revealed) {
@@ -328,6 +328,11 @@ pub fn settle(
         }
     }
     workers.sort();
+    // The completion record keeps the canonical output; the replicas' copies
+    // would only weigh on every later read of the task.
+    for replica in &mut task.replicas {
+        replica.output.clear();
+    }
     state.update_reputation(&account(&job.requester), |r| {
         r.tasks_received = r.tasks_received.saturating_add(1);
         r.fuel_received = r.fuel_received.saturating_add(fuel);

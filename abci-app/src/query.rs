@@ -300,6 +300,7 @@ fn job_json(
                         "result_hash": (!r.result_hash.is_empty()).then(|| hex::encode(&r.result_hash)),
                         "fuel_used": r.fuel_used,
                         "output": (!r.output.is_empty()).then(|| b64(&r.output)),
+                        "output_bytes": r.output.len(),
                     })
                 })
                 .collect();
