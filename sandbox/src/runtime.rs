@@ -418,9 +418,20 @@ impl Sandbox {
         let bytes = module
             .serialize()
             .map_err(|e| PrepareError::Compile(format!("{e:#}")))?;
-        let temporary = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&temporary, bytes)?;
-        std::fs::rename(&temporary, path)?;
+        // Tasks prepare on threads of their own, so two may compile one
+        // module at once: each writes its own temporary file.
+        let temporary = path.with_extension(format!(
+            "tmp{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        // The module is compiled: a cache that cannot be written (a full
+        // or read-only disk) only costs a compile next time, never the task.
+        let stored =
+            std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
+        if stored.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
         Ok(module)
     }
 
