@@ -8,7 +8,8 @@
 //! verdict), so the rules live in one function.
 //!
 //! Bounds: a task holds at most its job's `max_replicas` live replicas plus
-//! the cheaters refused by `verify`, and draws at most
+//! the replicas that missed a deadline or were refused by `verify` (kept so
+//! they are not drawn for the task again), and draws at most
 //! `max_replicas x ATTEMPTS_PER_REPLICA` workers before it fails; the end of
 //! a block visits at most `max_deadline_visits_per_block` deadline entries
 //! and `max_assignments_per_block` pending tasks.
@@ -37,9 +38,9 @@ fn is(status: i32, want: R) -> bool {
     status == want as i32
 }
 
-/// A replica still in the task (not refused as a cheat).
-fn is_live(replica: &pb::Replica) -> bool {
-    !is(replica.status, R::Cheated)
+/// A replica still in the task (not refused as a cheat, not missed).
+pub fn is_live(replica: &pb::Replica) -> bool {
+    !is(replica.status, R::Cheated) && !is(replica.status, R::Missed)
 }
 
 /// Live replicas of a task.
@@ -777,16 +778,10 @@ fn task_deadline(
         return;
     }
     let now = height(ctx);
-    let missed: Vec<pb::Replica> = task
-        .replicas
-        .iter()
-        .filter(|r| is_overdue(r, phase, now))
-        .cloned()
-        .collect();
+    let missed = mark_missed(&mut task, phase, now);
     if missed.is_empty() {
         return;
     }
-    task.replicas.retain(|r| !is_overdue(r, phase, now));
     for replica in &missed {
         count_missed(state, id, index, replica, phase, events);
     }
@@ -794,6 +789,18 @@ fn task_deadline(
     state.put_task(id, index, &task);
     finish_job_if_done(state, ctx, id, &mut job, events);
     state.put_job(id, &job);
+}
+
+/// Marks the overdue replicas of a task as missed; returns them.
+fn mark_missed(task: &mut pb::Task, phase: i32, now: i64) -> Vec<pb::Replica> {
+    let mut missed = Vec::new();
+    for replica in &mut task.replicas {
+        if is_overdue(replica, phase, now) {
+            replica.status = R::Missed as i32;
+            missed.push(replica.clone());
+        }
+    }
+    missed
 }
 
 /// An assigned replica that did not commit, or (in the reveal phase) a
@@ -846,13 +853,7 @@ fn expire_job(state: &mut StateTx<'_>, ctx: &Ctx<'_>, id: &JobId, events: &mut V
         if phase != T::Commit as i32 && phase != T::Reveal as i32 {
             continue;
         }
-        let missed: Vec<pb::Replica> = task
-            .replicas
-            .iter()
-            .filter(|r| is_overdue(r, phase, now))
-            .cloned()
-            .collect();
-        task.replicas.retain(|r| !is_overdue(r, phase, now));
+        let missed = mark_missed(&mut task, phase, now);
         for replica in &missed {
             count_missed(state, id, index, replica, phase, events);
         }

@@ -59,7 +59,7 @@ pub fn execute(
         match pb::TaskStatus::try_from(task.status) {
             Ok(pb::TaskStatus::Commit) => {
                 for replica in &task.replicas {
-                    if replica.status != pb::ReplicaStatus::Cheated as i32 {
+                    if crate::jobs::is_live(replica) {
                         let worker = AccountId::from_slice(&replica.worker).unwrap_or_default();
                         if let Some(mut record) = state.worker(&worker) {
                             record.active_tasks = record.active_tasks.saturating_sub(1);

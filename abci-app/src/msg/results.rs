@@ -100,10 +100,7 @@ fn locate(
     let position = task
         .replicas
         .iter()
-        .position(|r| {
-            r.worker.as_slice() == signer.0.as_slice()
-                && r.status != pb::ReplicaStatus::Cheated as i32
-        })
+        .position(|r| r.worker.as_slice() == signer.0.as_slice() && crate::jobs::is_live(r))
         .ok_or(Rejection::NotAssigned {
             job: target.job,
             task: target.task,

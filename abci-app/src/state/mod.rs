@@ -175,6 +175,7 @@ pub fn replica_status_name(status: i32) -> &'static str {
         Ok(pb::ReplicaStatus::Revealed) => "revealed",
         Ok(pb::ReplicaStatus::Agreed) => "agreed",
         Ok(pb::ReplicaStatus::Cheated) => "cheated",
+        Ok(pb::ReplicaStatus::Missed) => "missed",
         Ok(pb::ReplicaStatus::Unspecified) | Err(_) => "unknown",
     }
 }
