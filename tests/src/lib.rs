@@ -596,3 +596,310 @@ impl Drop for Gateway {
         }
     }
 }
+
+/// How long a worker may take from spawn to its `worker <hex> ready` line
+/// (it registers, which waits for a block, and opens its event stream).
+pub const WORKER_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a `compute-sandbox` worker is started with.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// `--capacity`.
+    pub capacity: u32,
+    /// `--stake`.
+    pub stake: u64,
+    /// `--cheat`: reveal wrong results on purpose.
+    pub cheat: bool,
+    /// Further flags.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            capacity: 2,
+            stake: 0,
+            cheat: false,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A `compute-sandbox` worker process with a key and a home of its own in a
+/// temporary directory. The home outlives the process, so a worker can be
+/// killed and started again on the same journal. The process is killed when
+/// this is dropped (its log tail is printed if a test fails).
+pub struct WorkerProcess {
+    dir: TempDir,
+    gateway_url: String,
+    options: WorkerOptions,
+    /// The worker's account.
+    pub account: AccountId,
+    child: Option<Child>,
+    /// Lines the current process printed on stdout.
+    stdout_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl WorkerProcess {
+    /// Copies `key_file` into a fresh temporary directory, starts the worker
+    /// against `gateway_url`, and returns once it printed its ready line.
+    pub async fn start(gateway_url: &str, key_file: &Path, options: WorkerOptions) -> Result<Self> {
+        let account = compute_proto::keys::KeyFile::load(key_file)?.account();
+        let dir = tempfile::Builder::new()
+            .prefix("compute-worker-")
+            .tempdir()?;
+        // `fs::copy` keeps the 0600 mode, so the worker does not warn.
+        fs::copy(key_file, dir.path().join("key.json"))
+            .with_context(|| format!("copy {}", key_file.display()))?;
+        let mut worker = Self {
+            dir,
+            gateway_url: gateway_url.to_owned(),
+            options,
+            account,
+            child: None,
+            stdout_lines: Default::default(),
+        };
+        worker.spawn()?;
+        worker.wait_ready(WORKER_READY_TIMEOUT).await?;
+        Ok(worker)
+    }
+
+    /// The worker's `--home`.
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// The worker's journal directory.
+    pub fn journal_dir(&self) -> PathBuf {
+        self.home().join("journal")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("compute-sandbox.log")
+    }
+
+    /// The last lines of the worker's log (every start appends to it); a
+    /// worker logs a line or two per task step, so the tail is long.
+    pub fn log_tail(&self) -> String {
+        tail(&self.log_path(), 16000)
+    }
+
+    /// Whether the process is running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Kills the process with SIGKILL, as a crash would; the home stays.
+    pub fn kill(&mut self) {
+        kill(self.child.take());
+    }
+
+    /// Starts the process again with the same key, home and flags; returns
+    /// once it printed its ready line.
+    pub async fn restart(&mut self) -> Result<()> {
+        assert!(self.child.is_none(), "restart a worker only after kill");
+        self.spawn()?;
+        self.wait_ready(WORKER_READY_TIMEOUT).await
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let mut command = Command::new(workspace_bin("compute-sandbox"));
+        command
+            .arg("--key")
+            .arg(self.dir.path().join("key.json"))
+            .arg("--home")
+            .arg(self.home())
+            .arg("--gateway")
+            .arg(&self.gateway_url)
+            .arg("--capacity")
+            .arg(self.options.capacity.to_string())
+            .arg("--stake")
+            .arg(self.options.stake.to_string())
+            .arg("--poll-secs")
+            .arg("1");
+        if self.options.cheat {
+            command.arg("--cheat");
+        }
+        let mut child = command
+            .args(&self.options.extra_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log.try_clone()?)
+            .spawn()
+            .context("spawn compute-sandbox")?;
+        // Stdout is read on a thread of its own (into the log and a list
+        // the ready wait looks at), so the pipe never fills up.
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        self.stdout_lines = std::sync::Arc::clone(&lines);
+        let stdout = child.stdout.take().context("worker stdout")?;
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            let mut log = log;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(log, "[stdout] {line}");
+                lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        self.child = Some(child);
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let ready = format!("worker {} ready", self.account);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self
+                .stdout_lines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|l| l.trim() == ready);
+            if seen {
+                return Ok(());
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "compute-sandbox {} exited with {status} before it was ready:\n{}",
+                    self.account,
+                    self.log_tail()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "compute-sandbox {} did not print '{ready}' within {timeout:?}:\n{}",
+                    self.account,
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        kill(self.child.take());
+        if std::thread::panicking() {
+            eprintln!(
+                "--- compute-sandbox {} log tail ---\n{}",
+                self.account,
+                self.log_tail()
+            );
+        }
+    }
+}
+
+/// What a `compute` CLI run printed and how it ended.
+#[derive(Debug)]
+pub struct CliOutput {
+    /// The exit status.
+    pub status: std::process::ExitStatus,
+    /// Everything printed on stdout.
+    pub stdout: String,
+    /// Everything printed on stderr.
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// The JSON printed on the last line of stdout (with `--output json`),
+    /// after checking that the command succeeded.
+    pub fn json(&self) -> Result<Value> {
+        if !self.status.success() {
+            bail!(
+                "compute exited with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                self.status,
+                self.stdout,
+                self.stderr
+            );
+        }
+        let line = self
+            .stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .ok_or_else(|| anyhow!("compute printed nothing on stdout:\n{}", self.stderr))?;
+        serde_json::from_str(line)
+            .with_context(|| format!("compute printed no JSON: {line}\n{}", self.stderr))
+    }
+}
+
+/// Runs the `compute` CLI with `args`; kills it if it outlives `timeout`.
+pub async fn run_cli<I, S>(args: I, timeout: Duration) -> Result<CliOutput>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    let child = tokio::process::Command::new(workspace_bin("compute"))
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawn compute")?;
+    // On timeout the future is dropped with the child, which kills it.
+    let output = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| anyhow!("compute {args:?} did not finish within {timeout:?}"))??;
+    Ok(CliOutput {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// Creates a key file at `path` with `compute keys new`; returns its account.
+pub async fn cli_new_key(path: &Path) -> Result<AccountId> {
+    let out = run_cli(
+        [
+            "keys".as_ref(),
+            "new".as_ref(),
+            path.as_os_str(),
+            "--output".as_ref(),
+            "json".as_ref(),
+        ],
+        Duration::from_secs(30),
+    )
+    .await?
+    .json()?;
+    let hex = out["account"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no account in {out}"))?;
+    AccountId::from_hex(hex).map_err(|e| anyhow!("bad account '{hex}': {e}"))
+}
+
+/// Calls `check` every `interval` until it answers `Some`, at most
+/// `timeout` long; `what` names the condition in the error.
+pub async fn poll_until<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    interval: Duration,
+    mut check: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not reached within {timeout:?}");
+        }
+        tokio::time::sleep(interval).await;
+    }
+}

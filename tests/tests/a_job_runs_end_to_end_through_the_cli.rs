@@ -1,0 +1,272 @@
+//! The whole network as a person runs it: a chain, a gateway, three
+//! `compute-sandbox` workers (one started with `--cheat`) and the `compute`
+//! CLI, each a real process on 127.0.0.1. The requester submits a prime
+//! counting job with `compute job submit`, which follows it to its end and
+//! writes outputs that match the native computation. With three workers and
+//! three replicas every worker is on every task, so the cheater is always
+//! outvoted: counted as a cheat and slashed, while the honest workers are
+//! credited. `compute job status`, `job list` and `top` then agree.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use compute_tests::{cli_new_key, run_cli, Gateway, NetConfig, Node, WorkerOptions, WorkerProcess};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Everything the scenario does after the processes are up.
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(100);
+/// How long `compute job submit` may follow the job.
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(80);
+/// How long one of the quick CLI commands may take.
+const CLI_TIMEOUT: Duration = Duration::from_secs(20);
+/// Tasks in the job.
+const TASKS: u64 = 6;
+/// Numbers each task sieves.
+const SPAN: u64 = 100_000;
+/// Every key's credits at genesis.
+const GENESIS_BALANCE: u64 = 10_000_000;
+/// Each worker's stake.
+const STAKE: u64 = 1_000;
+
+/// The processes of the scenario. They live in the test function, so that a
+/// failure panics while they still run and every log tail is printed.
+struct Net {
+    dir: TempDir,
+    node: Node,
+    gateway: Gateway,
+    requester_key: PathBuf,
+    honest: Vec<WorkerProcess>,
+    cheater: WorkerProcess,
+}
+
+impl Net {
+    async fn start() -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("compute-e2e-").tempdir()?;
+        let requester_key = dir.path().join("requester.json");
+        let requester = cli_new_key(&requester_key).await?;
+        let mut worker_keys = Vec::new();
+        for name in ["alice", "bob", "mallory"] {
+            let path = dir.path().join(format!("{name}.json"));
+            let account = cli_new_key(&path).await?;
+            worker_keys.push((path, account));
+        }
+        let mut config = NetConfig::funded(&[], 0);
+        config.balances = std::iter::once(requester)
+            .chain(worker_keys.iter().map(|(_, a)| *a))
+            .map(|a| (a, GENESIS_BALANCE))
+            .collect();
+        let node = Node::start(config).await?;
+        let gateway = Gateway::start(&node.rpc_url(), &[])?;
+        let options = |cheat| WorkerOptions {
+            capacity: 4,
+            stake: STAKE,
+            cheat,
+            extra_args: Vec::new(),
+        };
+        let mut honest = Vec::new();
+        for (path, _) in &worker_keys[..2] {
+            honest.push(WorkerProcess::start(&gateway.url(), path, options(false)).await?);
+        }
+        let cheater =
+            WorkerProcess::start(&gateway.url(), &worker_keys[2].0, options(true)).await?;
+        Ok(Self {
+            dir,
+            node,
+            gateway,
+            requester_key,
+            honest,
+            cheater,
+        })
+    }
+
+    /// `compute <args> --output json --node <rpc> --gateway <grpc>`.
+    async fn cli(&self, args: &[&str], timeout: Duration) -> Result<Value> {
+        let rpc = self.node.rpc_url();
+        let grpc = self.gateway.url();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--output", "json", "--node", &rpc, "--gateway", &grpc]);
+        run_cli(&all, timeout).await?.json()
+    }
+}
+
+#[tokio::test]
+async fn a_job_runs_end_to_end_through_the_cli() {
+    let net = Net::start().await.expect("start the network");
+    match tokio::time::timeout(SCENARIO_TIMEOUT, scenario(&net)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e:#}"),
+        Err(_) => panic!("the scenario did not finish within {SCENARIO_TIMEOUT:?}"),
+    }
+}
+
+fn write_inputs(dir: &Path) -> Result<Vec<Vec<u8>>> {
+    std::fs::create_dir_all(dir)?;
+    let mut inputs = Vec::new();
+    for i in 0..TASKS {
+        let input = compute_jobs::primes::encode_input(i * SPAN, (i + 1) * SPAN);
+        // Names sort in task order: the CLI takes a directory's files by name.
+        std::fs::write(dir.join(format!("task-{i:02}.bin")), &input)?;
+        inputs.push(input);
+    }
+    Ok(inputs)
+}
+
+async fn scenario(net: &Net) -> Result<()> {
+    let wasm = net.dir.path().join("primes.wasm");
+    std::fs::write(&wasm, compute_jobs::PRIMES_WASM)?;
+    let inputs_dir = net.dir.path().join("inputs");
+    let inputs = write_inputs(&inputs_dir)?;
+    let out_dir = net.dir.path().join("out");
+
+    let summary = net
+        .cli(
+            &[
+                "job",
+                "submit",
+                path(&wasm)?,
+                "--inputs",
+                path(&inputs_dir)?,
+                "--key",
+                path(&net.requester_key)?,
+                "--replicas",
+                "3",
+                "--quorum",
+                "2",
+                "--fuel",
+                "200000000",
+                "--price",
+                "10",
+                "--deadline-blocks",
+                "2000",
+                "--timeout",
+                &SUBMIT_TIMEOUT.as_secs().to_string(),
+                "--out",
+                path(&out_dir)?,
+            ],
+            SUBMIT_TIMEOUT + Duration::from_secs(10),
+        )
+        .await?;
+    ensure!(summary["status"] == "completed", "{summary}");
+    ensure!(
+        summary["settled"] == TASKS && summary["failed"] == 0,
+        "{summary}"
+    );
+    let job = summary["job"].as_str().context("job id")?.to_owned();
+
+    // Every output is the native count of its range, and only honest
+    // workers stand behind it.
+    let cheater = net.cheater.account.to_hex();
+    let honest: Vec<String> = net.honest.iter().map(|w| w.account.to_hex()).collect();
+    for (index, input) in inputs.iter().enumerate() {
+        let written = std::fs::read(out_dir.join(format!("{index:05}.out")))
+            .with_context(|| format!("output of task {index}"))?;
+        ensure!(
+            written == compute_jobs::primes::job(input),
+            "task {index}: output {written:?} is not the native count"
+        );
+        let agreed = &summary["outputs"][index]["workers"];
+        let agreed: Vec<&str> = agreed
+            .as_array()
+            .context("workers")?
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        ensure!(agreed.len() >= 2, "task {index} settled by {agreed:?}");
+        ensure!(
+            agreed.iter().all(|w| honest.iter().any(|h| h == w)),
+            "task {index} settled by {agreed:?}, not only honest workers"
+        );
+    }
+
+    // The cheater was caught and slashed; the honest workers were credited.
+    let (_, _, rep) = net.node.query(&format!("/reputation/{cheater}")).await?;
+    ensure!(rep["cheats"].as_u64().unwrap_or(0) >= 1, "cheater: {rep}");
+    ensure!(rep["agreed"] == 0, "the cheater never agrees: {rep}");
+    let (_, _, record) = net.node.query(&format!("/worker/{cheater}")).await?;
+    let stake = record["stake"].as_u64().context("stake")?;
+    ensure!(stake < STAKE, "the cheater's stake was slashed: {record}");
+    for worker in &net.honest {
+        let (_, _, rep) = net
+            .node
+            .query(&format!("/reputation/{}", worker.account))
+            .await?;
+        ensure!(
+            rep["agreed"].as_u64().unwrap_or(0) >= 1,
+            "{}: {rep}",
+            worker.account
+        );
+        ensure!(rep["cheats"] == 0, "{}: {rep}", worker.account);
+        let (_, _, record) = net
+            .node
+            .query(&format!("/worker/{}", worker.account))
+            .await?;
+        ensure!(
+            record["stake"] == STAKE,
+            "an honest stake is untouched: {record}"
+        );
+    }
+    let (_, _, stats) = net.node.query("/stats").await?;
+    ensure!(stats["tasks_settled"] == TASKS, "{stats}");
+    ensure!(stats["credits_slashed"] == STAKE - stake, "{stats}");
+
+    // The read-only commands agree with the chain.
+    let status = net.cli(&["job", "status", &job], CLI_TIMEOUT).await?;
+    ensure!(status["status"] == "completed", "{status}");
+    let tasks = status["tasks"].as_array().context("tasks")?;
+    ensure!(tasks.len() as u64 == TASKS, "{status}");
+    ensure!(tasks.iter().all(|t| t["status"] == "settled"), "{status}");
+
+    let list = net.cli(&["job", "list"], CLI_TIMEOUT).await?;
+    let listed = list["jobs"]
+        .as_array()
+        .context("jobs")?
+        .iter()
+        .find(|j| j["job"] == job.as_str())
+        .with_context(|| format!("job {job} missing from {list}"))?;
+    ensure!(listed["status"] == "completed", "{listed}");
+
+    let top = net.cli(&["top"], CLI_TIMEOUT).await?;
+    let ranked: Vec<&str> = top["workers"]
+        .as_array()
+        .context("workers")?
+        .iter()
+        .filter_map(|w| w["worker"].as_str())
+        .collect();
+    ensure!(ranked.len() == 3, "{top}");
+    ensure!(ranked[2] == cheater, "the cheater ranks last: {top}");
+    ensure!(
+        top["workers"][2]["cheats"].as_u64().unwrap_or(0) >= 1,
+        "{top}"
+    );
+
+    let rep = net.cli(&["reputation", &cheater], CLI_TIMEOUT).await?;
+    ensure!(rep["cheats"].as_u64().unwrap_or(0) >= 1, "{rep}");
+    check_requester_paid(net, &job).await
+}
+
+/// The requester paid exactly what the workers were paid: the rest of the
+/// escrow came back (fees are 0 on this chain).
+async fn check_requester_paid(net: &Net, job: &str) -> Result<()> {
+    let (_, _, view) = net.node.query(&format!("/job/{job}")).await?;
+    ensure!(view["escrow"] == 0, "the escrow is settled: {view}");
+    let paid: u64 = view["tasks"]
+        .as_array()
+        .context("tasks")?
+        .iter()
+        .map(|t| t["completion"]["paid"].as_u64().unwrap_or(0))
+        .sum();
+    ensure!(paid > 0, "workers were paid: {view}");
+    let requester = compute_proto::keys::KeyFile::load(&net.requester_key)?.account();
+    let balance = net.node.balance(&requester).await?;
+    ensure!(
+        balance == GENESIS_BALANCE - paid,
+        "the requester holds {balance}, expected {GENESIS_BALANCE} - {paid}"
+    );
+    Ok(())
+}
+
+fn path(p: &Path) -> Result<&str> {
+    p.to_str().context("a temporary path that is not UTF-8")
+}
