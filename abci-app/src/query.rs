@@ -7,7 +7,7 @@
 //! | `/stats` | height, app hash, chain id and chain-wide counters |
 //! | `/module/<id>[?code=true]` | a module's metadata (and its bytes in base64) |
 //! | `/worker/<hex>` | a registered worker |
-//! | `/job/<id>` | a job's terms, status, escrow, and every task with its replicas, commitments, reveals and completion record |
+//! | `/job/<id>[?tasks=false][&after=&limit=]` | a job's terms, status, escrow, progress counts, and its tasks (all, a page, or none) with their replicas, commitments, reveals and completion records |
 //! | `/jobs?status=&master=&limit=&after=` | jobs in id order (or a requester's), a page at a time |
 //! | `/workers?limit=&after=` | registered workers in key order, with their reputation and score |
 //! | `/worker/<hex>/assignments` | the tasks a worker holds now and what each waits for |
@@ -138,12 +138,7 @@ pub fn route(
             let job = state
                 .job(&id)
                 .ok_or_else(|| (Code::NotFound, format!("no job {id} exists")))?;
-            let tasks = state.tasks(&id, job.task_count as usize);
-            let completions: Vec<(u32, pb::Completion)> = tasks
-                .iter()
-                .filter_map(|(index, _)| Some((*index, state.completion(&id, *index)?)))
-                .collect();
-            job_json(&id, &job, &tasks, &completions)
+            job_view(state, &id, &job, query)?
         }
         ["jobs"] => list_jobs(state, query)?,
         ["workers"] => list_workers(state, query)?,
@@ -326,6 +321,116 @@ fn job_json(
     let mut value = job_summary(id, job);
     value["tasks"] = json!(tasks);
     value
+}
+
+/// `/job/<id>[?tasks=false][&after=<index>][&limit=<n>]`: the job, its
+/// progress over all tasks, and its tasks (a page of them with `after` and
+/// `limit`, none with `tasks=false`).
+fn job_view(
+    state: &dyn KvRead,
+    id: &JobId,
+    job: &pb::Job,
+    query: &str,
+) -> Result<serde_json::Value, QueryError> {
+    let mut with_tasks = true;
+    let mut after = None;
+    let mut limit = job.task_count as usize;
+    for (key, value) in query_args(query, &["tasks", "after", "limit"])? {
+        match key {
+            "tasks" => {
+                with_tasks = match value {
+                    "true" => true,
+                    "false" => false,
+                    other => {
+                        return Err((
+                            Code::BadQuery,
+                            format!("tasks '{other}' must be true or false"),
+                        ))
+                    }
+                }
+            }
+            "limit" => limit = page_limit(value)?,
+            _ => {
+                after = Some(value.parse::<u32>().map_err(|_| {
+                    (
+                        Code::BadQuery,
+                        format!("after '{value}' must be a task index"),
+                    )
+                })?)
+            }
+        }
+    }
+    let all = state.tasks(id, job.task_count as usize);
+    let mut progress = Progress::default();
+    for (_, task) in &all {
+        progress.add(task);
+    }
+    let mut value = if with_tasks {
+        let page: Vec<(u32, pb::Task)> = all
+            .into_iter()
+            .filter(|(index, _)| after.is_none_or(|a| *index > a))
+            .take(limit)
+            .collect();
+        let completions: Vec<(u32, pb::Completion)> = page
+            .iter()
+            .filter_map(|(index, _)| Some((*index, state.completion(id, *index)?)))
+            .collect();
+        let next = (page.len() == limit)
+            .then(|| page.last().map(|(index, _)| *index))
+            .flatten()
+            .filter(|last| last.saturating_add(1) < job.task_count);
+        let mut value = job_json(id, job, &page, &completions);
+        value["next"] = json!(next);
+        value
+    } else {
+        job_summary(id, job)
+    };
+    value["progress"] = serde_json::to_value(progress).map_err(internal)?;
+    Ok(value)
+}
+
+/// Replica and task counts over a job, for progress displays.
+#[derive(Default, serde::Serialize)]
+struct Progress {
+    /// Replicas wanted now, over all tasks.
+    wanted: u64,
+    /// Replicas drawn and still live or done (missed ones excluded).
+    assigned: u64,
+    /// Of those, committed or further.
+    committed: u64,
+    /// Of those, revealed or judged.
+    revealed: u64,
+    /// Tasks settled.
+    settled: u64,
+    /// Tasks failed or cancelled.
+    failed: u64,
+}
+
+impl Progress {
+    fn add(&mut self, task: &pb::Task) {
+        use pb::ReplicaStatus as R;
+        self.wanted = self.wanted.saturating_add(u64::from(task.wanted));
+        match pb::TaskStatus::try_from(task.status) {
+            Ok(pb::TaskStatus::Settled) => self.settled = self.settled.saturating_add(1),
+            Ok(pb::TaskStatus::Failed | pb::TaskStatus::Cancelled) => {
+                self.failed = self.failed.saturating_add(1)
+            }
+            _ => {}
+        }
+        for r in &task.replicas {
+            let status = R::try_from(r.status).unwrap_or(R::Unspecified);
+            if matches!(status, R::Missed | R::Unspecified) {
+                continue;
+            }
+            self.assigned = self.assigned.saturating_add(1);
+            if status != R::Assigned {
+                self.committed = self.committed.saturating_add(1);
+            }
+            if matches!(status, R::Revealed | R::Agreed | R::Cheated) {
+                self.revealed = self.revealed.saturating_add(1);
+            }
+        }
+    }
 }
 
 /// Parsed `name=value` pairs of a listing; unknown names are refused.

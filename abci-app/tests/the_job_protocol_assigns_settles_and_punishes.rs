@@ -767,13 +767,29 @@ fn listing_queries_page_and_refuse_bad_arguments() {
     let last = net.q(&format!("/jobs?limit=2&after={}", ids[3]));
     assert_eq!(last["jobs"].as_array().unwrap().len(), 1);
     assert!(last["next"].is_null());
+    // One job's tasks, a page at a time, and its progress without them.
+    let (big, _) = posted_job(&mut net, &k[0], post(&module, 3, quorum(1, 1, 1), 100));
+    let summary = net.q(&format!("/job/{big}?tasks=false"));
+    assert!(summary.get("tasks").is_none());
+    assert_eq!(summary["progress"]["wanted"], 3);
+    let first = net.q(&format!("/job/{big}?limit=2"));
+    assert_eq!(first["tasks"].as_array().unwrap().len(), 2);
+    assert_eq!(first["next"], 1);
+    let rest = net.q(&format!("/job/{big}?after=1&limit=2"));
+    assert_eq!(rest["tasks"][0]["index"], 2);
+    assert!(rest["next"].is_null());
+    let bad_tasks = format!("/job/{big}?tasks=maybe");
+    let bad_after = format!("/job/{big}?after=x");
     for (path, code) in [
         ("/jobs?status=running", Code::BadQuery),
+        ("/jobs?status=open&status", Code::BadQuery),
         ("/jobs?limit=0", Code::BadQuery),
         ("/jobs?colour=red", Code::BadQuery),
         ("/completions", Code::BadQuery),
         ("/completions?job=zz", Code::BadQuery),
         ("/worker/abc/assignments", Code::BadQuery),
+        (bad_tasks.as_str(), Code::BadQuery),
+        (bad_after.as_str(), Code::BadQuery),
         ("/worker/00/assignments/more", Code::UnknownQuery),
     ] {
         let answer = net.chain.app.query(path, 0);

@@ -178,32 +178,20 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Counts what `/job/<id>` shows.
+    /// Reads the counts `/job/<id>` reports (with or without its tasks).
     pub fn of(view: &Value) -> Self {
-        let mut p = Progress {
+        let p = &view["progress"];
+        let count = |name: &str| p[name].as_u64().unwrap_or(0);
+        Progress {
+            tasks: view["task_count"].as_u64().unwrap_or(0),
+            wanted: count("wanted"),
+            assigned: count("assigned"),
+            committed: count("committed"),
+            revealed: count("revealed"),
+            settled: count("settled"),
+            failed: count("failed"),
             status: view["status"].as_str().unwrap_or("unknown").to_owned(),
-            ..Progress::default()
-        };
-        for task in view["tasks"].as_array().into_iter().flatten() {
-            p.tasks += 1;
-            p.wanted += task["replicas_wanted"].as_u64().unwrap_or(0);
-            match task["status"].as_str() {
-                Some("settled") => p.settled += 1,
-                Some("failed" | "cancelled") => p.failed += 1,
-                _ => {}
-            }
-            for r in task["replicas"].as_array().into_iter().flatten() {
-                let status = r["status"].as_str().unwrap_or_default();
-                p.assigned += 1;
-                if status != "assigned" {
-                    p.committed += 1;
-                }
-                if matches!(status, "revealed" | "agreed" | "cheated") {
-                    p.revealed += 1;
-                }
-            }
         }
-        p
     }
 
     /// Whether the job has ended.
@@ -225,20 +213,39 @@ pub struct TaskOutput {
     pub workers: Vec<String>,
 }
 
-/// Collects the outputs of a job's settled tasks: inline from the chain, or
-/// by hash from the gateway; every one checked against its result hash.
+/// Every completion record of a job, a page at a time.
+pub async fn completions(chain: &ChainClient, job: &JobId) -> Result<Vec<Value>> {
+    let mut all = Vec::new();
+    let mut after: Option<u64> = None;
+    // A job has at most max_tasks_per_job tasks: the loop is bounded by it.
+    for _ in 0..10_000 {
+        let path = match after {
+            Some(a) => format!("/completions?job={job}&limit=500&after={a}"),
+            None => format!("/completions?job={job}&limit=500"),
+        };
+        let page = chain.query(&path).await?;
+        let records = page["completions"].as_array().cloned().unwrap_or_default();
+        let full = records.len() == 500;
+        after = records.last().and_then(|c| c["task"].as_u64());
+        all.extend(records);
+        if !full || after.is_none() {
+            break;
+        }
+    }
+    Ok(all)
+}
+
+/// Collects the outputs of a job's settled tasks from their completion
+/// records: inline from the chain, or by hash from the gateway; every one
+/// checked against its result hash.
 pub async fn outputs(
-    view: &Value,
+    completions: &[Value],
     gateway: &mut Option<GatewayClient<Channel>>,
     gateway_url: &str,
 ) -> Result<Vec<TaskOutput>> {
     let mut out = Vec::new();
-    for task in view["tasks"].as_array().into_iter().flatten() {
-        let completion = &task["completion"];
-        if completion.is_null() {
-            continue;
-        }
-        let index = task["index"].as_u64().unwrap_or(0);
+    for completion in completions {
+        let index = completion["task"].as_u64().unwrap_or(0);
         let hash_hex = completion["result_hash"].as_str().unwrap_or_default();
         let mut hash = [0u8; 32];
         hex::decode_to_slice(hash_hex, &mut hash)

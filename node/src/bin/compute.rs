@@ -598,6 +598,7 @@ async fn job_command(
             }
             let view = follow(&client, &job, timeout, output).await?;
             finish(
+                &client,
                 &view,
                 &job,
                 out.as_deref(),
@@ -675,8 +676,17 @@ async fn job_command(
         }
         JobCommand::Results { job, out } => {
             let job = jobs::parse_job(&job)?;
-            let view = client.query(&format!("/job/{job}")).await?;
-            finish(&view, &job, Some(&out), &mut gateway, gateway_url, output).await?;
+            let view = client.query(&format!("/job/{job}?tasks=false")).await?;
+            finish(
+                &client,
+                &view,
+                &job,
+                Some(&out),
+                &mut gateway,
+                gateway_url,
+                output,
+            )
+            .await?;
         }
         JobCommand::Cancel { job, key, fee } => {
             let job = jobs::parse_job(&job)?;
@@ -694,7 +704,7 @@ async fn job_command(
             if receipt.code != 0 {
                 bail!("cancel refused (code {}): {}", receipt.code, receipt.log);
             }
-            let view = client.query(&format!("/job/{job}")).await?;
+            let view = client.query(&format!("/job/{job}?tasks=false")).await?;
             print(
                 output,
                 &json!({"job": job, "height": receipt.height, "status": view["status"]}),
@@ -739,7 +749,7 @@ async fn follow(
     let started = std::time::Instant::now();
     let mut last = Progress::default();
     loop {
-        let view = client.query(&format!("/job/{job}")).await?;
+        let view = client.query(&format!("/job/{job}?tasks=false")).await?;
         let p = Progress::of(&view);
         assigned.set_length(p.wanted.max(p.assigned));
         assigned.set_position(p.assigned);
@@ -775,6 +785,7 @@ async fn follow(
 /// Fetches and checks a job's outputs, writes them when asked, and prints
 /// a summary.
 async fn finish(
+    client: &ChainClient,
     view: &serde_json::Value,
     job: &compute_proto::JobId,
     out: Option<&Path>,
@@ -784,7 +795,8 @@ async fn finish(
     gateway_url: &str,
     output: Output,
 ) -> Result<()> {
-    let outputs = jobs::outputs(view, gateway, gateway_url).await?;
+    let completions = jobs::completions(client, job).await?;
+    let outputs = jobs::outputs(&completions, gateway, gateway_url).await?;
     let written = match out {
         Some(dir) => jobs::write_outputs(dir, &outputs)?,
         None => Vec::new(),
