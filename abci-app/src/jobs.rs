@@ -38,9 +38,12 @@ fn is(status: i32, want: R) -> bool {
     status == want as i32
 }
 
-/// A replica still in the task (not refused as a cheat, not missed).
+/// A replica still in the task (not refused as a cheat, not missed, not
+/// declined).
 pub fn is_live(replica: &pb::Replica) -> bool {
-    !is(replica.status, R::Cheated) && !is(replica.status, R::Missed)
+    !is(replica.status, R::Cheated)
+        && !is(replica.status, R::Missed)
+        && !is(replica.status, R::Declined)
 }
 
 /// Live replicas of a task.
@@ -77,7 +80,7 @@ pub fn price_of(fuel: u64, price_per_mfuel: u64) -> u64 {
 }
 
 /// Frees the worker's capacity and drops the task from its assignments.
-fn release(state: &mut StateTx<'_>, worker: &AccountId, job: &JobId, index: u32) {
+pub fn release(state: &mut StateTx<'_>, worker: &AccountId, job: &JobId, index: u32) {
     if let Some(mut record) = state.worker(worker) {
         record.active_tasks = record.active_tasks.saturating_sub(1);
         state.put_worker(worker, &record);

@@ -419,7 +419,7 @@ impl Progress {
         }
         for r in &task.replicas {
             let status = R::try_from(r.status).unwrap_or(R::Unspecified);
-            if matches!(status, R::Missed | R::Unspecified) {
+            if matches!(status, R::Missed | R::Declined | R::Unspecified) {
                 continue;
             }
             self.assigned = self.assigned.saturating_add(1);

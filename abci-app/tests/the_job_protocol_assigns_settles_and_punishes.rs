@@ -797,3 +797,55 @@ fn listing_queries_page_and_refuse_bad_arguments() {
         assert!(!answer.log.is_empty());
     }
 }
+
+#[test]
+fn a_drawn_worker_declines_and_the_slot_goes_to_another() {
+    let (mut net, k, module) = setup(4, json!({}));
+    let (job, out) = posted_job(&mut net, &k[0], post(&module, 1, quorum(1, 1, 1), 100));
+    let first = key_of(&k, &events(&out, "task_assigned")[0]["worker"]).clone();
+    let decline = |reason: &str| {
+        Msg::DeclineTask(pb::DeclineTask {
+            job_id: job.0.to_vec(),
+            task: 0,
+            reason: reason.to_owned(),
+        })
+    };
+    // Someone not drawn cannot decline; a reason is bounded.
+    let other = k[1..]
+        .iter()
+        .find(|w| w.account() != first.account())
+        .unwrap()
+        .clone();
+    let out = net.run(vec![(&other, decline("no"))]);
+    assert_eq!(out.tx_results[0].code, Code::NotAssigned);
+    // (A shape error is refused before the nonce is used: CheckTx shows it.)
+    let nonce = net.nonces.get(&first.account()).copied().unwrap_or(0);
+    let long = net.chain.txs.sign(&first, nonce, decline(&"x".repeat(300)));
+    assert_eq!(net.chain.check(&long).code, Code::InvalidMessage);
+
+    let out = net.ok(vec![(&first, decline("module on my deny list"))]);
+    let declined = events(&out, "task_declined");
+    assert_eq!(declined[0]["worker"], first.account().to_hex());
+    assert_eq!(declined[0]["reason"], "module on my deny list");
+    let again = events(&out, "task_assigned");
+    assert_eq!(again.len(), 1, "the slot is drawn again in the same block");
+    assert_ne!(again[0]["worker"], first.account().to_hex());
+    assert_eq!(
+        net.q(&format!("/worker/{}", first.account()))["active_tasks"],
+        0
+    );
+    let rep = net.q(&format!("/reputation/{}", first.account()));
+    assert_eq!(
+        (rep["missed"].clone(), rep["cheats"].clone()),
+        (json!(0), json!(0))
+    );
+    let statuses: BTreeMap<String, String> = net.replicas(&job, 0).into_iter().collect();
+    assert_eq!(statuses[&first.account().to_hex()], "declined");
+
+    // A committed replica must reveal instead.
+    let next = key_of(&k, &again[0]["worker"]).clone();
+    net.ok(vec![(&next, commit(&job, 0, &next, &[5; 32], 10))]);
+    let out = net.run(vec![(&next, decline("changed my mind"))]);
+    assert_eq!(out.tx_results[0].code, Code::WrongPhase);
+    net.assert_conserved(&k, &[job]);
+}

@@ -54,6 +54,7 @@ pub fn name(msg: &Msg) -> &'static str {
         Msg::RevealResult(_) => "RevealResult",
         Msg::CancelJob(_) => "CancelJob",
         Msg::Dispute(_) => "Dispute",
+        Msg::DeclineTask(_) => "DeclineTask",
     }
 }
 
@@ -75,6 +76,8 @@ pub enum Checked<'a> {
     CommitResult(&'a pb::CommitResult, results::Target),
     /// An opened result.
     RevealResult(&'a pb::RevealResult, results::Target),
+    /// A drawn task given back.
+    DeclineTask(&'a pb::DeclineTask, results::Target),
 }
 
 /// Checks that `payer` holds `amount` after its ante step paid `fee`; the
@@ -168,6 +171,10 @@ pub fn check_stateless<'t>(tx: &'t SignedTx, ctx: &Ctx<'_>) -> Result<Checked<'t
             m,
             results::check_reveal_stateless(m, ctx.params)?,
         )),
+        Msg::DeclineTask(m) => Ok(Checked::DeclineTask(
+            m,
+            results::check_decline_stateless(m)?,
+        )),
         other => Err(Rejection::NotYetSupported(name(other))),
     }
 }
@@ -244,6 +251,10 @@ pub fn run(
         Checked::CommitResult(m, target) => {
             let found = results::check_commit_stateful(target, &tx.signer, state)?;
             results::execute_commit(m, target, &tx.signer, found, state, ctx)
+        }
+        Checked::DeclineTask(m, target) => {
+            let found = results::check_decline_stateful(target, &tx.signer, state)?;
+            results::execute_decline(m, target, &tx.signer, found, state, ctx)
         }
         Checked::RevealResult(m, target) => {
             let found = results::check_reveal_stateful(m, target, &tx.signer, state)?;

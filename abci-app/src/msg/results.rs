@@ -1,6 +1,6 @@
 //! `CommitResult` and `RevealResult`: a drawn worker seals its result, then
 //! opens it once every replica of the task has committed (DESIGN section 4,
-//! steps 3 and 4). A reveal that does not open the worker's own commitment
+//! steps 3 and 4). `DeclineTask` gives a drawn task back before committing. A reveal that does not open the worker's own commitment
 //! is refused, so a lazy worker cannot copy another's answer.
 
 use compute_proto::{commitment, pb, AccountId, JobId};
@@ -293,6 +293,87 @@ pub fn execute_reveal(
             &mut events,
         );
     }
+    state.put_task(&target.job, target.task, &task);
+    jobs::finish_job_if_done(state, ctx, &target.job, &mut job, &mut events);
+    state.put_job(&target.job, &job);
+    Ok(events)
+}
+
+/// Longest reason a `DeclineTask` may give.
+pub const MAX_DECLINE_REASON_BYTES: usize = 256;
+
+/// Shape of a `DeclineTask`.
+pub fn check_decline_stateless(m: &pb::DeclineTask) -> Result<Target, Rejection> {
+    let job = JobId(hash32("DeclineTask", "job_id", &m.job_id)?);
+    if m.reason.len() > MAX_DECLINE_REASON_BYTES {
+        return Err(invalid(
+            "DeclineTask",
+            format!(
+                "reason of {} bytes is longer than {MAX_DECLINE_REASON_BYTES}",
+                m.reason.len()
+            ),
+        ));
+    }
+    Ok(Target { job, task: m.task })
+}
+
+/// A task is declined by a drawn worker that has not committed, in the
+/// commit phase: a committed result must be revealed.
+pub fn check_decline_stateful(
+    target: &Target,
+    signer: &AccountId,
+    state: &impl StateRead,
+) -> Result<(pb::Job, pb::Task, usize), Rejection> {
+    let (job, task, position) = locate(target, signer, state)?;
+    if task.status != pb::TaskStatus::Commit as i32 {
+        return Err(wrong_phase(
+            target,
+            task_status_name(task.status),
+            "a task is declined only in its commit phase",
+        ));
+    }
+    let replica = &task.replicas[position];
+    if replica.status != pb::ReplicaStatus::Assigned as i32 {
+        return Err(wrong_phase(
+            target,
+            replica_status_name(replica.status),
+            "a committed replica cannot decline; reveal it",
+        ));
+    }
+    Ok((job, task, position))
+}
+
+/// Releases the worker, keeps the replica on record as declined (so it is
+/// not drawn for this task again) and opens the slot for another draw.
+pub fn execute_decline(
+    m: &pb::DeclineTask,
+    target: &Target,
+    signer: &AccountId,
+    found: (pb::Job, pb::Task, usize),
+    state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<Event>, Rejection> {
+    let (mut job, mut task, position) = found;
+    task.replicas[position].status = pb::ReplicaStatus::Declined as i32;
+    jobs::release(state, signer, &target.job, target.task);
+    let mut events = vec![event(
+        "task_declined",
+        &[
+            ("job", target.job.to_hex(), true),
+            ("task", target.task.to_string(), true),
+            ("worker", signer.to_hex(), true),
+            ("reason", m.reason.clone(), false),
+        ],
+    )];
+    jobs::advance(
+        state,
+        ctx,
+        &target.job,
+        &mut job,
+        target.task,
+        &mut task,
+        &mut events,
+    );
     state.put_task(&target.job, target.task, &task);
     jobs::finish_job_if_done(state, ctx, &target.job, &mut job, &mut events);
     state.put_job(&target.job, &job);

@@ -176,6 +176,7 @@ pub fn replica_status_name(status: i32) -> &'static str {
         Ok(pb::ReplicaStatus::Agreed) => "agreed",
         Ok(pb::ReplicaStatus::Cheated) => "cheated",
         Ok(pb::ReplicaStatus::Missed) => "missed",
+        Ok(pb::ReplicaStatus::Declined) => "declined",
         Ok(pb::ReplicaStatus::Unspecified) | Err(_) => "unknown",
     }
 }

@@ -432,6 +432,7 @@ pub fn message_kind(msg: &pb::tx_body::Msg) -> &'static str {
         Msg::RevealResult(_) => "RevealResult",
         Msg::CancelJob(_) => "CancelJob",
         Msg::Dispute(_) => "Dispute",
+        Msg::DeclineTask(_) => "DeclineTask",
     }
 }
 

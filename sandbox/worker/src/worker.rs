@@ -166,6 +166,7 @@ enum TxKind {
     Register,
     Commit,
     Reveal,
+    Decline,
 }
 
 impl TxKind {
@@ -174,6 +175,7 @@ impl TxKind {
             TxKind::Register => "RegisterWorker",
             TxKind::Commit => "CommitResult",
             TxKind::Reveal => "RevealResult",
+            TxKind::Decline => "DeclineTask",
         }
     }
 }
@@ -211,6 +213,9 @@ impl TaskError {
         }
     }
 }
+
+/// Longest reason the chain accepts in a `DeclineTask`.
+const DECLINE_REASON_BYTES_MAX: usize = 256;
 
 /// A running worker.
 pub struct Worker {
@@ -497,7 +502,9 @@ impl Inner {
             let bytes = self.builder.sign(&self.key, nonce, msg.clone());
             let sent = match kind {
                 TxKind::Register => self.gateway.broadcast_commit(bytes).await,
-                TxKind::Commit | TxKind::Reveal => self.gateway.broadcast_sync(bytes).await,
+                TxKind::Commit | TxKind::Reveal | TxKind::Decline => {
+                    self.gateway.broadcast_sync(bytes).await
+                }
             };
             match sent {
                 Ok(answer)
@@ -685,15 +692,49 @@ impl Inner {
             Ok(entry) => self.commit(entry).await,
             Err(TaskError::ShuttingDown) => {}
             Err(TaskError::Denied(module)) => {
-                tracing::warn!(task = %key, %module, "module is on the local deny list; task skipped (the chain will count a missed deadline)");
+                tracing::warn!(task = %key, %module, "module is on the local deny list; declining the task");
                 lock(&self.skipped).insert(key);
+                self.decline(
+                    &assignment,
+                    &format!("module {module} is on the worker's deny list"),
+                )
+                .await;
             }
             Err(error) if error.is_retryable() => {
                 tracing::warn!(task = %key, %error, "task not computed; will try again");
             }
             Err(error) => {
-                tracing::error!(task = %key, module = %assignment.module, %error, "task refused; it will not be committed");
+                tracing::error!(task = %key, module = %assignment.module, %error, "task refused; declining it");
                 lock(&self.skipped).insert(key);
+                self.decline(&assignment, &error.to_string()).await;
+            }
+        }
+    }
+
+    /// Gives a drawn task back to the chain, which draws another worker at
+    /// once instead of waiting out the commit deadline.
+    async fn decline(&self, assignment: &Assignment, reason: &str) {
+        let key = assignment.key();
+        let mut reason = reason.to_owned();
+        if reason.len() > DECLINE_REASON_BYTES_MAX {
+            let mut end = DECLINE_REASON_BYTES_MAX;
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+        }
+        let msg = pb::tx_body::Msg::DeclineTask(pb::DeclineTask {
+            job_id: assignment.job.0.to_vec(),
+            task: assignment.task,
+            reason,
+        });
+        match self.submit(msg, TxKind::Decline).await {
+            Ok(answer) if answer.code == 0 => tracing::info!(task = %key, "declined"),
+            Ok(answer) => {
+                tracing::warn!(task = %key, code = answer.code, log = %answer.log, "decline refused; the chain will count a missed deadline")
+            }
+            Err(error) => {
+                tracing::warn!(task = %key, %error, "decline not sent; the chain will count a missed deadline")
             }
         }
     }
