@@ -77,7 +77,7 @@ start() {
     fi
   done
   command -v cometbft >/dev/null || scripts/install-cometbft.sh
-  echo "building compute-abci and compute"
+  echo "building compute-abci, compute-node, compute-sandbox and compute (the first build compiles RocksDB: about half an hour on two cores)"
   cargo build -q --workspace --bins
   [ -d "$home/cometbft" ] || init_home
 
