@@ -748,6 +748,7 @@ async fn follow(
     );
     let started = std::time::Instant::now();
     let mut last = Progress::default();
+    let mut hinted = output == Output::Json;
     loop {
         let view = client.query(&format!("/job/{job}?tasks=false")).await?;
         let p = Progress::of(&view);
@@ -771,6 +772,20 @@ async fn follow(
             }
             return Ok(view);
         }
+        if !hinted && p.assigned == 0 && started.elapsed() > IDLE_HINT_AFTER {
+            hinted = true;
+            let pool = client.query("/workers?limit=1").await.ok();
+            let none = pool
+                .as_ref()
+                .and_then(|p| p["workers"].as_array())
+                .is_none_or(|w| w.is_empty());
+            let hint = if none {
+                "no worker is registered: start one with compute-sandbox (see the README)"
+            } else {
+                "no worker has been drawn yet: they may be full, below the job's min_reputation, or at its max_tasks_per_worker (see compute top)"
+            };
+            bars.suspend(|| eprintln!("note: {hint}"));
+        }
         last = p;
         if started.elapsed() > std::time::Duration::from_secs(timeout) {
             bail!(
@@ -781,6 +796,9 @@ async fn follow(
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     }
 }
+
+/// How long a job may go without any draw before the follower explains why.
+const IDLE_HINT_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Fetches and checks a job's outputs, writes them when asked, and prints
 /// a summary.
