@@ -59,7 +59,7 @@ for i in 1 2 3; do
     cheat=()
     [ "$i" -eq 3 ] && cheat=(--cheat)
     RUST_LOG="${RUST_LOG:-info}" nohup "$bin/compute-sandbox" --key "$key" --gateway "$gateway" \
-      --home "$home/worker$i" --capacity 2 --stake 10000 "${cheat[@]}" \
+      --home "$home/worker$i" --capacity 8 --stake 10000 "${cheat[@]}" \
       >"$home/worker$i.out" 2>>"$home/worker$i.log" &
     echo $! >"$home/worker$i.pid"
   fi
