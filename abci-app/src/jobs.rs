@@ -16,11 +16,11 @@
 
 use std::collections::BTreeMap;
 
-use compute_proto::{assignment_seed, pb, sha3_256, AccountId, JobId};
+use compute_proto::{assignment_seed, pb, AccountId, JobId};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::events::{event, Event};
+use crate::events::{event, task_event, Event};
 use crate::msg::{credit, update_stats, Ctx};
 use crate::reputation::score_ppm;
 use crate::state::{keys, StateRead};
@@ -112,11 +112,11 @@ fn punish_cheat(
     update_stats(state, |s| {
         s.credits_slashed = s.credits_slashed.saturating_add(slashed)
     });
-    events.push(event(
+    events.push(task_event(
         "worker_cheated",
+        job,
+        index,
         &[
-            ("job", job.to_hex(), true),
-            ("task", index.to_string(), true),
             ("worker", worker.to_hex(), true),
             ("slashed", slashed.to_string(), false),
             ("reason", why.to_owned(), false),
@@ -124,8 +124,8 @@ fn punish_cheat(
     ));
 }
 
-/// Moves a task on after any change to it. The caller stores the task and
-/// the job afterwards and then calls [`finish_job_if_done`].
+/// Moves a task on after any change to it. The caller then saves both with
+/// [`store`].
 pub fn advance(
     state: &mut StateTx<'_>,
     ctx: &Ctx<'_>,
@@ -199,11 +199,11 @@ fn open_reveal(
     for replica in &mut task.replicas {
         if is(replica.status, R::Committed) {
             replica.deadline_height = due;
-            events.push(event(
+            events.push(task_event(
                 "task_reveal_open",
+                id,
+                index,
                 &[
-                    ("job", id.to_hex(), true),
-                    ("task", index.to_string(), true),
                     ("worker", hex::encode(&replica.worker), true),
                     ("reveal_deadline", due.to_string(), false),
                 ],
@@ -255,11 +255,11 @@ fn conclude(
         let need = quorum.saturating_sub(top).max(1);
         let before = task.wanted;
         task.wanted = task.wanted.saturating_add(need).min(job.max_replicas);
-        events.push(event(
+        events.push(task_event(
             "task_extended",
+            id,
+            index,
             &[
-                ("job", id.to_hex(), true),
-                ("task", index.to_string(), true),
                 ("replicas", task.wanted.to_string(), false),
                 ("was", before.to_string(), false),
             ],
@@ -361,11 +361,11 @@ pub fn settle(
         s.tasks_settled = s.tasks_settled.saturating_add(1)
     });
     let workers: Vec<String> = workers.iter().map(hex::encode).collect();
-    events.push(event(
+    events.push(task_event(
         "task_settled",
+        id,
+        index,
         &[
-            ("job", id.to_hex(), true),
-            ("task", index.to_string(), true),
             ("result_hash", hex::encode(&result_hash), true),
             ("fuel_used", fuel.to_string(), false),
             ("workers", workers.join(","), false),
@@ -401,14 +401,29 @@ pub fn fail_task(
     state.delete_raw(keys::pending(id, index));
     job.tasks_failed = job.tasks_failed.saturating_add(1);
     update_stats(state, |s| s.tasks_failed = s.tasks_failed.saturating_add(1));
-    events.push(event(
+    events.push(task_event(
         "task_failed",
-        &[
-            ("job", id.to_hex(), true),
-            ("task", index.to_string(), true),
-            ("reason", reason.to_owned(), false),
-        ],
+        id,
+        index,
+        &[("reason", reason.to_owned(), false)],
     ));
+}
+
+/// Stores a changed task and its job, ending the job when the task was its
+/// last.
+#[allow(clippy::too_many_arguments)]
+pub fn store(
+    state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
+    id: &JobId,
+    job: &mut pb::Job,
+    index: u32,
+    task: &pb::Task,
+    events: &mut Vec<Event>,
+) {
+    state.put_task(id, index, task);
+    finish_job_if_done(state, ctx, id, job, events);
+    state.put_job(id, job);
 }
 
 /// Ends the job once every task has ended: refunds what is left of the
@@ -531,9 +546,9 @@ impl Pool {
         let candidates = state
             .scan(prefix, None, limit)
             .into_iter()
-            .filter_map(|(key, _)| {
+            .filter_map(|(key, raw)| {
                 let id = AccountId::from_slice(key.get(prefix.len()..)?).ok()?;
-                let worker = state.worker(&id)?;
+                let worker: pb::Worker = crate::state::decode(&key, &raw);
                 let score = score_ppm(&state.reputation(&id));
                 let stake = worker.stake.min(params.stake_weight_cap);
                 let factor =
@@ -659,9 +674,7 @@ pub fn assign_pending(state: &mut StateTx<'_>, ctx: &Ctx<'_>, block_hash: &[u8])
         if open_slots(&task) == 0 || task.status != T::Commit as i32 {
             state.delete_raw(key);
         }
-        state.put_task(&id, index, &task);
-        finish_job_if_done(state, ctx, &id, &mut job, &mut events);
-        state.put_job(&id, &job);
+        store(state, ctx, &id, &mut job, index, &task, &mut events);
     }
     if let Some(last) = last {
         state.put_raw(keys::pending_cursor(), last);
@@ -717,11 +730,11 @@ fn fill_slots(
             Vec::new(),
         );
         update_stats(state, |s| s.assignments = s.assignments.saturating_add(1));
-        events.push(event(
+        events.push(task_event(
             "task_assigned",
+            id,
+            index,
             &[
-                ("job", id.to_hex(), true),
-                ("task", index.to_string(), true),
                 ("replica", slot.to_string(), false),
                 ("worker", worker.to_hex(), true),
                 ("commit_deadline", due.to_string(), false),
@@ -789,9 +802,7 @@ fn task_deadline(
         count_missed(state, id, index, replica, phase, events);
     }
     advance(state, ctx, id, &mut job, index, &mut task, events);
-    state.put_task(id, index, &task);
-    finish_job_if_done(state, ctx, id, &mut job, events);
-    state.put_job(id, &job);
+    store(state, ctx, id, &mut job, index, &task, events);
 }
 
 /// Marks the overdue replicas of a task as missed; returns them.
@@ -830,11 +841,11 @@ fn count_missed(
     } else {
         "commit"
     };
-    events.push(event(
+    events.push(task_event(
         "deadline_missed",
+        id,
+        index,
         &[
-            ("job", id.to_hex(), true),
-            ("task", index.to_string(), true),
             ("worker", worker.to_hex(), true),
             ("phase", what.to_owned(), false),
         ],
@@ -874,9 +885,4 @@ fn expire_job(state: &mut StateTx<'_>, ctx: &Ctx<'_>, id: &JobId, events: &mut V
     }
     finish_job_if_done(state, ctx, id, &mut job, events);
     state.put_job(id, &job);
-}
-
-/// The hash an inline output must have.
-pub fn output_hash(output: &[u8]) -> [u8; 32] {
-    sha3_256(output)
 }

@@ -62,6 +62,23 @@ pub fn sign_body(body: &pb::TxBody, key: &SigningKey) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// The name of a message type, as logs, errors and events spell it.
+pub fn msg_name(msg: &pb::tx_body::Msg) -> &'static str {
+    use pb::tx_body::Msg;
+    match msg {
+        Msg::Transfer(_) => "Transfer",
+        Msg::StoreModule(_) => "StoreModule",
+        Msg::RegisterWorker(_) => "RegisterWorker",
+        Msg::UnregisterWorker(_) => "UnregisterWorker",
+        Msg::PostJob(_) => "PostJob",
+        Msg::CommitResult(_) => "CommitResult",
+        Msg::RevealResult(_) => "RevealResult",
+        Msg::CancelJob(_) => "CancelJob",
+        Msg::Dispute(_) => "Dispute",
+        Msg::DeclineTask(_) => "DeclineTask",
+    }
+}
+
 /// Builds signed transactions for one chain.
 #[derive(Clone, Debug)]
 pub struct TxBuilder {

@@ -35,14 +35,20 @@ impl<'n> Signer<'n> {
         }
     }
 
-    /// Sends `msg`; returns CheckTx's code and log. The nonce advances only
-    /// when CheckTx accepts.
-    async fn send(&mut self, key: &SigningKey, msg: Msg) -> Result<(u32, String)> {
+    /// The key's account and next nonce: the local count, else the chain's.
+    async fn next(&self, key: &SigningKey) -> Result<(AccountId, u64)> {
         let id = key.account();
         let nonce = match self.nonces.get(&id) {
             Some(n) => *n,
             None => self.node.nonce(&id).await?,
         };
+        Ok((id, nonce))
+    }
+
+    /// Sends `msg`; returns CheckTx's code and log. The nonce advances only
+    /// when CheckTx accepts.
+    async fn send(&mut self, key: &SigningKey, msg: Msg) -> Result<(u32, String)> {
+        let (id, nonce) = self.next(key).await?;
         let tx = self.node.tx_builder().sign(key, nonce, msg);
         let answer = self.node.client().broadcast_tx_sync(tx).await?;
         let code = answer.code.value();
@@ -54,11 +60,7 @@ impl<'n> Signer<'n> {
 
     /// Sends `msg` and waits until it is in a committed block.
     async fn commit(&mut self, key: &SigningKey, msg: Msg) -> Result<u64> {
-        let id = key.account();
-        let nonce = match self.nonces.get(&id) {
-            Some(n) => *n,
-            None => self.node.nonce(&id).await?,
-        };
+        let (id, nonce) = self.next(key).await?;
         let tx = self.node.tx_builder().sign(key, nonce, msg);
         let result = self.node.client().broadcast_tx_commit(tx).await?;
         ensure!(

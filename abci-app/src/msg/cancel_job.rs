@@ -59,13 +59,9 @@ pub fn execute(
         match pb::TaskStatus::try_from(task.status) {
             Ok(pb::TaskStatus::Commit) => {
                 for replica in &task.replicas {
-                    if crate::jobs::is_live(replica) {
+                    if jobs::is_live(replica) {
                         let worker = AccountId::from_slice(&replica.worker).unwrap_or_default();
-                        if let Some(mut record) = state.worker(&worker) {
-                            record.active_tasks = record.active_tasks.saturating_sub(1);
-                            state.put_worker(&worker, &record);
-                        }
-                        state.delete_raw(keys::assignment(&worker, id, index));
+                        jobs::release(state, &worker, id, index);
                     }
                 }
                 task.status = pb::TaskStatus::Cancelled as i32;

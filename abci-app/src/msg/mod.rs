@@ -42,21 +42,7 @@ pub struct Ctx<'a> {
     pub verifier: Option<&'a crate::verify::Verifier>,
 }
 
-/// The name of a message type, for logs and errors.
-pub fn name(msg: &Msg) -> &'static str {
-    match msg {
-        Msg::Transfer(_) => "Transfer",
-        Msg::StoreModule(_) => "StoreModule",
-        Msg::RegisterWorker(_) => "RegisterWorker",
-        Msg::UnregisterWorker(_) => "UnregisterWorker",
-        Msg::PostJob(_) => "PostJob",
-        Msg::CommitResult(_) => "CommitResult",
-        Msg::RevealResult(_) => "RevealResult",
-        Msg::CancelJob(_) => "CancelJob",
-        Msg::Dispute(_) => "Dispute",
-        Msg::DeclineTask(_) => "DeclineTask",
-    }
-}
+pub use compute_proto::tx::msg_name as name;
 
 /// A message whose shape is checked, with its parsed fields.
 pub enum Checked<'a> {

@@ -3,10 +3,10 @@
 //! steps 3 and 4). `DeclineTask` gives a drawn task back before committing. A reveal that does not open the worker's own commitment
 //! is refused, so a lazy worker cannot copy another's answer.
 
-use compute_proto::{commitment, pb, AccountId, JobId};
+use compute_proto::{commitment, pb, sha3_256, AccountId, JobId};
 
 use crate::codes::Rejection;
-use crate::events::{event, Event};
+use crate::events::{task_event, Event};
 use crate::jobs;
 use crate::msg::Ctx;
 use crate::state::{replica_status_name, task_status_name, StateRead};
@@ -72,7 +72,7 @@ pub fn check_reveal_stateless(
             ),
         ));
     }
-    if !m.output.is_empty() && jobs::output_hash(&m.output).as_slice() != m.result_hash.as_slice() {
+    if !m.output.is_empty() && sha3_256(&m.output).as_slice() != m.result_hash.as_slice() {
         return Err(invalid(
             MSG,
             "the inline output does not hash to result_hash (sha3-256 of the output)".into(),
@@ -81,11 +81,22 @@ pub fn check_reveal_stateless(
     Ok(Target { job, task: m.task })
 }
 
-/// The job, the task and the signer's replica in it.
+/// The task phase and replica status a message needs, with what to do
+/// instead when they differ.
+struct Phase {
+    task: pb::TaskStatus,
+    task_hint: &'static str,
+    replica: pb::ReplicaStatus,
+    replica_hint: &'static str,
+}
+
+/// The job, the task and the signer's replica in it, which must be in
+/// `phase`.
 fn locate(
     target: &Target,
     signer: &AccountId,
     state: &impl StateRead,
+    phase: &Phase,
 ) -> Result<(pb::Job, pb::Task, usize), Rejection> {
     let job = state
         .job(&target.job)
@@ -106,6 +117,21 @@ fn locate(
             task: target.task,
             worker: *signer,
         })?;
+    if task.status != phase.task as i32 {
+        return Err(wrong_phase(
+            target,
+            task_status_name(task.status),
+            phase.task_hint,
+        ));
+    }
+    let replica = &task.replicas[position];
+    if replica.status != phase.replica as i32 {
+        return Err(wrong_phase(
+            target,
+            replica_status_name(replica.status),
+            phase.replica_hint,
+        ));
+    }
     Ok((job, task, position))
 }
 
@@ -125,22 +151,17 @@ pub fn check_commit_stateful(
     signer: &AccountId,
     state: &impl StateRead,
 ) -> Result<(pb::Job, pb::Task, usize), Rejection> {
-    let (job, task, position) = locate(target, signer, state)?;
-    if task.status != pb::TaskStatus::Commit as i32 {
-        return Err(wrong_phase(
-            target,
-            task_status_name(task.status),
-            "commitments are taken only in the commit phase",
-        ));
-    }
-    let replica = &task.replicas[position];
-    if replica.status != pb::ReplicaStatus::Assigned as i32 {
-        return Err(wrong_phase(
-            target,
-            replica_status_name(replica.status),
-            "each replica commits once; wait for task_reveal_open and reveal",
-        ));
-    }
+    let (job, task, position) = locate(
+        target,
+        signer,
+        state,
+        &Phase {
+            task: pb::TaskStatus::Commit,
+            task_hint: "commitments are taken only in the commit phase",
+            replica: pb::ReplicaStatus::Assigned,
+            replica_hint: "each replica commits once; wait for task_reveal_open and reveal",
+        },
+    )?;
     Ok((job, task, position))
 }
 
@@ -157,13 +178,11 @@ pub fn execute_commit(
     let replica = &mut task.replicas[position];
     replica.commitment = m.commitment.clone();
     replica.status = pb::ReplicaStatus::Committed as i32;
-    let mut events = vec![event(
+    let mut events = vec![task_event(
         "task_committed",
-        &[
-            ("job", target.job.to_hex(), true),
-            ("task", target.task.to_string(), true),
-            ("worker", signer.to_hex(), true),
-        ],
+        &target.job,
+        target.task,
+        &[("worker", signer.to_hex(), true)],
     )];
     jobs::advance(
         state,
@@ -174,9 +193,15 @@ pub fn execute_commit(
         &mut task,
         &mut events,
     );
-    state.put_task(&target.job, target.task, &task);
-    jobs::finish_job_if_done(state, ctx, &target.job, &mut job, &mut events);
-    state.put_job(&target.job, &job);
+    jobs::store(
+        state,
+        ctx,
+        &target.job,
+        &mut job,
+        target.task,
+        &task,
+        &mut events,
+    );
     Ok(events)
 }
 
@@ -188,22 +213,17 @@ pub fn check_reveal_stateful(
     signer: &AccountId,
     state: &impl StateRead,
 ) -> Result<(pb::Job, pb::Task, usize), Rejection> {
-    let (job, task, position) = locate(target, signer, state)?;
-    if task.status != pb::TaskStatus::Reveal as i32 {
-        return Err(wrong_phase(
-            target,
-            task_status_name(task.status),
-            "reveals are taken only after task_reveal_open",
-        ));
-    }
-    let replica = &task.replicas[position];
-    if replica.status != pb::ReplicaStatus::Committed as i32 {
-        return Err(wrong_phase(
-            target,
-            replica_status_name(replica.status),
-            "each replica reveals once, after committing",
-        ));
-    }
+    let (job, task, position) = locate(
+        target,
+        signer,
+        state,
+        &Phase {
+            task: pb::TaskStatus::Reveal,
+            task_hint: "reveals are taken only after task_reveal_open",
+            replica: pb::ReplicaStatus::Committed,
+            replica_hint: "each replica reveals once, after committing",
+        },
+    )?;
     if m.fuel_used > job.fuel_limit {
         return Err(invalid(
             "RevealResult",
@@ -222,7 +242,7 @@ pub fn check_reveal_stateful(
         m.fuel_used,
         &m.salt,
     );
-    if replica.commitment.as_slice() != expected.as_slice() {
+    if task.replicas[position].commitment.as_slice() != expected.as_slice() {
         return Err(Rejection::CommitmentMismatch {
             job: target.job,
             task: target.task,
@@ -257,11 +277,11 @@ pub fn execute_reveal(
     replica.fuel_used = m.fuel_used;
     replica.output = m.output.clone();
     replica.status = pb::ReplicaStatus::Revealed as i32;
-    let mut events = vec![event(
+    let mut events = vec![task_event(
         "task_revealed",
+        &target.job,
+        target.task,
         &[
-            ("job", target.job.to_hex(), true),
-            ("task", target.task.to_string(), true),
             ("worker", signer.to_hex(), true),
             ("result_hash", hex::encode(&m.result_hash), false),
             ("fuel_used", m.fuel_used.to_string(), false),
@@ -293,9 +313,15 @@ pub fn execute_reveal(
             &mut events,
         );
     }
-    state.put_task(&target.job, target.task, &task);
-    jobs::finish_job_if_done(state, ctx, &target.job, &mut job, &mut events);
-    state.put_job(&target.job, &job);
+    jobs::store(
+        state,
+        ctx,
+        &target.job,
+        &mut job,
+        target.task,
+        &task,
+        &mut events,
+    );
     Ok(events)
 }
 
@@ -324,22 +350,17 @@ pub fn check_decline_stateful(
     signer: &AccountId,
     state: &impl StateRead,
 ) -> Result<(pb::Job, pb::Task, usize), Rejection> {
-    let (job, task, position) = locate(target, signer, state)?;
-    if task.status != pb::TaskStatus::Commit as i32 {
-        return Err(wrong_phase(
-            target,
-            task_status_name(task.status),
-            "a task is declined only in its commit phase",
-        ));
-    }
-    let replica = &task.replicas[position];
-    if replica.status != pb::ReplicaStatus::Assigned as i32 {
-        return Err(wrong_phase(
-            target,
-            replica_status_name(replica.status),
-            "a committed replica cannot decline; reveal it",
-        ));
-    }
+    let (job, task, position) = locate(
+        target,
+        signer,
+        state,
+        &Phase {
+            task: pb::TaskStatus::Commit,
+            task_hint: "a task is declined only in its commit phase",
+            replica: pb::ReplicaStatus::Assigned,
+            replica_hint: "a committed replica cannot decline; reveal it",
+        },
+    )?;
     Ok((job, task, position))
 }
 
@@ -356,11 +377,11 @@ pub fn execute_decline(
     let (mut job, mut task, position) = found;
     task.replicas[position].status = pb::ReplicaStatus::Declined as i32;
     jobs::release(state, signer, &target.job, target.task);
-    let mut events = vec![event(
+    let mut events = vec![task_event(
         "task_declined",
+        &target.job,
+        target.task,
         &[
-            ("job", target.job.to_hex(), true),
-            ("task", target.task.to_string(), true),
             ("worker", signer.to_hex(), true),
             ("reason", m.reason.clone(), false),
         ],
@@ -374,8 +395,14 @@ pub fn execute_decline(
         &mut task,
         &mut events,
     );
-    state.put_task(&target.job, target.task, &task);
-    jobs::finish_job_if_done(state, ctx, &target.job, &mut job, &mut events);
-    state.put_job(&target.job, &job);
+    jobs::store(
+        state,
+        ctx,
+        &target.job,
+        &mut job,
+        target.task,
+        &task,
+        &mut events,
+    );
     Ok(events)
 }

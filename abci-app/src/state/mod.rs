@@ -10,7 +10,7 @@ use crate::store::{KvRead, StateTx};
 
 /// Decodes a stored record; a record that does not decode is corruption of
 /// consensus state, which halts the node.
-fn decode<M: Message + Default>(key: &[u8], raw: &[u8]) -> M {
+pub(crate) fn decode<M: Message + Default>(key: &[u8], raw: &[u8]) -> M {
     M::decode(raw).unwrap_or_else(|e| {
         panic!(
             "state record under key {} does not decode ({e}); the state is corrupt, halting",

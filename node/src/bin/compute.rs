@@ -626,8 +626,7 @@ async fn job_command(
                         .map(|r| {
                             format!(
                                 "{}:{}",
-                                &r["worker"].as_str().unwrap_or("?")
-                                    [..8.min(r["worker"].as_str().unwrap_or("?").len())],
+                                r["worker"].as_str().and_then(|w| w.get(..8)).unwrap_or("?"),
                                 r["status"].as_str().unwrap_or("?")
                             )
                         })

@@ -111,7 +111,7 @@ impl GatewayService {
         })?;
         let bytes = tx.encode_to_vec();
         let decoded = decode_tx(&bytes)?;
-        let got = message_kind(&decoded.msg);
+        let got = compute_proto::tx::msg_name(&decoded.msg);
         if got != expected {
             return Err(GatewayError::WrongMessage {
                 call,
@@ -417,23 +417,6 @@ fn decode_tx(bytes: &[u8]) -> Result<SignedTx, GatewayError> {
     SignedTx::decode(bytes, TX_BYTES_MAX).map_err(|e| {
         GatewayError::InvalidArgument(format!("not a signed compute transaction: {e}"))
     })
-}
-
-/// The name of a message kind, as the typed calls report it.
-pub fn message_kind(msg: &pb::tx_body::Msg) -> &'static str {
-    use pb::tx_body::Msg;
-    match msg {
-        Msg::Transfer(_) => "Transfer",
-        Msg::StoreModule(_) => "StoreModule",
-        Msg::RegisterWorker(_) => "RegisterWorker",
-        Msg::UnregisterWorker(_) => "UnregisterWorker",
-        Msg::PostJob(_) => "PostJob",
-        Msg::CommitResult(_) => "CommitResult",
-        Msg::RevealResult(_) => "RevealResult",
-        Msg::CancelJob(_) => "CancelJob",
-        Msg::Dispute(_) => "Dispute",
-        Msg::DeclineTask(_) => "DeclineTask",
-    }
 }
 
 #[tonic::async_trait]

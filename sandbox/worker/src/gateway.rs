@@ -301,83 +301,27 @@ impl Gateway {
         })
     }
 
-    /// Relays a signed transaction and waits until it is in a block.
+    /// Relays a signed transaction: `Commit` waits until it is in a block,
+    /// `Sync` returns after CheckTx (the chain's state, not this answer,
+    /// then confirms that it landed).
     ///
     /// # Errors
     /// Call failures; a refusal by the chain is an answer with a code.
-    pub async fn broadcast_commit(
+    pub async fn broadcast(
         &self,
         tx: Vec<u8>,
+        mode: pb::BroadcastMode,
     ) -> Result<pb::BroadcastTxResponse, GatewayError> {
         let mut client = self.client.clone();
         let request = pb::BroadcastTxRequest {
             tx,
-            mode: pb::BroadcastMode::Commit.into(),
+            mode: mode.into(),
         };
         Ok(
             timed("BroadcastTx", TX_TIMEOUT_MS, client.broadcast_tx(request))
                 .await?
                 .into_inner(),
         )
-    }
-
-    /// Relays a signed transaction and returns after CheckTx: the chain's
-    /// state, not this answer, confirms that it landed in a block.
-    ///
-    /// # Errors
-    /// Call failures; a refusal by CheckTx is an answer with a code.
-    pub async fn broadcast_sync(
-        &self,
-        tx: Vec<u8>,
-    ) -> Result<pb::BroadcastTxResponse, GatewayError> {
-        let mut client = self.client.clone();
-        let request = pb::BroadcastTxRequest {
-            tx,
-            mode: pb::BroadcastMode::Sync.into(),
-        };
-        Ok(
-            timed("BroadcastTx", TX_TIMEOUT_MS, client.broadcast_tx(request))
-                .await?
-                .into_inner(),
-        )
-    }
-
-    /// Relays a signed `CommitResult` (the gateway waits for its block).
-    ///
-    /// # Errors
-    /// Call failures, and an answer without a result.
-    pub async fn submit_commit(&self, tx: pb::Tx) -> Result<pb::BroadcastTxResponse, GatewayError> {
-        let mut client = self.client.clone();
-        let answer = timed(
-            "SubmitCommit",
-            TX_TIMEOUT_MS,
-            client.submit_commit(pb::SignedTx { tx: Some(tx) }),
-        )
-        .await?
-        .into_inner();
-        answer.result.ok_or_else(|| GatewayError::BadAnswer {
-            what: "SubmitCommit".to_owned(),
-            reason: "no result".to_owned(),
-        })
-    }
-
-    /// Relays a signed `RevealResult` (the gateway waits for its block).
-    ///
-    /// # Errors
-    /// Call failures, and an answer without a result.
-    pub async fn submit_reveal(&self, tx: pb::Tx) -> Result<pb::BroadcastTxResponse, GatewayError> {
-        let mut client = self.client.clone();
-        let answer = timed(
-            "SubmitReveal",
-            TX_TIMEOUT_MS,
-            client.submit_reveal(pb::SignedTx { tx: Some(tx) }),
-        )
-        .await?
-        .into_inner();
-        answer.result.ok_or_else(|| GatewayError::BadAnswer {
-            what: "SubmitReveal".to_owned(),
-            reason: "no result".to_owned(),
-        })
     }
 
     /// Opens the stream of assignment and reveal events of `worker`.

@@ -501,9 +501,13 @@ impl Inner {
             };
             let bytes = self.builder.sign(&self.key, nonce, msg.clone());
             let sent = match kind {
-                TxKind::Register => self.gateway.broadcast_commit(bytes).await,
+                TxKind::Register => {
+                    self.gateway
+                        .broadcast(bytes, pb::BroadcastMode::Commit)
+                        .await
+                }
                 TxKind::Commit | TxKind::Reveal | TxKind::Decline => {
-                    self.gateway.broadcast_sync(bytes).await
+                    self.gateway.broadcast(bytes, pb::BroadcastMode::Sync).await
                 }
             };
             match sent {
