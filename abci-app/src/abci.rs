@@ -2,7 +2,8 @@
 //!
 //! `tendermint-abci` clones the application once per connection (CometBFT
 //! opens four: consensus, mempool, query, snapshot) and runs each on its own
-//! thread, so the state machine sits behind one mutex. Every handler answers
+//! thread, so the state machine sits behind one mutex; queries alone read a
+//! snapshot of the committed store without it. Every handler answers
 //! every input without panicking; a panic would close the connection and stop
 //! CometBFT.
 
@@ -29,12 +30,16 @@ pub const APP_VERSION: u64 = 1;
 /// An [`App`] shared by the ABCI connections.
 pub struct AbciApp<S: Store> {
     inner: Arc<Mutex<App<S>>>,
+    /// The committed store, read by queries without the lock above: a slow
+    /// query never delays a block.
+    store: Arc<S>,
 }
 
 impl<S: Store> Clone for AbciApp<S> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
+            store: Arc::clone(&self.store),
         }
     }
 }
@@ -42,8 +47,10 @@ impl<S: Store> Clone for AbciApp<S> {
 impl<S: Store> AbciApp<S> {
     /// Wraps `app` for serving.
     pub fn new(app: App<S>) -> Self {
+        let store = app.shared_store();
         Self {
             inner: Arc::new(Mutex::new(app)),
+            store,
         }
     }
 
@@ -208,7 +215,7 @@ impl<S: Store> Application for AbciApp<S> {
     }
 
     fn query(&self, request: RequestQuery) -> ResponseQuery {
-        let outcome = self.app().query(&request.path, request.height);
+        let outcome = crate::app::query_snapshot(&*self.store, &request.path, request.height);
         ResponseQuery {
             code: outcome.code.value(),
             log: outcome.log,
@@ -217,5 +224,33 @@ impl<S: Store> Application for AbciApp<S> {
             codespace: CODESPACE.to_owned(),
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+    use std::time::Duration;
+
+    #[test]
+    fn queries_answer_while_a_block_holds_the_state_machine() {
+        let app = AbciApp::new(App::new(MemStore::new()));
+        // What FinalizeBlock holds for the whole block.
+        let _block = app.app();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let querier = app.clone();
+        std::thread::spawn(move || {
+            let answer = querier.query(RequestQuery {
+                path: "/stats".into(),
+                ..Default::default()
+            });
+            let _ = sender.send(answer);
+        });
+        let answer = receiver
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the query waited for the state machine's lock");
+        assert_eq!(answer.code, 0, "{}", answer.log);
+        assert_eq!(answer.height, 0);
     }
 }

@@ -112,7 +112,9 @@ struct PendingBlock {
 
 /// The compute network's state machine over a store `S`.
 pub struct App<S: Store> {
-    store: S,
+    /// Shared with the query connection, which reads snapshots of it
+    /// without the lock that FinalizeBlock and Commit hold.
+    store: std::sync::Arc<S>,
     chain: Option<Chain>,
     /// Writes of `InitChain`, committed with the first block.
     genesis: Option<Delta>,
@@ -122,7 +124,7 @@ pub struct App<S: Store> {
     /// since the last commit, so one account can queue several in order.
     check: Delta,
     last: LastCommit,
-    /// Runs `verify` for Verified jobs in FinalizeBlock.
+    /// Compiles stored modules and runs `verify` for Verified jobs.
     verifier: Verifier,
 }
 
@@ -164,7 +166,7 @@ impl<S: Store> App<S> {
             }
         };
         Self {
-            store,
+            store: std::sync::Arc::new(store),
             chain,
             genesis: None,
             block: None,
@@ -174,9 +176,22 @@ impl<S: Store> App<S> {
         }
     }
 
+    /// Keeps the modules this validator compiles in `dir`, so that a
+    /// restart does not compile them again.
+    pub fn with_module_cache(mut self, dir: std::path::PathBuf) -> Self {
+        self.verifier = Verifier::new(Some(dir));
+        self
+    }
+
     /// The committed store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The committed store, shared: queries read it through
+    /// [`query_snapshot`] without holding the state machine.
+    pub fn shared_store(&self) -> std::sync::Arc<S> {
+        std::sync::Arc::clone(&self.store)
     }
 
     /// The last commit, as `Info` reports it.
@@ -202,7 +217,12 @@ impl<S: Store> App<S> {
         validators: &[[u8; 32]],
     ) -> Result<[u8; 32], GenesisError> {
         let genesis = Genesis::parse(app_state)?;
-        let mut state = StateTx::new(&self.store);
+        for key in validators {
+            compute_proto::check_public_key(key).map_err(|e| {
+                GenesisError::InvalidValidatorKey(compute_proto::AccountId(*key), e)
+            })?;
+        }
+        let mut state = StateTx::new(&*self.store);
         for (account, balance) in &genesis.balances {
             state.put_account(
                 account,
@@ -253,10 +273,11 @@ impl<S: Store> App<S> {
             height: u64::try_from(self.last.height.saturating_add(1)).unwrap_or(0),
             proposer: None,
             time_seconds: 0,
-            verifier: None,
+            verifier: &self.verifier,
+            in_block: false,
         };
         let checked = msg::check_stateless(&tx, &ctx)?;
-        let committed = Layered::new(&self.store, self.genesis.as_ref().unwrap_or(EMPTY));
+        let committed = Layered::new(&*self.store, self.genesis.as_ref().unwrap_or(EMPTY));
         let view = Layered::new(&committed, &self.check);
         let committed_nonce = committed.account(&tx.signer).nonce;
         let pending_nonce = view.account(&tx.signer).nonce;
@@ -282,17 +303,34 @@ impl<S: Store> App<S> {
     }
 
     /// PrepareProposal: the mempool's transactions in order, without any that
-    /// no longer decode, cut to `max_bytes` in total.
+    /// no longer pass the checks of [`App::process_proposal`], cut to
+    /// `max_bytes` in total; a module past the block's module budget is left
+    /// in the mempool for a later block.
     pub fn prepare_proposal<T: AsRef<[u8]> + Clone>(&self, txs: &[T], max_bytes: u64) -> Vec<T> {
         let Some(chain) = self.chain.as_ref() else {
             return Vec::new();
         };
-        let max_len = max_tx_len(&chain.params);
+        let ctx = self.proposal_ctx(chain);
+        let decoded: Vec<Option<SignedTx>> = txs
+            .iter()
+            .map(|tx| proposal_checks(tx.as_ref(), &ctx).ok())
+            .collect();
+        let signed: Vec<&SignedTx> = decoded.iter().flatten().collect();
+        let mut verdicts = verify_batch(&signed).into_iter();
         let mut total: u64 = 0;
+        let mut modules: u64 = 0;
         let mut out = Vec::with_capacity(txs.len());
-        for tx in txs {
-            if SignedTx::decode(tx.as_ref(), max_len).is_err() {
+        for (tx, decoded) in txs.iter().zip(&decoded) {
+            let Some(decoded) = decoded else {
                 continue;
+            };
+            if !matches!(verdicts.next(), Some(Ok(()))) {
+                continue;
+            }
+            let module = module_bytes(decoded);
+            match modules.checked_add(module) {
+                Some(sum) if sum <= chain.params.max_module_bytes_per_block => modules = sum,
+                _ => continue,
             }
             let len = tx.as_ref().len() as u64;
             match total.checked_add(len) {
@@ -304,18 +342,52 @@ impl<S: Store> App<S> {
         out
     }
 
-    /// ProcessProposal: accepts a proposal only if every transaction is
-    /// within the size limit and decodes. Honest proposers never include
-    /// others (PrepareProposal drops them), so a proposal that does comes
-    /// from a faulty proposer. Signatures and state are judged in
-    /// FinalizeBlock, where a bad transaction fails on its own.
+    /// ProcessProposal: accepts a proposal only if every transaction passes
+    /// what CheckTx checks before reading state (size, canonical encoding,
+    /// keys, signatures in one batch, chain id, fee floor, the message's
+    /// shape, and that a module compiles) and the block stays within its
+    /// module budget. Honest proposers include nothing else (PrepareProposal
+    /// drops it), so a proposal that does comes from a faulty proposer, and
+    /// no validator spends a block's time on transactions nobody pays for.
     pub fn process_proposal<T: AsRef<[u8]>>(&self, txs: &[T]) -> bool {
         let Some(chain) = self.chain.as_ref() else {
             return txs.is_empty();
         };
-        let max_len = max_tx_len(&chain.params);
-        txs.iter()
-            .all(|tx| SignedTx::decode(tx.as_ref(), max_len).is_ok())
+        let ctx = self.proposal_ctx(chain);
+        let mut decoded = Vec::with_capacity(txs.len());
+        let mut modules: u64 = 0;
+        for tx in txs {
+            let Ok(tx) = proposal_checks(tx.as_ref(), &ctx) else {
+                return false;
+            };
+            modules = modules.saturating_add(module_bytes(&tx));
+            if modules > chain.params.max_module_bytes_per_block {
+                return false;
+            }
+            decoded.push(tx);
+        }
+        let refs: Vec<&SignedTx> = decoded.iter().collect();
+        if !verify_batch(&refs).iter().all(Result::is_ok) {
+            return false;
+        }
+        // Compiling here makes FinalizeBlock's compile a cache hit, and turns
+        // a module that does not compile into a refused proposal.
+        decoded.iter().all(|tx| match &tx.msg {
+            pb::tx_body::Msg::StoreModule(m) => self.verifier.prepare(&m.wasm).is_ok(),
+            _ => true,
+        })
+    }
+
+    fn proposal_ctx<'a>(&'a self, chain: &'a Chain) -> Ctx<'a> {
+        Ctx {
+            params: &chain.params,
+            chain_id: &chain.chain_id,
+            height: u64::try_from(self.last.height.saturating_add(1)).unwrap_or(0),
+            proposer: None,
+            time_seconds: 0,
+            verifier: &self.verifier,
+            in_block: false,
+        }
     }
 
     /// FinalizeBlock: executes the block's transactions in order and
@@ -343,7 +415,7 @@ impl<S: Store> App<S> {
                 app_hash: self.last.app_hash,
             };
         };
-        let committed = Layered::new(&self.store, self.genesis.as_ref().unwrap_or(EMPTY));
+        let committed = Layered::new(&*self.store, self.genesis.as_ref().unwrap_or(EMPTY));
         let mut block = StateTx::new(&committed);
         let ctx = Ctx {
             params: &chain.params,
@@ -351,7 +423,8 @@ impl<S: Store> App<S> {
             height: u64::try_from(input.height).unwrap_or(0),
             proposer: block.validator_account(input.proposer_address),
             time_seconds: input.time_seconds,
-            verifier: Some(&self.verifier),
+            verifier: &self.verifier,
+            in_block: true,
         };
         let max_len = max_tx_len(&chain.params);
         let decoded: Vec<Result<SignedTx, TxError>> = input
@@ -362,11 +435,26 @@ impl<S: Store> App<S> {
         let signed: Vec<&SignedTx> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
         let mut verdicts = verify_batch(&signed).into_iter();
         let mut tx_results = Vec::with_capacity(decoded.len());
+        let mut modules: u64 = 0;
         for item in &decoded {
             let outcome = match item {
                 Err(e) => TxOutcome::rejected(&Rejection::Tx(e.clone())),
                 Ok(tx) => match verdicts.next() {
-                    Some(Ok(())) => deliver(tx, &mut block, &ctx),
+                    Some(Ok(())) => {
+                        let bytes = module_bytes(tx);
+                        let max = chain.params.max_module_bytes_per_block;
+                        match modules.checked_add(bytes) {
+                            Some(sum) if sum <= max => {
+                                modules = sum;
+                                deliver(tx, &mut block, &ctx)
+                            }
+                            _ => TxOutcome::rejected(&Rejection::ModuleBudgetExceeded {
+                                used: modules,
+                                bytes,
+                                max,
+                            }),
+                        }
+                    }
                     Some(Err(e)) => TxOutcome::rejected(&Rejection::Tx(e)),
                     None => unreachable!("one verdict per decoded transaction"),
                 },
@@ -381,10 +469,12 @@ impl<S: Store> App<S> {
             });
             tx_results.push(outcome);
         }
-        // The protocol's own steps: deadlines first (they free slots), then
-        // assignment of every open slot.
+        // The protocol's own steps: the verify queue (within the block's
+        // verify budget), deadlines (they free slots), then assignment of
+        // every open slot.
         let mut protocol = StateTx::new(&block);
-        let mut events = jobs::visit_deadlines(&mut protocol, &ctx);
+        let mut events = crate::judge::judge_queue(&mut protocol, &ctx);
+        events.extend(jobs::visit_deadlines(&mut protocol, &ctx));
         events.extend(jobs::assign_pending(&mut protocol, &ctx, input.hash));
         let delta = protocol.into_delta();
         block.absorb(delta);
@@ -447,32 +537,47 @@ impl<S: Store> App<S> {
 
     /// Answers a query against the last committed state.
     pub fn query(&self, path: &str, height: i64) -> QueryOutcome {
-        let committed_height = self.store.commit_info().map_or(0, |c| c.height);
-        if height != 0 && height != committed_height {
-            return QueryOutcome {
-                code: Code::HeightUnavailable,
-                log: format!(
-                    "height {height} is not available: this node serves the latest committed height {committed_height} only (query with height 0)"
-                ),
-                value: Vec::new(),
-                height: committed_height,
-            };
-        }
-        let answer = crate::query::route(&self.store, path, committed_height, &self.last);
-        match answer {
-            Ok(value) => QueryOutcome {
-                code: Code::Ok,
-                log: String::new(),
-                value,
-                height: committed_height,
-            },
-            Err((code, log)) => QueryOutcome {
-                code,
-                log,
-                value: Vec::new(),
-                height: committed_height,
-            },
-        }
+        query_snapshot(&*self.store, path, height)
+    }
+}
+
+/// Answers a query from a snapshot of the last commit of `store`: the
+/// height, the app hash and every record come from one commit, and no lock
+/// of the state machine is taken.
+pub fn query_snapshot<S: Store>(store: &S, path: &str, height: i64) -> QueryOutcome {
+    let snapshot = store.snapshot();
+    let info = snapshot.commit_info();
+    let committed_height = info.as_ref().map_or(0, |c| c.height);
+    if height != 0 && height != committed_height {
+        return QueryOutcome {
+            code: Code::HeightUnavailable,
+            log: format!(
+                "height {height} is not available: this node serves the latest committed height {committed_height} only (query with height 0)"
+            ),
+            value: Vec::new(),
+            height: committed_height,
+        };
+    }
+    let last = LastCommit {
+        height: committed_height,
+        app_hash: info
+            .and_then(|c| <[u8; 32]>::try_from(c.app_hash.as_slice()).ok())
+            .unwrap_or([0; 32]),
+    };
+    let answer = crate::query::route(snapshot.as_ref(), path, committed_height, &last);
+    match answer {
+        Ok(value) => QueryOutcome {
+            code: Code::Ok,
+            log: String::new(),
+            value,
+            height: committed_height,
+        },
+        Err((code, log)) => QueryOutcome {
+            code,
+            log,
+            value: Vec::new(),
+            height: committed_height,
+        },
     }
 }
 
@@ -505,6 +610,23 @@ fn deliver(tx: &SignedTx, block: &mut StateTx<'_>, ctx: &Ctx<'_>) -> TxOutcome {
     let delta = ante.into_delta();
     block.absorb(delta);
     outcome
+}
+
+/// What ProcessProposal and PrepareProposal check of one transaction before
+/// its signature: size, canonical encoding and keys (decoding), chain id,
+/// fee floor and the message's shape.
+fn proposal_checks(bytes: &[u8], ctx: &Ctx<'_>) -> Result<SignedTx, Rejection> {
+    let tx = SignedTx::decode(bytes, max_tx_len(ctx.params))?;
+    msg::check_stateless(&tx, ctx)?;
+    Ok(tx)
+}
+
+/// Module bytes a transaction asks the block to compile and store.
+fn module_bytes(tx: &SignedTx) -> u64 {
+    match &tx.msg {
+        pb::tx_body::Msg::StoreModule(m) => m.wasm.len() as u64,
+        _ => 0,
+    }
 }
 
 /// `max_tx_bytes` as a length.

@@ -75,6 +75,12 @@ pub enum Code {
     WrongPhase = 29,
     /// The reveal does not open the replica's commitment.
     CommitmentMismatch = 30,
+    /// The envelope or the body is not the canonical encoding of what it
+    /// decodes to (unknown, repeated or default-valued fields, long varints,
+    /// fields out of order).
+    TxNotCanonical = 31,
+    /// The block already stores `max_module_bytes_per_block` of modules.
+    ModuleBudgetExceeded = 32,
     /// The query path is not known.
     UnknownQuery = 100,
     /// A query argument is malformed.
@@ -273,6 +279,16 @@ pub enum Rejection {
         /// The task.
         task: u32,
     },
+    /// Storing this module would pass the block's module budget.
+    #[error("this block already stores {used} bytes of modules and this one has {bytes}, past max_module_bytes_per_block {max}: the transaction is still valid, send it again for a later block")]
+    ModuleBudgetExceeded {
+        /// Module bytes the block stores already.
+        used: u64,
+        /// This module's bytes.
+        bytes: u64,
+        /// The budget.
+        max: u64,
+    },
 }
 
 impl Rejection {
@@ -286,7 +302,8 @@ impl Rejection {
                 | TxError::MissingMessage
                 | TxError::SignerLength(_)
                 | TxError::SignatureLength(_) => Code::TxMalformed,
-                TxError::SignerInvalid => Code::InvalidSigner,
+                TxError::SignerInvalid(_) => Code::InvalidSigner,
+                TxError::NonCanonical { .. } => Code::TxNotCanonical,
                 TxError::BadSignature(_) => Code::InvalidSignature,
             },
             Rejection::WrongChainId { .. } => Code::WrongChainId,
@@ -315,6 +332,7 @@ impl Rejection {
             Rejection::NotAssigned { .. } => Code::NotAssigned,
             Rejection::WrongPhase { .. } => Code::WrongPhase,
             Rejection::CommitmentMismatch { .. } => Code::CommitmentMismatch,
+            Rejection::ModuleBudgetExceeded { .. } => Code::ModuleBudgetExceeded,
         }
     }
 }
@@ -358,6 +376,8 @@ mod tests {
             (Code::NotAssigned, 28),
             (Code::WrongPhase, 29),
             (Code::CommitmentMismatch, 30),
+            (Code::TxNotCanonical, 31),
+            (Code::ModuleBudgetExceeded, 32),
             (Code::UnknownQuery, 100),
             (Code::BadQuery, 101),
             (Code::NotFound, 102),
@@ -398,6 +418,8 @@ mod tests {
                 | Code::NotAssigned
                 | Code::WrongPhase
                 | Code::CommitmentMismatch
+                | Code::TxNotCanonical
+                | Code::ModuleBudgetExceeded
                 | Code::UnknownQuery
                 | Code::BadQuery
                 | Code::NotFound

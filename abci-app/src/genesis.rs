@@ -25,6 +25,13 @@ pub enum GenesisError {
     /// An account is listed twice.
     #[error("genesis account {0} is listed twice")]
     DuplicateAccount(AccountId),
+    /// An account is not a key the chain accepts.
+    #[error("genesis account {0} {1}")]
+    InvalidKey(AccountId, compute_proto::PublicKeyError),
+    /// A validator's consensus key is not a key the chain accepts (it is an
+    /// account too, paid the block reward).
+    #[error("validator key {0} {1}")]
+    InvalidValidatorKey(AccountId, compute_proto::PublicKeyError),
     /// The balances add up to more than a u64.
     #[error("genesis balances add up to more than 2^64 - 1 credits")]
     SupplyOverflow,
@@ -77,6 +84,8 @@ impl Genesis {
         let mut balances = BTreeMap::new();
         let mut supply: u64 = 0;
         for account in json.accounts {
+            compute_proto::check_public_key(&account.address.0)
+                .map_err(|e| GenesisError::InvalidKey(account.address, e))?;
             supply = supply
                 .checked_add(account.balance)
                 .ok_or(GenesisError::SupplyOverflow)?;
@@ -102,35 +111,50 @@ mod tests {
         }
     }
 
+    fn key(seed: u8) -> AccountId {
+        compute_proto::SigningKey::from_seed([seed; 32]).account()
+    }
+
     #[test]
     fn accounts_and_params_are_read() {
-        let a = "11".repeat(32);
+        let a = key(0x11).to_hex();
         let text = format!(
             r#"{{"accounts":[{{"address":"{a}","balance":500}}],"params":{{"min_fee":3}}}}"#
         );
         let g = Genesis::parse(text.as_bytes()).unwrap();
-        assert_eq!(g.balances[&AccountId([0x11; 32])], 500);
+        assert_eq!(g.balances[&key(0x11)], 500);
         assert_eq!(g.params.min_fee, 3);
     }
 
     #[test]
     fn bad_genesis_is_refused_clearly() {
-        let a = "11".repeat(32);
+        let a = key(0x11).to_hex();
         let dup = format!(
             r#"{{"accounts":[{{"address":"{a}","balance":1}},{{"address":"{a}","balance":2}}]}}"#
         );
         assert_eq!(
             Genesis::parse(dup.as_bytes()),
-            Err(GenesisError::DuplicateAccount(AccountId([0x11; 32])))
+            Err(GenesisError::DuplicateAccount(key(0x11)))
         );
         let overflow = format!(
             r#"{{"accounts":[{{"address":"{a}","balance":18446744073709551615}},{{"address":"{}","balance":1}}]}}"#,
-            "22".repeat(32)
+            key(0x22).to_hex()
         );
         assert_eq!(
             Genesis::parse(overflow.as_bytes()),
             Err(GenesisError::SupplyOverflow)
         );
+        let identity = format!(
+            r#"{{"accounts":[{{"address":"01{}","balance":1}}]}}"#,
+            "00".repeat(31)
+        );
+        assert!(matches!(
+            Genesis::parse(identity.as_bytes()),
+            Err(GenesisError::InvalidKey(
+                _,
+                compute_proto::PublicKeyError::SmallOrder
+            ))
+        ));
         let err = Genesis::parse(br#"{"acounts":[]}"#).unwrap_err();
         assert!(err.to_string().contains("acounts"), "{err}");
         let err = Genesis::parse(br#"{"accounts":[{"address":"xyz","balance":1}]}"#).unwrap_err();

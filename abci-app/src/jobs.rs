@@ -25,7 +25,6 @@ use crate::msg::{credit, update_stats, Ctx};
 use crate::reputation::score_ppm;
 use crate::state::{keys, StateRead};
 use crate::store::{KvRead, StateTx};
-use crate::verify::Judgement;
 
 /// Draws a task may take per replica of its ceiling before it fails: a
 /// task nobody completes (every worker misses it) ends instead of cycling.
@@ -38,12 +37,13 @@ fn is(status: i32, want: R) -> bool {
     status == want as i32
 }
 
-/// A replica still in the task (not refused as a cheat, not missed, not
-/// declined).
+/// A replica still in the task (not refused as a cheat or by `verify`, not
+/// missed, not declined).
 pub fn is_live(replica: &pb::Replica) -> bool {
     !is(replica.status, R::Cheated)
         && !is(replica.status, R::Missed)
         && !is(replica.status, R::Declined)
+        && !is(replica.status, R::Refused)
 }
 
 /// Live replicas of a task.
@@ -62,7 +62,7 @@ fn height(ctx: &Ctx<'_>) -> i64 {
 }
 
 fn account(bytes: &[u8]) -> AccountId {
-    AccountId::from_slice(bytes).unwrap_or_default()
+    crate::state::stored_account(bytes)
 }
 
 fn quorum_of(job: &pb::Job) -> Option<u32> {
@@ -77,6 +77,27 @@ fn quorum_of(job: &pb::Job) -> Option<u32> {
 pub fn price_of(fuel: u64, price_per_mfuel: u64) -> u64 {
     let product = u128::from(fuel).saturating_mul(u128::from(price_per_mfuel));
     u64::try_from(product / 1_000_000).unwrap_or(u64::MAX)
+}
+
+/// The fuel one replica of `job` may be owed: its run and, for a Verified
+/// job, the verification of its output.
+pub fn replica_fuel(job: &pb::Job) -> u64 {
+    let verify = match job.policy.and_then(|p| p.kind) {
+        Some(pb::policy::Kind::Verified(v)) => v.verify_fuel,
+        _ => 0,
+    };
+    job.fuel_limit.saturating_add(verify)
+}
+
+/// What a task still in its reveal phase may be owed at most: every replica
+/// it may still pay (for a Verified task, every worker it may try).
+pub fn task_reserve(job: &pb::Job, task: &pb::Task) -> u64 {
+    let replicas = match quorum_of(job) {
+        Some(_) => task.wanted,
+        None => job.max_replicas,
+    };
+    crate::msg::post_job::escrow(1, replicas, replica_fuel(job), job.price_per_mfuel)
+        .unwrap_or(u64::MAX)
 }
 
 /// Frees the worker's capacity and drops the task from its assignments.
@@ -329,6 +350,18 @@ pub fn settle(
                 "revealed a result outside the winning group",
                 events,
             );
+        } else if is(replica.status, R::Refused) {
+            // The proof: another worker's output for this task passed.
+            replica.status = R::Cheated as i32;
+            punish_cheat(
+                state,
+                ctx,
+                &worker,
+                id,
+                index,
+                "verify refused its output and another worker's output passed",
+                events,
+            );
         }
     }
     workers.sort();
@@ -395,6 +428,7 @@ pub fn fail_task(
     events: &mut Vec<Event>,
 ) {
     release_live(state, id, index, task);
+    pay_refused(state, job, task);
     task.status = T::Failed as i32;
     task.failure = reason.to_owned();
     task.ended_height = height(ctx);
@@ -407,6 +441,26 @@ pub fn fail_task(
         index,
         &[("reason", reason.to_owned(), false)],
     ));
+}
+
+/// When a Verified task ends without an accepted output, no output was
+/// proven wrong: each worker whose output `verify` refused is paid its fuel
+/// from the escrow and nobody is punished; the requester's record shows a
+/// verification that failed.
+pub fn pay_refused(state: &mut StateTx<'_>, job: &mut pb::Job, task: &pb::Task) {
+    let mut any = false;
+    for replica in task.replicas.iter().filter(|r| is(r.status, R::Refused)) {
+        any = true;
+        let amount = price_of(replica.fuel_used, job.price_per_mfuel).min(job.escrow);
+        if credit(state, &account(&replica.worker), amount).is_ok() {
+            job.escrow = job.escrow.saturating_sub(amount);
+        }
+    }
+    if any {
+        state.update_reputation(&account(&job.requester), |r| {
+            r.verifications_failed = r.verifications_failed.saturating_add(1);
+        });
+    }
 }
 
 /// Stores a changed task and its job, ending the job when the task was its
@@ -472,60 +526,6 @@ pub fn finish_job_if_done(
     ));
 }
 
-/// Judges the revealed output of a `Verified` task with the module's
-/// `verify`, in FinalizeBlock only (CheckTx has no verifier).
-#[allow(clippy::too_many_arguments)]
-pub fn judge_verified(
-    state: &mut StateTx<'_>,
-    ctx: &Ctx<'_>,
-    id: &JobId,
-    job: &mut pb::Job,
-    index: u32,
-    task: &mut pb::Task,
-    position: usize,
-    events: &mut Vec<Event>,
-) {
-    let (Some(verifier), Some(pb::policy::Kind::Verified(policy))) =
-        (ctx.verifier, job.policy.and_then(|p| p.kind))
-    else {
-        return;
-    };
-    let Some(replica) = task.replicas.get(position) else {
-        return;
-    };
-    let worker = account(&replica.worker);
-    let input = match task.input.as_ref().and_then(|i| i.source.as_ref()) {
-        Some(pb::task_input::Source::Inline(bytes)) => bytes.as_slice(),
-        _ => &[],
-    };
-    let module_id = compute_proto::ModuleId::from_slice(&job.module_id).unwrap_or_default();
-    let code = state.module_code(&module_id).unwrap_or_default();
-    let judgement = verifier.judge(
-        &code,
-        input,
-        &replica.output,
-        policy.verify_fuel,
-        ctx.params.sandbox_memory_pages,
-    );
-    match judgement {
-        Judgement::Accepted => settle(state, ctx, id, job, index, task, &[position], events),
-        Judgement::Refused(why) => {
-            release(state, &worker, id, index);
-            if let Some(replica) = task.replicas.get_mut(position) {
-                replica.status = R::Cheated as i32;
-            }
-            punish_cheat(state, ctx, &worker, id, index, &why, events);
-            advance(state, ctx, id, job, index, task, events);
-        }
-        Judgement::Unavailable(why) => {
-            tracing::error!(job = %id, task = index, %why, "verify could not run on this validator");
-            release(state, &worker, id, index);
-            task.replicas.remove(position);
-            advance(state, ctx, id, job, index, task, events);
-        }
-    }
-}
-
 /// One candidate of the assignment draw.
 struct Candidate {
     id: AccountId,
@@ -546,19 +546,19 @@ impl Pool {
         let candidates = state
             .scan(prefix, None, limit)
             .into_iter()
-            .filter_map(|(key, raw)| {
-                let id = AccountId::from_slice(key.get(prefix.len()..)?).ok()?;
+            .map(|(key, raw)| {
+                let id = account(&key[prefix.len()..]);
                 let worker: pb::Worker = crate::state::decode(&key, &raw);
                 let score = score_ppm(&state.reputation(&id));
                 let stake = worker.stake.min(params.stake_weight_cap);
                 let factor =
                     u128::from(stake.checked_div(params.stake_unit).unwrap_or(0)).saturating_add(1);
-                Some(Candidate {
+                Candidate {
                     id,
                     worker,
                     score,
                     weight: u128::from(score).saturating_mul(factor),
-                })
+                }
             })
             .collect();
         Self { candidates }
@@ -648,10 +648,7 @@ pub fn assign_pending(state: &mut StateTx<'_>, ctx: &Ctx<'_>, block_hash: &[u8])
     let mut last = None;
     for key in entries {
         last = Some(key.clone());
-        let Some((id, index)) = parse_job_task(&key[keys::PENDING_PREFIX.len()..]) else {
-            state.delete_raw(key);
-            continue;
-        };
+        let (id, index) = parse_job_task(&key[keys::PENDING_PREFIX.len()..]);
         let (Some(mut job), Some(mut task)) = (state.job(&id), state.task(&id, index)) else {
             state.delete_raw(key);
             continue;
@@ -743,35 +740,49 @@ fn fill_slots(
     }
 }
 
-/// Splits `<job 32><index u32 BE>`.
-fn parse_job_task(rest: &[u8]) -> Option<(JobId, u32)> {
-    let id = JobId::from_slice(rest.get(..32)?).ok()?;
-    let index = u32::from_be_bytes(rest.get(32..36)?.try_into().ok()?);
-    Some((id, index))
+/// Splits `<job 32><index u32 BE>` of an index key this state machine
+/// wrote; anything else is corruption, which halts the node.
+fn parse_job_task(rest: &[u8]) -> (JobId, u32) {
+    let parsed = rest.len() == 36;
+    assert!(
+        parsed,
+        "index key ending {} is not <job><task>; the state is corrupt, halting",
+        hex::encode(rest)
+    );
+    let id = crate::state::stored_job(&rest[..32]);
+    let index = u32::from_be_bytes([rest[32], rest[33], rest[34], rest[35]]);
+    (id, index)
 }
 
-/// Visits the deadline entries due at or before this height, at most
-/// `max_deadline_visits_per_block` (later ones wait for the next block).
+/// Visits the deadline entries due at or before this height, in key order,
+/// within `max_deadline_visits_per_block` units of work: a task's deadline
+/// is one unit, a job's own deadline one per task it ends. The first entry
+/// is always visited, so the queue moves even when one job alone is larger
+/// than the budget; a block therefore touches at most the budget plus one
+/// job's `max_tasks_per_job` tasks, and later entries wait for the next
+/// block.
 pub fn visit_deadlines(state: &mut StateTx<'_>, ctx: &Ctx<'_>) -> Vec<Event> {
-    let limit = usize::try_from(ctx.params.max_deadline_visits_per_block).unwrap_or(usize::MAX);
+    let budget = u64::from(ctx.params.max_deadline_visits_per_block);
+    let limit = usize::try_from(budget).unwrap_or(usize::MAX);
+    let mut used: u64 = 0;
     let mut events = Vec::new();
     for (key, _) in state.scan(keys::DEADLINE_PREFIX, None, limit) {
+        if used >= budget {
+            break;
+        }
         let rest = &key[keys::DEADLINE_PREFIX.len()..];
-        let due = rest
-            .get(..8)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map_or(0, u64::from_be_bytes);
+        let due = crate::state::stored_u64(&key, rest.get(..8).unwrap_or_default());
         if due > ctx.height {
             break;
         }
         state.delete_raw(key.clone());
-        let Some((id, index)) = parse_job_task(&rest[8.min(rest.len())..]) else {
-            continue;
-        };
+        let (id, index) = parse_job_task(&rest[8..]);
         if index == keys::WHOLE_JOB {
-            expire_job(state, ctx, &id, &mut events);
+            let tasks = expire_job(state, ctx, &id, &mut events);
+            used = used.saturating_add(u64::from(tasks).max(1));
         } else {
             task_deadline(state, ctx, &id, index, &mut events);
+            used = used.saturating_add(1);
         }
     }
     events
@@ -853,13 +864,14 @@ fn count_missed(
 }
 
 /// The job's own deadline: every task still running fails, and the workers
-/// that owed a commit or a reveal are counted as missed.
-fn expire_job(state: &mut StateTx<'_>, ctx: &Ctx<'_>, id: &JobId, events: &mut Vec<Event>) {
+/// that owed a commit or a reveal are counted as missed. Returns the number
+/// of tasks it visited.
+fn expire_job(state: &mut StateTx<'_>, ctx: &Ctx<'_>, id: &JobId, events: &mut Vec<Event>) -> u32 {
     let Some(mut job) = state.job(id) else {
-        return;
+        return 0;
     };
     if job.ended_height != 0 {
-        return;
+        return 0;
     }
     let now = height(ctx);
     for (index, mut task) in state.tasks(id, job.task_count as usize) {
@@ -885,4 +897,5 @@ fn expire_job(state: &mut StateTx<'_>, ctx: &Ctx<'_>, id: &JobId, events: &mut V
     }
     finish_job_if_done(state, ctx, id, &mut job, events);
     state.put_job(id, &job);
+    job.task_count
 }

@@ -16,6 +16,7 @@ pub mod codes;
 pub mod events;
 pub mod genesis;
 pub mod jobs;
+pub mod judge;
 pub mod msg;
 pub mod params;
 pub mod query;

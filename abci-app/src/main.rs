@@ -49,7 +49,9 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&db_path)
         .with_context(|| format!("cannot create the state directory {}", db_path.display()))?;
     let store = RocksStore::open(&db_path)?;
-    let app = App::new(store);
+    // Modules compiled when stored are kept beside the state, so that a
+    // restart does not compile them again.
+    let app = App::new(store).with_module_cache(args.home.join("compiled"));
     let last = app.last_commit();
     tracing::info!(
         home = %args.home.display(),

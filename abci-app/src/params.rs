@@ -39,6 +39,12 @@ pub fn defaults() -> pb::Params {
         max_workers: 10_000,
         max_assignments_per_block: 512,
         max_deadline_visits_per_block: 1_024,
+        // Four verifications at the largest verify_fuel; measured in
+        // docs/BENCHMARKS.md to keep a block's verify work well under 1 s.
+        max_verify_fuel_per_block: 404_000_000,
+        // Two modules of the largest size: every validator compiles each.
+        max_module_bytes_per_block: 1024 * 1024,
+        store_module_fee_per_kib: 1,
     }
 }
 
@@ -169,6 +175,23 @@ pub fn validate(p: &pb::Params) -> Result<(), ParamsError> {
         return fail(
             "max_assignments_per_block and max_deadline_visits_per_block must be at least 1".into(),
         );
+    }
+    if p.max_verify_fuel_per_block
+        < p.max_verify_fuel
+            .saturating_add(crate::judge::VERIFY_BASE_FUEL)
+    {
+        return fail(format!(
+            "max_verify_fuel_per_block {} must cover one verification at max_verify_fuel {} plus {} of fixed cost, or no Verified job could ever be judged",
+            p.max_verify_fuel_per_block,
+            p.max_verify_fuel,
+            crate::judge::VERIFY_BASE_FUEL
+        ));
+    }
+    if p.max_module_bytes_per_block < p.max_module_bytes {
+        return fail(format!(
+            "max_module_bytes_per_block {} must fit one module of max_module_bytes {}",
+            p.max_module_bytes_per_block, p.max_module_bytes
+        ));
     }
     if p.stake_unit == 0 {
         return fail("stake_unit must be at least 1".into());

@@ -158,6 +158,7 @@ pub fn route(
                 "missed": r.missed,
                 "blocks_signed": r.blocks_signed,
                 "blocks_proposed": r.blocks_proposed,
+                "verifications_failed": r.verifications_failed,
             })
         }
         ["params"] => {
@@ -182,6 +183,8 @@ pub fn route(
                 "jobs_posted": stats.jobs_posted,
                 "jobs_open": stats.jobs_open,
                 "assignments": stats.assignments,
+                "verifications": stats.verifications,
+                "verify_fuel_used": stats.verify_fuel_used,
                 "tasks_settled": stats.tasks_settled,
                 "tasks_failed": stats.tasks_failed,
                 "credits_slashed": stats.credits_slashed,
@@ -247,7 +250,10 @@ fn job_summary(id: &JobId, job: &pb::Job) -> serde_json::Value {
         Some(pb::policy::Kind::Quorum(q)) => json!({"quorum": {
             "replicas": q.replicas, "quorum": q.quorum, "max_replicas": q.max_replicas,
         }}),
-        Some(pb::policy::Kind::Verified(v)) => json!({"verified": {"verify_fuel": v.verify_fuel}}),
+        Some(pb::policy::Kind::Verified(v)) => json!({"verified": {
+            "verify_fuel": v.verify_fuel,
+            "max_workers": job.max_replicas,
+        }}),
         None => serde_json::Value::Null,
     };
     json!({

@@ -1,7 +1,11 @@
 //! Property: over random sequences of valid and invalid transactions from
 //! several keys (transfers, worker registration, jobs posted and cancelled,
-//! workers committing and revealing honest, wrong or no results), two
-//! replicas agree on every app hash, no balance goes negative (u64 and
+//! workers committing and revealing honest, wrong or no results, Verified
+//! jobs whose `verify` refuses everything) and attacks (transfers to
+//! small-order keys, transactions forged under the identity key, signed
+//! intents re-encoded with duplicated or unknown fields), two
+//! replicas, one in memory and one on RocksDB that is closed and reopened
+//! halfway as a restarted validator would be, agree on every app hash, no balance goes negative (u64 and
 //! checked arithmetic make that a refused transaction, never a wrap),
 //! credits are conserved (balances + stakes + escrows = genesis + minted -
 //! slashed), and once every deadline has passed every job has ended
@@ -12,7 +16,7 @@
 mod common;
 
 use common::{keys, validator_key, TestChain};
-use compute_abci::store::MemStore;
+use compute_abci::store::{MemStore, RocksStore};
 use std::collections::BTreeMap;
 
 use compute_proto::{commitment, pb, sha3_256, AccountId, JobId, ModuleId, SigningKey};
@@ -55,27 +59,71 @@ enum Op {
         job: usize,
     },
     Garbage(Vec<u8>),
+    /// A transfer to a small-order key: credits anyone could spend.
+    Torsion {
+        from: usize,
+        point: usize,
+    },
+    /// A transfer "signed" by the identity key with R = identity, S = 0,
+    /// which ZIP-215 accepts for every message.
+    Forged {
+        to: usize,
+    },
+    /// A valid transfer re-encoded: a duplicated amount, or an unknown field.
+    Malleated {
+        from: usize,
+        to: usize,
+        duplicate: bool,
+    },
 }
+
+/// Small-order points in canonical encodings (identity, order 2, order 4,
+/// order 8).
+const SMALL_ORDER: [&str; 4] = [
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+];
+
+/// A module whose `verify` refuses every output.
+const LYING_VERIFY_WAT: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (func (export "alloc") (param i32) (result i32) i32.const 1024)
+  (func (export "run") (param i32 i32) (result i64) i64.const 1)
+  (func (export "verify") (param i32 i32 i32 i32) (result i32) i32.const 0))
+"#;
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..KEYS, 0..KEYS, 0u64..4_000).prop_map(|(from, to, amount)| Op::Transfer { from, to, amount }),
         2 => (0..KEYS, 0u32..4, 0u64..3_000).prop_map(|(who, capacity, stake)| Op::Register { who, capacity, stake }),
         1 => (0..KEYS).prop_map(|who| Op::Unregister { who }),
-        2 => (0..KEYS, 0usize..4, 0u64..2_000, 0usize..3, 6u64..24).prop_map(|(who, tasks, price, policy, deadline)| Op::Post { who, tasks, price, policy, deadline }),
+        2 => (0..KEYS, 0usize..4, 0u64..2_000, 0usize..4, 6u64..24).prop_map(|(who, tasks, price, policy, deadline)| Op::Post { who, tasks, price, policy, deadline }),
         6 => (0..KEYS, 0usize..4, proptest::bool::weighted(0.6)).prop_map(|(who, pick, honest)| Op::Work { who, pick, honest }),
         1 => (0..KEYS, 0usize..8).prop_map(|(who, job)| Op::Cancel { who, job }),
         1 => proptest::collection::vec(any::<u8>(), 0..40).prop_map(Op::Garbage),
+        1 => (0..KEYS, 0..SMALL_ORDER.len()).prop_map(|(from, point)| Op::Torsion { from, point }),
+        1 => (0..KEYS).prop_map(|to| Op::Forged { to }),
+        1 => (0..KEYS, 0..KEYS, any::<bool>()).prop_map(|(from, to, duplicate)| Op::Malleated { from, to, duplicate }),
     ]
 }
 
 struct World {
-    chains: [TestChain<MemStore>; 2],
+    chains: (TestChain<MemStore>, Option<TestChain<RocksStore>>),
+    /// The RocksDB replica's directory.
+    dir: tempfile::TempDir,
     keys: Vec<SigningKey>,
     module: ModuleId,
+    /// The module whose `verify` refuses everything.
+    lying: ModuleId,
     jobs: Vec<JobId>,
-    /// What each (worker, job, task) committed to: result hash and fuel.
-    committed: BTreeMap<(usize, JobId, u32), ([u8; 32], u64)>,
+    /// The posted jobs under the Verified policy.
+    verified: std::collections::BTreeSet<JobId>,
+    /// What each (worker, job, task) committed to: result hash, fuel and
+    /// (for a Verified job) the output.
+    committed: BTreeMap<(usize, JobId, u32), ([u8; 32], u64, Vec<u8>)>,
 }
 
 /// The longest job deadline the strategy draws, plus the windows.
@@ -95,32 +143,41 @@ impl World {
             "commit_window_blocks": 3,
             "reveal_window_blocks": 3,
         });
-        let mut chains = [
+        let dir = tempfile::tempdir().unwrap();
+        let mut chains = (
             TestChain::new(MemStore::new(), &balances, params.clone()),
-            TestChain::new(MemStore::new(), &balances, params),
-        ];
-        let wasm = compute_jobs::PRIMES_WASM;
-        let store = chains[0].txs.sign(
-            &keys[0],
-            0,
-            pb::tx_body::Msg::StoreModule(pb::StoreModule {
-                wasm: wasm.to_vec(),
-            }),
+            TestChain::new(RocksStore::open(dir.path()).unwrap(), &balances, params),
         );
-        for chain in &mut chains {
-            chain.block(std::slice::from_ref(&store));
-        }
+        let wasm = compute_jobs::PRIMES_WASM;
+        let lying = wat::parse_str(LYING_VERIFY_WAT).unwrap();
+        let store = |nonce: u64, wasm: &[u8]| {
+            chains.0.txs.sign(
+                &keys[0],
+                nonce,
+                pb::tx_body::Msg::StoreModule(pb::StoreModule {
+                    wasm: wasm.to_vec(),
+                }),
+            )
+        };
+        let stores = [store(0, wasm), store(1, &lying)];
+        assert_eq!(chains.0.block(&stores), chains.1.block(&stores));
+        let chains = (chains.0, Some(chains.1));
         Self {
             chains,
+            dir,
             keys,
             module: ModuleId::of(wasm),
+            lying: ModuleId::of(&lying),
             jobs: Vec::new(),
+            verified: std::collections::BTreeSet::new(),
             committed: BTreeMap::new(),
         }
     }
 
     fn nonce(&self, who: usize) -> u64 {
-        self.chains[0].query(&format!("/account/{}", self.keys[who].account()))["nonce"]
+        self.chains
+            .0
+            .query(&format!("/account/{}", self.keys[who].account()))["nonce"]
             .as_u64()
             .unwrap()
     }
@@ -132,6 +189,28 @@ impl World {
     fn sign(&mut self, op: &Op, offset: &mut [u64; KEYS]) -> Vec<Vec<u8>> {
         let (who, msg) = match op {
             Op::Garbage(bytes) => return vec![bytes.clone()],
+            Op::Forged { to } => return vec![forged_transfer(&self.keys[*to].account())],
+            Op::Torsion { from, point } => (
+                *from,
+                pb::tx_body::Msg::Transfer(pb::Transfer {
+                    to: hex::decode(SMALL_ORDER[*point]).unwrap(),
+                    amount: 1,
+                }),
+            ),
+            Op::Malleated {
+                from,
+                to,
+                duplicate,
+            } => {
+                // Signed at the right nonce, so only the encoding is wrong.
+                let nonce = self.nonce(*from) + offset[*from];
+                return vec![malleated_transfer(
+                    &self.keys[*from],
+                    nonce,
+                    &self.keys[*to].account(),
+                    *duplicate,
+                )];
+            }
             Op::Transfer { from, to, amount } => (
                 *from,
                 pb::tx_body::Msg::Transfer(pb::Transfer {
@@ -161,10 +240,39 @@ impl World {
                     .map(|msg| {
                         let nonce = self.nonce(*who) + offset[*who];
                         offset[*who] += 1;
-                        self.chains[0].txs.sign(&self.keys[*who], nonce, msg)
+                        self.chains.0.txs.sign(&self.keys[*who], nonce, msg)
                     })
                     .collect();
             }
+            Op::Post {
+                who,
+                tasks,
+                price,
+                policy,
+                deadline,
+            } if *policy == 3 => (
+                *who,
+                pb::tx_body::Msg::PostJob(pb::PostJob {
+                    module_id: self.lying.0.to_vec(),
+                    tasks: (0..*tasks)
+                        .map(|i| pb::TaskInput {
+                            source: Some(pb::task_input::Source::Inline(vec![i as u8])),
+                            size: 1,
+                        })
+                        .collect(),
+                    policy: Some(pb::Policy {
+                        kind: Some(pb::policy::Kind::Verified(pb::VerifiedPolicy {
+                            verify_fuel: 100_000,
+                            max_workers: 2,
+                        })),
+                    }),
+                    fuel_limit: 1_000_000,
+                    price_per_mfuel: *price,
+                    deadline_blocks: *deadline,
+                    min_reputation_ppm: 0,
+                    max_tasks_per_worker: 0,
+                }),
+            ),
             Op::Post {
                 who,
                 tasks,
@@ -209,20 +317,26 @@ impl World {
         };
         let nonce = self.nonce(who) + offset[who];
         offset[who] += 1;
-        if matches!(op, Op::Post { .. }) {
+        if let Op::Post { policy, .. } = op {
             // Remember the id it would get; a refused post leaves a dangling
             // id, which CancelJob must then refuse.
-            self.jobs
-                .push(JobId::derive(&self.keys[who].account(), nonce));
+            let id = JobId::derive(&self.keys[who].account(), nonce);
+            self.jobs.push(id);
+            if *policy == 3 {
+                self.verified.insert(id);
+            }
         }
-        vec![self.chains[0].txs.sign(&self.keys[who], nonce, msg)]
+        vec![self.chains.0.txs.sign(&self.keys[who], nonce, msg)]
     }
 
     /// Commits and reveals for `who`'s assignments as the committed state
     /// shows them, skipping the `pick`-th (a worker that forgets one).
     fn work(&mut self, who: usize, pick: usize, honest: bool) -> Vec<pb::tx_body::Msg> {
         let worker = self.keys[who].account();
-        let view = self.chains[0].query(&format!("/worker/{worker}/assignments"));
+        let view = self
+            .chains
+            .0
+            .query(&format!("/worker/{worker}/assignments"));
         let list = view["assignments"].as_array().cloned().unwrap_or_default();
         list.iter()
             .enumerate()
@@ -240,13 +354,22 @@ impl World {
         match (a["task_status"].as_str()?, a["replica_status"].as_str()?) {
             (_, "assigned") => {
                 let truth = sha3_256(&[job.0.as_slice(), &task.to_be_bytes()].concat());
-                let result = if honest {
+                let mut result = if honest {
                     truth
                 } else {
                     sha3_256(&[worker.0.as_slice(), &truth].concat())
                 };
+                // A Verified job's output is revealed inline.
+                let output = if self.verified.contains(&job) {
+                    let output = result[..4].to_vec();
+                    result = sha3_256(&output);
+                    output
+                } else {
+                    Vec::new()
+                };
                 let fuel = 1_000 + u64::from(task);
-                self.committed.insert((who, job, task), (result, fuel));
+                self.committed
+                    .insert((who, job, task), (result, fuel, output));
                 Some(pb::tx_body::Msg::CommitResult(pb::CommitResult {
                     job_id: job.0.to_vec(),
                     task,
@@ -254,24 +377,48 @@ impl World {
                 }))
             }
             ("reveal", "committed") => {
-                let (result, fuel) = *self.committed.get(&(who, job, task))?;
+                let (result, fuel, output) = self.committed.get(&(who, job, task))?.clone();
                 Some(pb::tx_body::Msg::RevealResult(pb::RevealResult {
                     job_id: job.0.to_vec(),
                     task,
                     result_hash: result.to_vec(),
                     fuel_used: fuel,
                     salt,
-                    output: Vec::new(),
+                    output,
                 }))
             }
             _ => None,
         }
     }
 
+    /// Runs one block on both replicas; they must agree on everything.
+    fn block(&mut self, txs: &[Vec<u8>]) -> Result<compute_abci::BlockOutput, TestCaseError> {
+        let a = self.chains.0.block(txs);
+        let b = self
+            .chains
+            .1
+            .as_mut()
+            .expect("the RocksDB replica")
+            .block(txs);
+        prop_assert_eq!(&a, &b);
+        Ok(a)
+    }
+
+    /// Closes the RocksDB replica and opens it again from disk.
+    fn restart_rocks(&mut self) -> Result<(), TestCaseError> {
+        let TestChain { app, txs } = self.chains.1.take().expect("the RocksDB replica");
+        // The old handle must be gone before the database is opened again.
+        drop(app);
+        let app = compute_abci::App::new(RocksStore::open(self.dir.path()).unwrap());
+        prop_assert_eq!(app.last_commit(), self.chains.0.app.last_commit());
+        self.chains.1 = Some(TestChain { app, txs });
+        Ok(())
+    }
+
     /// Every job the strategy posted has ended and holds no escrow, and no
     /// worker holds a task.
     fn all_jobs_ended(&self) -> Result<(), String> {
-        let chain = &self.chains[0];
+        let chain = &self.chains.0;
         for id in &self.jobs {
             let job = chain.app.query(&format!("/job/{id}"), 0);
             if job.code != compute_abci::Code::Ok {
@@ -296,7 +443,7 @@ impl World {
 
     /// balances + stakes + escrows - (genesis + minted - slashed): must be zero.
     fn imbalance(&self) -> i128 {
-        let chain = &self.chains[0];
+        let chain = &self.chains.0;
         let mut held: i128 = 0;
         let mut ids: Vec<AccountId> = self.keys.iter().map(|k| k.account()).collect();
         ids.push(AccountId(validator_key()));
@@ -325,6 +472,65 @@ impl World {
     }
 }
 
+/// A transfer from the identity point: R = identity, S = 0.
+fn forged_transfer(to: &AccountId) -> Vec<u8> {
+    use prost::Message;
+    let body = pb::TxBody {
+        chain_id: "test-chain".into(),
+        nonce: 0,
+        fee: 0,
+        msg: Some(pb::tx_body::Msg::Transfer(pb::Transfer {
+            to: to.0.to_vec(),
+            amount: 1,
+        })),
+    };
+    let mut identity = vec![0u8; 32];
+    identity[0] = 1;
+    let mut signature = identity.clone();
+    signature.extend([0u8; 32]);
+    pb::Tx {
+        body: body.encode_to_vec(),
+        signer: identity,
+        signature,
+    }
+    .encode_to_vec()
+}
+
+/// A transfer of 1 whose signed body is re-encoded: with a second `amount`
+/// of 900 after the first (the last value would win), or an unknown field.
+fn malleated_transfer(from: &SigningKey, nonce: u64, to: &AccountId, duplicate: bool) -> Vec<u8> {
+    use prost::Message;
+    let msg = pb::tx_body::Msg::Transfer(pb::Transfer {
+        to: to.0.to_vec(),
+        amount: 1,
+    });
+    let mut body = pb::TxBody {
+        chain_id: "test-chain".into(),
+        nonce,
+        fee: 0,
+        msg: Some(msg),
+    }
+    .encode_to_vec();
+    if duplicate {
+        // The transfer (36 bytes: `to` and `amount`) is the body's last
+        // field: append a second `amount` (field 2, varint 900) to it and
+        // fix up its one-byte length prefix.
+        let at = body.len() - 37;
+        assert_eq!(body[at], 36, "the transfer's length prefix");
+        body[at] = 39;
+        body.extend_from_slice(&[2 << 3, 0x84, 0x07]);
+    } else {
+        body.extend_from_slice(&[9 << 3, 1]);
+    }
+    let signature = from.sign(&compute_proto::tx::sign_bytes(&body));
+    pb::Tx {
+        body,
+        signer: from.account().0.to_vec(),
+        signature: signature.to_vec(),
+    }
+    .encode_to_vec()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
@@ -333,16 +539,26 @@ proptest! {
         blocks in proptest::collection::vec(proptest::collection::vec(op(), 0..8), 1..16)
     ) {
         let mut world = World::new();
-        for ops in &blocks {
+        let halfway = blocks.len() / 2;
+        for (number, ops) in blocks.iter().enumerate() {
+            if number == halfway {
+                world.restart_rocks()?;
+            }
             let mut offset = [0u64; KEYS];
             let txs: Vec<Vec<u8>> = ops
                 .iter()
                 .flat_map(|op| world.sign(op, &mut offset))
                 .collect();
-            let a = world.chains[0].block(&txs);
-            let b = world.chains[1].block(&txs);
-            prop_assert_eq!(&a, &b);
+            let a = world.block(&txs)?;
             prop_assert_eq!(world.imbalance(), 0);
+            // Every attack is refused, whatever else the block holds. A
+            // worker's turn expands to as many transactions as it has
+            // assignments, so the check stops at the first one.
+            for (op, result) in ops.iter().take_while(|op| !matches!(op, Op::Work { .. })).zip(&a.tx_results) {
+                if matches!(op, Op::Torsion { .. } | Op::Forged { .. } | Op::Malleated { .. }) {
+                    prop_assert!(result.code != compute_abci::Code::Ok, "{:?}: {}", op, result.log);
+                }
+            }
         }
         // Every deadline passes while the workers act on what they hold (the
         // last key always wrongly, so cheats are caught and stakes slashed):
@@ -352,14 +568,12 @@ proptest! {
             let txs: Vec<Vec<u8>> = (0..KEYS)
                 .flat_map(|who| world.sign(&Op::Work { who, pick: usize::MAX, honest: who + 1 < KEYS }, &mut offset))
                 .collect();
-            let a = world.chains[0].block(&txs);
-            let b = world.chains[1].block(&txs);
-            prop_assert_eq!(&a, &b);
+            world.block(&txs)?;
             prop_assert_eq!(world.imbalance(), 0);
         }
         prop_assert_eq!(world.all_jobs_ended(), Ok(()));
         if std::env::var_os("PROPTEST_STATS").is_some() {
-            let stats = world.chains[0].query("/stats");
+            let stats = world.chains.0.query("/stats");
             eprintln!("settled {} failed {} slashed {}", stats["tasks_settled"], stats["tasks_failed"], stats["credits_slashed"]);
         }
     }

@@ -203,6 +203,7 @@ fn bad_job_terms_are_refused_with_the_field_at_fault() {
                 vec![inline(b"x")],
                 Some(pb::policy::Kind::Verified(pb::VerifiedPolicy {
                     verify_fuel: 1000,
+                    max_workers: 0,
                 })),
             ),
             Code::InvalidMessage,

@@ -188,3 +188,87 @@ fn registering_locks_the_stake_and_unregistering_returns_it() {
     );
     assert_eq!(chain.query("/stats")["workers"], 0);
 }
+
+#[test]
+fn storing_a_module_pays_for_its_compile_by_size() {
+    let k = keys(1);
+    let mut chain = TestChain::new(
+        MemStore::new(),
+        &[(k[0].account(), 1_000_000)],
+        json!({"store_module_fee_per_kib": 10}),
+    );
+    let wasm = compute_jobs::HASHSEARCH_WASM;
+    let fee = (wasm.len() as u64).div_ceil(1024) * 10;
+    let proposer = compute_proto::AccountId(common::validator_key());
+    let out = chain.block(&[chain.txs.sign(&k[0], 0, store(wasm))]);
+    assert_eq!(
+        out.tx_results[0].code,
+        Code::Ok,
+        "{}",
+        out.tx_results[0].log
+    );
+    assert_eq!(chain.balance(&k[0].account()), 1_000_000 - fee);
+    assert_eq!(
+        chain.balance(&proposer),
+        fee,
+        "the fee went to the proposer"
+    );
+
+    // An uploader who cannot pay is refused before anything is compiled.
+    let poor = compute_proto::SigningKey::from_seed([77; 32]);
+    let mut chain = TestChain::new(
+        MemStore::new(),
+        &[(poor.account(), fee - 1)],
+        json!({"store_module_fee_per_kib": 10}),
+    );
+    let refused = chain.check(&chain.txs.sign(&poor, 0, store(wasm)));
+    assert_eq!(refused.code, Code::InsufficientFunds, "{}", refused.log);
+}
+
+#[test]
+fn one_block_stores_at_most_its_module_budget() {
+    let k = keys(2);
+    let balances: Vec<_> = k.iter().map(|key| (key.account(), 1_000_000)).collect();
+    let primes = compute_jobs::PRIMES_WASM;
+    let search = compute_jobs::HASHSEARCH_WASM;
+    // Room for the first module only.
+    let budget = primes.len().max(search.len()) as u64;
+    let mut chain = TestChain::new(
+        MemStore::new(),
+        &balances,
+        json!({"max_module_bytes_per_block": budget, "max_module_bytes": budget}),
+    );
+    let txs = vec![
+        chain.txs.sign(&k[0], 0, store(primes)),
+        chain.txs.sign(&k[1], 0, store(search)),
+    ];
+    // An honest proposer leaves the second for a later block; a proposal
+    // with both is refused.
+    assert_eq!(
+        chain.app.prepare_proposal(&txs, u64::MAX),
+        txs[..1].to_vec()
+    );
+    assert!(!chain.app.process_proposal(&txs));
+    assert!(chain.app.process_proposal(&txs[..1]));
+    // FinalizeBlock holds the line even so, without using the nonce.
+    let out = chain.block(&txs);
+    assert_eq!(
+        out.tx_results[0].code,
+        Code::Ok,
+        "{}",
+        out.tx_results[0].log
+    );
+    assert_eq!(out.tx_results[1].code, Code::ModuleBudgetExceeded);
+    assert!(
+        out.tx_results[1].log.contains("send it again"),
+        "{}",
+        out.tx_results[1].log
+    );
+    let out = chain.block(&txs[1..]);
+    assert_eq!(
+        out.tx_results[0].code,
+        Code::Ok,
+        "{}",
+        out.tx_results[0].log
+    );
+}

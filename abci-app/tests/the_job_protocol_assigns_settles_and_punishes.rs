@@ -577,6 +577,7 @@ fn a_verified_job_pays_a_correct_output_and_refuses_a_wrong_one() {
             policy: Some(pb::Policy {
                 kind: Some(pb::policy::Kind::Verified(pb::VerifiedPolicy {
                     verify_fuel: 1_000_000,
+                    max_workers: 0,
                 })),
             }),
             fuel_limit: FUEL_LIMIT,
@@ -611,12 +612,19 @@ fn a_verified_job_pays_a_correct_output_and_refuses_a_wrong_one() {
             }),
         )])
     };
+    // Refused, but not yet a cheat: nothing proves the output wrong until
+    // another worker's output passes.
     let out = send(&mut net, &first, &wrong);
     assert_eq!(
-        events(&out, "worker_cheated")[0]["worker"],
+        events(&out, "output_refused")[0]["worker"],
         first.account().to_hex()
     );
+    assert!(events(&out, "worker_cheated").is_empty());
     assert!(events(&out, "task_settled").is_empty());
+    assert_eq!(
+        net.q(&format!("/reputation/{}", first.account()))["cheats"],
+        0
+    );
     // The slot went to the other worker, which delivers the right nonce.
     assert_eq!(
         events(&out, "task_assigned")[0]["worker"],
@@ -624,6 +632,12 @@ fn a_verified_job_pays_a_correct_output_and_refuses_a_wrong_one() {
     );
     let out = send(&mut net, &second, &right);
     assert_eq!(events(&out, "task_settled").len(), 1);
+    assert_eq!(events(&out, "output_verified").len(), 1);
+    // Now the refused output is proven wrong.
+    assert_eq!(
+        events(&out, "worker_cheated")[0]["worker"],
+        first.account().to_hex()
+    );
     let view = net.q(&format!("/job/{job}"));
     assert_eq!(view["status"], "completed");
     let completion = &view["tasks"][0]["completion"];
@@ -847,5 +861,160 @@ fn a_drawn_worker_declines_and_the_slot_goes_to_another() {
     net.ok(vec![(&next, commit(&job, 0, &next, &[5; 32], 10))]);
     let out = net.run(vec![(&next, decline("changed my mind"))]);
     assert_eq!(out.tx_results[0].code, Code::WrongPhase);
+    net.assert_conserved(&k, &[job]);
+}
+
+/// A module whose `verify` refuses every output: a requester's attempt to
+/// have honest workers slashed.
+const LYING_VERIFY_WAT: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (func (export "alloc") (param i32) (result i32) i32.const 1024)
+  (func (export "run") (param i32 i32) (result i64) i64.const 1)
+  (func (export "verify") (param i32 i32 i32 i32) (result i32) i32.const 0))
+"#;
+
+#[test]
+fn a_verify_that_refuses_everything_fails_the_task_and_slashes_nobody() {
+    let k = keys(5);
+    let mut net = Net::new(&k, json!({}));
+    let wasm = wat::parse_str(LYING_VERIFY_WAT).unwrap();
+    let mut setup = vec![(&k[0], store(&wasm))];
+    setup.extend(k[1..].iter().map(|w| (w, register())));
+    net.ok(setup);
+    let module = ModuleId::of(&wasm);
+    let verify_fuel = 1_000_000;
+    let nonce = net.nonces.get(&k[0].account()).copied().unwrap_or(0);
+    let before = net.chain.balance(&k[0].account());
+    let mut out = net.ok(vec![(
+        &k[0],
+        Msg::PostJob(pb::PostJob {
+            module_id: module.0.to_vec(),
+            tasks: vec![inline(b"x")],
+            policy: Some(pb::Policy {
+                kind: Some(pb::policy::Kind::Verified(pb::VerifiedPolicy {
+                    verify_fuel,
+                    max_workers: 3,
+                })),
+            }),
+            fuel_limit: FUEL_LIMIT,
+            price_per_mfuel: PRICE,
+            deadline_blocks: 200,
+            min_reputation_ppm: 0,
+            max_tasks_per_worker: 0,
+        }),
+    )]);
+    let job = JobId::derive(&k[0].account(), nonce);
+    // The escrow covers three runs and three verifications.
+    let escrow = 3 * (FUEL_LIMIT + verify_fuel) * PRICE / 1_000_000;
+    assert_eq!(net.chain.balance(&k[0].account()), before - escrow);
+    let fuel = 500_000;
+    let output = [7u8];
+    let hash = sha3_256(&output);
+    let mut drawn = Vec::new();
+    for round in 0..3 {
+        let worker = key_of(&k, &events(&out, "task_assigned")[0]["worker"]).clone();
+        assert!(
+            !drawn.contains(&worker.account()),
+            "a distinct worker each time"
+        );
+        drawn.push(worker.account());
+        net.ok(vec![(&worker, commit(&job, 0, &worker, &hash, fuel))]);
+        let mut revealed = reveal(&job, 0, salt_of(&worker), &hash, fuel);
+        if let Msg::RevealResult(r) = &mut revealed {
+            r.output = output.to_vec();
+        }
+        out = net.ok(vec![(&worker, revealed)]);
+        assert_eq!(events(&out, "output_refused").len(), 1, "round {round}");
+        assert!(events(&out, "worker_cheated").is_empty(), "round {round}");
+    }
+    let failed = events(&out, "task_failed");
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0]["reason"].contains("nobody is punished"),
+        "{failed:?}"
+    );
+    assert_eq!(net.q(&format!("/job/{job}"))["status"], "failed");
+    let pay = fuel * PRICE / 1_000_000;
+    for w in &drawn {
+        assert_eq!(net.chain.balance(w), BALANCE - STAKE + pay, "paid its fuel");
+        assert_eq!(
+            net.q(&format!("/worker/{w}"))["stake"],
+            STAKE,
+            "not slashed"
+        );
+        assert_eq!(net.q(&format!("/reputation/{w}"))["cheats"], 0);
+    }
+    assert_eq!(
+        net.q(&format!("/reputation/{}", k[0].account()))["verifications_failed"],
+        1
+    );
+    let stats = net.q("/stats");
+    assert_eq!(stats["credits_slashed"], 0);
+    assert_eq!(stats["verifications"], 3);
+    net.assert_conserved(&k, &[job]);
+}
+
+#[test]
+fn the_verify_queue_spends_at_most_the_block_budget() {
+    // A budget of two verifications a block: five reveals in one block are
+    // judged over three blocks, in queue order.
+    let verify_fuel = 1_000_000;
+    let budget = 2 * (verify_fuel + compute_abci::judge::VERIFY_BASE_FUEL);
+    let k = keys(7);
+    let mut net = Net::new(
+        &k,
+        json!({"max_verify_fuel_per_block": budget, "max_verify_fuel": verify_fuel}),
+    );
+    let wasm = wat::parse_str(LYING_VERIFY_WAT).unwrap();
+    let mut setup = vec![(&k[0], store(&wasm))];
+    setup.extend(k[1..].iter().map(|w| (w, register())));
+    net.ok(setup);
+    let module = ModuleId::of(&wasm);
+    let nonce = net.nonces.get(&k[0].account()).copied().unwrap_or(0);
+    let out = net.ok(vec![(
+        &k[0],
+        Msg::PostJob(pb::PostJob {
+            module_id: module.0.to_vec(),
+            tasks: (0..5u8).map(|i| inline(&[i])).collect(),
+            policy: Some(pb::Policy {
+                kind: Some(pb::policy::Kind::Verified(pb::VerifiedPolicy {
+                    verify_fuel,
+                    max_workers: 1,
+                })),
+            }),
+            fuel_limit: FUEL_LIMIT,
+            price_per_mfuel: PRICE,
+            deadline_blocks: 200,
+            min_reputation_ppm: 0,
+            max_tasks_per_worker: 0,
+        }),
+    )]);
+    let job = JobId::derive(&k[0].account(), nonce);
+    let assigned = events(&out, "task_assigned");
+    assert_eq!(assigned.len(), 5);
+    let output = [7u8];
+    let hash = sha3_256(&output);
+    let fuel = 1_000;
+    let mut commits = Vec::new();
+    let mut reveals = Vec::new();
+    for a in &assigned {
+        let worker = key_of(&k, &a["worker"]);
+        let task: u32 = a["task"].parse().unwrap();
+        commits.push((worker, commit(&job, task, worker, &hash, fuel)));
+        let mut revealed = reveal(&job, task, salt_of(worker), &hash, fuel);
+        if let Msg::RevealResult(r) = &mut revealed {
+            r.output = output.to_vec();
+        }
+        reveals.push((worker, revealed));
+    }
+    net.ok(commits);
+    let mut judged = vec![events(&net.ok(reveals), "output_refused").len()];
+    for out in net.empty_blocks(3) {
+        judged.push(events(&out, "output_refused").len());
+    }
+    assert_eq!(judged, vec![2, 2, 1, 0]);
+    assert_eq!(net.q("/stats")["verifications"], 5);
+    assert_eq!(net.q(&format!("/job/{job}"))["status"], "failed");
     net.assert_conserved(&k, &[job]);
 }

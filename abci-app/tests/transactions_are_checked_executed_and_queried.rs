@@ -243,3 +243,63 @@ fn proposals_with_undecodable_transactions_are_rejected_and_never_prepared() {
         .prepare_proposal(&[good.clone(), good.clone()], good.len() as u64 + 1);
     assert_eq!(one.len(), 1);
 }
+
+#[test]
+fn proposals_are_checked_as_check_tx_checks_them() {
+    use prost::Message;
+    let k = keys(2);
+    let chain = TestChain::new(MemStore::new(), &[(k[0].account(), 100)], json!({}));
+    let good = chain.transfer(&k[0], 0, &k[1].account(), 1);
+    // A signature that does not verify.
+    let mut bad_signature = pb::Tx::decode(good.as_slice()).unwrap();
+    bad_signature.signature[5] ^= 1;
+    let bad_signature = bad_signature.encode_to_vec();
+    // The same transfer with an unknown field appended to the envelope.
+    let mut non_canonical = good.clone();
+    non_canonical.extend_from_slice(&[9 << 3, 0]);
+    // Signed for another chain.
+    let other_chain =
+        compute_proto::TxBuilder::new("other").sign(&k[0], 0, transfer_msg(&k[1].account(), 1));
+    // The identity point as signer with R = identity, S = 0.
+    let mut identity = vec![0u8; 32];
+    identity[0] = 1;
+    let forged = pb::Tx {
+        body: pb::Tx::decode(good.as_slice()).unwrap().body,
+        signer: identity.clone(),
+        signature: [identity, vec![0; 32]].concat(),
+    }
+    .encode_to_vec();
+    for (name, bad) in [
+        ("bad signature", &bad_signature),
+        ("non-canonical", &non_canonical),
+        ("other chain", &other_chain),
+        ("small-order signer", &forged),
+    ] {
+        assert!(
+            !chain.app.process_proposal(&[good.clone(), bad.clone()]),
+            "{name}"
+        );
+        assert_eq!(
+            chain
+                .app
+                .prepare_proposal(&[bad.clone(), good.clone()], 1 << 20),
+            vec![good.clone()],
+            "{name}"
+        );
+    }
+    assert!(chain.app.process_proposal(&[good]));
+}
+
+#[test]
+fn an_amount_and_fee_that_overflow_are_refused_as_an_overflow() {
+    let k = keys(2);
+    let mut chain = TestChain::new(MemStore::new(), &[(k[0].account(), 100)], json!({}));
+    let builder = compute_proto::TxBuilder {
+        chain_id: "test-chain".into(),
+        fee: 2,
+    };
+    let tx = builder.sign(&k[0], 0, transfer_msg(&k[1].account(), u64::MAX));
+    let outcome = chain.check(&tx);
+    assert_eq!(outcome.code, Code::Overflow, "{}", outcome.log);
+    assert!(outcome.log.contains("amount + fee"), "{}", outcome.log);
+}

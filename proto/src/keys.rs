@@ -42,6 +42,46 @@ pub enum KeyError {
     },
 }
 
+/// Why 32 bytes are not a public key the chain accepts.
+///
+/// ZIP-215 verification (what `ed25519-consensus` implements, identically on
+/// every validator) accepts the signature `R = identity, S = 0` on every
+/// message under a key of small order, and accepts several encodings of one
+/// point. A key the chain accepts must therefore be the canonical encoding of
+/// a point of large order: then nobody without the secret can sign for it,
+/// and one point is one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PublicKeyError {
+    /// The bytes do not decode to a point of the curve.
+    #[error("is not an ed25519 public key (not a point of the curve)")]
+    NotOnCurve,
+    /// The bytes decode, but are not the point's one canonical encoding.
+    #[error("is not the canonical encoding of its ed25519 point (re-encode it: y below the field prime, sign bit clear when x is 0)")]
+    NonCanonical,
+    /// The point has small order: anyone can forge signatures for it.
+    #[error("is an ed25519 point of small order, for which anyone can forge signatures")]
+    SmallOrder,
+}
+
+/// Checks that `bytes` is a key the chain accepts: the canonical encoding of
+/// an ed25519 point that is not of small order.
+///
+/// # Errors
+/// [`PublicKeyError`] naming what is wrong.
+pub fn check_public_key(bytes: &[u8; 32]) -> Result<(), PublicKeyError> {
+    let compressed = curve25519_dalek_ng::edwards::CompressedEdwardsY(*bytes);
+    let point = compressed.decompress().ok_or(PublicKeyError::NotOnCurve)?;
+    // Decompression reduces y modulo p and ignores a sign bit on x = 0, so
+    // a second encoding of a point decodes; re-encoding exposes it.
+    if point.compress().as_bytes() != bytes {
+        return Err(PublicKeyError::NonCanonical);
+    }
+    if point.is_small_order() {
+        return Err(PublicKeyError::SmallOrder);
+    }
+    Ok(())
+}
+
 /// An ed25519 signing key (the secret behind an [`AccountId`]).
 #[derive(Clone)]
 pub struct SigningKey(ed25519_consensus::SigningKey);
@@ -159,6 +199,107 @@ impl KeyFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The eight points of small order in their canonical encodings, and
+    /// non-canonical encodings of points, from the ZIP-215 test vectors
+    /// (Henry de Valence, "It's 255:19AM", and the Zcash ZIP-215 set).
+    const SMALL_ORDER_CANONICAL: [&str; 6] = [
+        // identity (0, 1)
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        // order 2: (0, -1)
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        // order 4: (+-sqrt(-1), 0)
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000080",
+        // order 8
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    ];
+    const SMALL_ORDER_ORDER8_NEG: [&str; 2] = [
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    ];
+    /// Encodings with y >= p or a sign bit on x = 0: another spelling of a
+    /// point that has a canonical encoding.
+    const NON_CANONICAL: [&str; 4] = [
+        // y = p + 1 (the identity again), sign bits clear and set
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        // (0, 1) with the sign bit set on x = 0
+        "0100000000000000000000000000000000000000000000000000000000000080",
+        // (0, -1) with the sign bit set on x = 0
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    ];
+
+    fn bytes(text: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn small_order_points_are_refused() {
+        for text in SMALL_ORDER_CANONICAL.iter().chain(&SMALL_ORDER_ORDER8_NEG) {
+            assert_eq!(
+                check_public_key(&bytes(text)),
+                Err(PublicKeyError::SmallOrder),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_canonical_encodings_are_refused() {
+        for text in NON_CANONICAL {
+            let verdict = check_public_key(&bytes(text));
+            assert!(
+                matches!(
+                    verdict,
+                    Err(PublicKeyError::NonCanonical | PublicKeyError::SmallOrder)
+                ),
+                "{text}: {verdict:?}"
+            );
+        }
+        // y = p + 2, a large-order point's second spelling: only the
+        // canonical check can catch it.
+        let mut found = false;
+        for low in 0u8..19 {
+            let mut raw = [0xffu8; 32];
+            raw[0] = 0xed_u8.wrapping_add(low);
+            raw[31] = 0x7f;
+            if raw[0] < 0xed {
+                continue;
+            }
+            let reduced = curve25519_dalek_ng::edwards::CompressedEdwardsY(raw).decompress();
+            if let Some(point) = reduced {
+                if !point.is_small_order() {
+                    assert_eq!(check_public_key(&raw), Err(PublicKeyError::NonCanonical));
+                    found = true;
+                }
+            }
+        }
+        assert!(found, "some y in [p, p + 19) is a large-order point");
+    }
+
+    #[test]
+    fn ordinary_keys_are_accepted_and_off_curve_bytes_refused() {
+        for seed in 0u8..32 {
+            let key = SigningKey::from_seed([seed; 32]);
+            assert_eq!(check_public_key(&key.account().0), Ok(()));
+        }
+        let off_curve = (0u8..=255)
+            .map(|b| [b; 32])
+            .find(|raw| {
+                curve25519_dalek_ng::edwards::CompressedEdwardsY(*raw)
+                    .decompress()
+                    .is_none()
+            })
+            .unwrap();
+        assert_eq!(
+            check_public_key(&off_curve),
+            Err(PublicKeyError::NotOnCurve)
+        );
+    }
 
     #[test]
     fn key_files_round_trip_with_owner_only_permissions() {

@@ -24,5 +24,5 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 pub use hash::{assignment_seed, commitment, hash_parts, sha3_256, sha3_256_concat, Tag};
 pub use ids::{AccountId, BlobId, Hash32, IdError, JobId, ModuleId};
-pub use keys::{KeyError, SigningKey};
+pub use keys::{check_public_key, KeyError, PublicKeyError, SigningKey};
 pub use tx::{SignedTx, TxBuilder, TxError};

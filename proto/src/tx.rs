@@ -3,12 +3,23 @@
 //! The signature covers `H("compute/tx/v1", body)` where `body` is the exact
 //! byte string in `Tx.body`. Verification uses `ed25519-consensus`, whose
 //! ZIP-215 rules give the same verdict on every validator, single or batched.
+//! Two rules come before any signature is checked:
+//!
+//! * the signer is a key the chain accepts ([`check_public_key`]): the
+//!   canonical encoding of a point of large order, for which ZIP-215 admits
+//!   no forgery;
+//! * the envelope and the body are each the canonical protobuf encoding of
+//!   what they decode to: fields in field-number order, each at most once,
+//!   minimal varints, no unknown fields, no field set to its default value,
+//!   packed repeated scalars. That is exactly what a conforming encoder
+//!   (prost, protobuf-go with `Deterministic`) writes, so one signed intent
+//!   has one encoding and one transaction hash.
 
 use prost::Message;
 
 use crate::hash::{hash_parts, Tag};
 use crate::ids::AccountId;
-use crate::keys::SigningKey;
+use crate::keys::{check_public_key, PublicKeyError, SigningKey};
 use crate::pb;
 
 /// Why bytes are not an acceptable transaction (before any state is read).
@@ -28,9 +39,9 @@ pub enum TxError {
     /// `Tx.signer` is not 32 bytes.
     #[error("signer must be a 32-byte ed25519 public key, got {0} bytes")]
     SignerLength(usize),
-    /// `Tx.signer` is not a valid ed25519 point.
-    #[error("signer is not a valid ed25519 public key")]
-    SignerInvalid,
+    /// `Tx.signer` is not a key the chain accepts.
+    #[error("signer {0}")]
+    SignerInvalid(PublicKeyError),
     /// `Tx.signature` is not 64 bytes.
     #[error("signature must be 64 bytes, got {0}")]
     SignatureLength(usize),
@@ -40,6 +51,15 @@ pub enum TxError {
     /// `Tx.body` is not a protobuf `TxBody`.
     #[error("body is not a compute.v1.TxBody: {0}")]
     BodyMalformed(String),
+    /// The envelope or the body is not the canonical encoding of what it
+    /// decodes to.
+    #[error("{part} is not canonically encoded: {reason}; encode it with fields in field-number order, each at most once, minimal varints, no unknown fields and no default values (what protobuf encoders write by default)")]
+    NonCanonical {
+        /// `Tx` (the envelope) or `TxBody`.
+        part: &'static str,
+        /// Where the bytes first differ from the canonical encoding.
+        reason: String,
+    },
     /// `TxBody.msg` is empty.
     #[error("transaction carries no message")]
     MissingMessage,
@@ -140,12 +160,15 @@ impl SignedTx {
             });
         }
         let tx = pb::Tx::decode(bytes).map_err(|e| TxError::Malformed(e.to_string()))?;
+        check_canonical("Tx", &tx, bytes)?;
         let signer = AccountId::from_slice(&tx.signer)
             .map_err(|_| TxError::SignerLength(tx.signer.len()))?;
+        check_public_key(&signer.0).map_err(TxError::SignerInvalid)?;
         let signature = <[u8; 64]>::try_from(tx.signature.as_slice())
             .map_err(|_| TxError::SignatureLength(tx.signature.len()))?;
         let body = pb::TxBody::decode(tx.body.as_slice())
             .map_err(|e| TxError::BodyMalformed(e.to_string()))?;
+        check_canonical("TxBody", &body, &tx.body)?;
         let msg = body.msg.clone().ok_or(TxError::MissingMessage)?;
         Ok(Self {
             signer,
@@ -160,13 +183,40 @@ impl SignedTx {
     /// Checks the signature alone.
     pub fn verify(&self) -> Result<(), TxError> {
         let key = ed25519_consensus::VerificationKey::try_from(self.signer.0)
-            .map_err(|_| TxError::SignerInvalid)?;
+            .map_err(|_| TxError::SignerInvalid(PublicKeyError::NotOnCurve))?;
         key.verify(
             &ed25519_consensus::Signature::from(self.signature),
             &self.sign_bytes,
         )
         .map_err(|_| TxError::BadSignature(self.signer))
     }
+}
+
+/// Checks that `bytes` is exactly the encoding of `decoded`: prost drops
+/// unknown fields, keeps the last of repeated ones and accepts long varints
+/// when decoding, and writes none of them when encoding.
+fn check_canonical<M: Message>(
+    part: &'static str,
+    decoded: &M,
+    bytes: &[u8],
+) -> Result<(), TxError> {
+    let canonical = decoded.encode_to_vec();
+    if canonical == bytes {
+        return Ok(());
+    }
+    let at = canonical
+        .iter()
+        .zip(bytes)
+        .position(|(a, b)| a != b)
+        .unwrap_or(canonical.len().min(bytes.len()));
+    Err(TxError::NonCanonical {
+        part,
+        reason: format!(
+            "{} bytes where the canonical encoding has {}, first differing at byte {at}",
+            bytes.len(),
+            canonical.len()
+        ),
+    })
 }
 
 /// Verifies many signatures at once; returns one verdict per transaction, in order.
@@ -272,5 +322,121 @@ mod tests {
         for (i, verdict) in verdicts.iter().enumerate() {
             assert_eq!(verdict.is_ok(), i != 5, "tx {i}");
         }
+    }
+
+    /// Wraps `body` bytes in a `Tx` signed by `key`, without re-encoding.
+    fn envelope(body: Vec<u8>, key: &SigningKey) -> Vec<u8> {
+        let signature = key.sign(&sign_bytes(&body));
+        pb::Tx {
+            body,
+            signer: key.account().0.to_vec(),
+            signature: signature.to_vec(),
+        }
+        .encode_to_vec()
+    }
+
+    fn non_canonical(bytes: &[u8]) -> bool {
+        matches!(
+            SignedTx::decode(bytes, 1 << 20),
+            Err(TxError::NonCanonical { .. })
+        )
+    }
+
+    #[test]
+    fn every_re_encoding_of_a_signed_intent_is_refused() {
+        let key = SigningKey::from_seed([4; 32]);
+        let body = pb::TxBody {
+            chain_id: "test".into(),
+            nonce: 1,
+            fee: 0,
+            msg: Some(transfer(1, 1)),
+        };
+        let canonical = body.encode_to_vec();
+        assert!(SignedTx::decode(&envelope(canonical.clone(), &key), 1 << 20).is_ok());
+
+        // An unknown field (number 9, varint) appended to the body.
+        let mut unknown = canonical.clone();
+        unknown.extend_from_slice(&[9 << 3, 1]);
+        assert!(non_canonical(&envelope(unknown, &key)));
+
+        // The nonce (field 2) repeated: the last value would win.
+        let mut repeated = canonical.clone();
+        repeated.extend_from_slice(&[2 << 3, 9]);
+        assert!(non_canonical(&envelope(repeated, &key)));
+
+        // The nonce written as a two-byte varint (0x81 0x00 is 1).
+        let position = canonical.iter().position(|&b| b == 2 << 3).unwrap();
+        let mut long = canonical.clone();
+        long.splice(position + 1..position + 2, [0x81, 0x00]);
+        assert!(non_canonical(&envelope(long, &key)));
+
+        // The fee written out although it is 0.
+        let mut default = canonical.clone();
+        default.splice(position + 2..position + 2, [3 << 3, 0]);
+        assert!(non_canonical(&envelope(default, &key)));
+
+        // Fields out of order: the nonce moved to the end.
+        let mut reordered = canonical.clone();
+        let nonce: Vec<u8> = reordered.drain(position..position + 2).collect();
+        reordered.extend(nonce);
+        assert!(non_canonical(&envelope(reordered, &key)));
+
+        // A duplicated amount inside the message: amount 1 then 900.
+        let inner = pb::Transfer {
+            to: vec![1; 32],
+            amount: 1,
+        };
+        let mut inner = inner.encode_to_vec();
+        inner.extend_from_slice(&[2 << 3, 0x84, 0x07]);
+        // chain_id "test", nonce 1, then the transfer with both amounts.
+        let mut forged = vec![1 << 3 | 2, 4];
+        forged.extend_from_slice(b"test");
+        forged.extend_from_slice(&[2 << 3, 1]);
+        let transfer_field = pb::TxBody {
+            msg: Some(transfer(1, 1)),
+            ..Default::default()
+        }
+        .encode_to_vec()[0];
+        forged.push(transfer_field);
+        forged.push(inner.len() as u8);
+        forged.extend(inner);
+        let decoded = pb::TxBody::decode(forged.as_slice()).unwrap();
+        assert!(matches!(
+            decoded.msg,
+            Some(pb::tx_body::Msg::Transfer(pb::Transfer { amount: 900, .. }))
+        ));
+        assert!(non_canonical(&envelope(forged, &key)));
+
+        // The envelope itself with an unknown field.
+        let mut outer = envelope(canonical, &key);
+        outer.extend_from_slice(&[9 << 3, 0]);
+        assert!(non_canonical(&outer));
+    }
+
+    #[test]
+    fn a_small_order_signer_cannot_forge() {
+        // The identity point as signer, R = identity, S = 0: ZIP-215 accepts
+        // this signature on every message.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let body = pb::TxBody {
+            chain_id: "test".into(),
+            nonce: 0,
+            fee: 0,
+            msg: Some(transfer(1, 1)),
+        }
+        .encode_to_vec();
+        let mut signature = [0u8; 64];
+        signature[0] = 1;
+        let forged = pb::Tx {
+            body,
+            signer: identity.to_vec(),
+            signature: signature.to_vec(),
+        }
+        .encode_to_vec();
+        assert_eq!(
+            SignedTx::decode(&forged, 1 << 20).unwrap_err(),
+            TxError::SignerInvalid(PublicKeyError::SmallOrder)
+        );
     }
 }

@@ -246,8 +246,9 @@ async fn scenario(net: &Net) -> Result<()> {
     check_requester_paid(net, &job).await
 }
 
-/// The requester paid exactly what the workers were paid: the rest of the
-/// escrow came back (fees are 0 on this chain).
+/// The requester paid exactly what the workers were paid and the module's
+/// store fee: the rest of the escrow came back (transaction fees are 0 on
+/// this chain).
 async fn check_requester_paid(net: &Net, job: &str) -> Result<()> {
     let (_, _, view) = net.node.query(&format!("/job/{job}")).await?;
     ensure!(view["escrow"] == 0, "the escrow is settled: {view}");
@@ -258,11 +259,21 @@ async fn check_requester_paid(net: &Net, job: &str) -> Result<()> {
         .map(|t| t["completion"]["paid"].as_u64().unwrap_or(0))
         .sum();
     ensure!(paid > 0, "workers were paid: {view}");
+    let module = view["module"].as_str().context("the job's module")?;
+    let (_, _, record) = net.node.query(&format!("/module/{module}")).await?;
+    let (_, _, params) = net.node.query("/params").await?;
+    let store_fee = record["size"]
+        .as_u64()
+        .context("module size")?
+        .div_ceil(1024)
+        * params["store_module_fee_per_kib"]
+            .as_u64()
+            .context("store fee")?;
     let requester = compute_proto::keys::KeyFile::load(&net.requester_key)?.account();
     let balance = net.node.balance(&requester).await?;
     ensure!(
-        balance == GENESIS_BALANCE - paid,
-        "the requester holds {balance}, expected {GENESIS_BALANCE} - {paid}"
+        balance == GENESIS_BALANCE - paid - store_fee,
+        "the requester holds {balance}, expected {GENESIS_BALANCE} - {paid} - {store_fee} (store fee)"
     );
     Ok(())
 }

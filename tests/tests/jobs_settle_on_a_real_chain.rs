@@ -405,6 +405,7 @@ async fn a_job_is_assigned_worked_settled_and_replayed_on_a_real_chain() -> Resu
                 policy: Some(pb::Policy {
                     kind: Some(pb::policy::Kind::Verified(pb::VerifiedPolicy {
                         verify_fuel: 5_000_000,
+                        max_workers: 0,
                     })),
                 }),
                 fuel_limit: FUEL_LIMIT,

@@ -6,7 +6,6 @@ use compute_proto::{pb, AccountId, JobId};
 use crate::codes::Rejection;
 use crate::events::{event, Event};
 use crate::jobs;
-use crate::msg::post_job::escrow;
 use crate::msg::{credit, update_stats, Ctx};
 use crate::state::{job_status_name, keys, StateRead};
 use crate::store::StateTx;
@@ -29,7 +28,7 @@ pub fn check_stateful(
     if job.requester != signer.0 {
         return Err(Rejection::NotJobOwner {
             job: *id,
-            requester: AccountId::from_slice(&job.requester).unwrap_or_default(),
+            requester: crate::state::stored_account(&job.requester),
         });
     }
     if job.status != pb::JobStatus::Open as i32 {
@@ -60,10 +59,13 @@ pub fn execute(
             Ok(pb::TaskStatus::Commit) => {
                 for replica in &task.replicas {
                     if jobs::is_live(replica) {
-                        let worker = AccountId::from_slice(&replica.worker).unwrap_or_default();
+                        let worker = crate::state::stored_account(&replica.worker);
                         jobs::release(state, &worker, id, index);
                     }
                 }
+                // A Verified task back in its commit phase after a refusal:
+                // nothing proved that output wrong, so it is paid.
+                jobs::pay_refused(state, &mut job, &task);
                 task.status = pb::TaskStatus::Cancelled as i32;
                 task.ended_height = i64::try_from(ctx.height).unwrap_or(i64::MAX);
                 state.delete_raw(keys::pending(id, index));
@@ -71,8 +73,7 @@ pub fn execute(
                 job.tasks_cancelled = job.tasks_cancelled.saturating_add(1);
             }
             Ok(pb::TaskStatus::Reveal) => {
-                let owed =
-                    escrow(1, task.wanted, job.fuel_limit, job.price_per_mfuel).unwrap_or(u64::MAX);
+                let owed = jobs::task_reserve(&job, &task);
                 reserve = reserve.saturating_add(owed);
             }
             _ => {}

@@ -37,9 +37,12 @@ pub struct Ctx<'a> {
     pub proposer: Option<AccountId>,
     /// The block time in seconds since the Unix epoch (0 in CheckTx).
     pub time_seconds: i64,
-    /// Runs `verify` for Verified jobs; `None` in CheckTx, where the
-    /// verdict is left to FinalizeBlock.
-    pub verifier: Option<&'a crate::verify::Verifier>,
+    /// Compiles stored modules and runs `verify` for Verified jobs.
+    pub verifier: &'a crate::verify::Verifier,
+    /// Whether this runs in a block (FinalizeBlock) rather than in CheckTx:
+    /// a fault of this validator halts it in a block and only refuses the
+    /// transaction in CheckTx.
+    pub in_block: bool,
 }
 
 pub use compute_proto::tx::msg_name as name;
@@ -74,6 +77,10 @@ pub fn require_funds(
     amount: u64,
     fee: u64,
 ) -> Result<(), Rejection> {
+    // What the person asked to spend in all, which must itself be a number.
+    amount
+        .checked_add(fee)
+        .ok_or(Rejection::Overflow("amount + fee"))?;
     let balance = state.account(payer).balance;
     if balance < amount {
         return Err(Rejection::InsufficientFunds {
@@ -219,8 +226,8 @@ pub fn run(
 ) -> Result<Vec<Event>, Rejection> {
     match checked {
         Checked::StoreModule(m, info) => {
-            store_module::check_stateful(info, state)?;
-            store_module::execute(m, info, &tx.signer, ctx.height, state)
+            store_module::check_stateful(info, &tx.signer, tx.body.fee, ctx.params, state)?;
+            store_module::execute(m, info, &tx.signer, ctx, state)
         }
         Checked::RegisterWorker(m) => {
             workers::check_register_stateful(m, &tx.signer, tx.body.fee, ctx.params, state)?;

@@ -1,9 +1,12 @@
 //! `PostJob`: creates a job and its tasks and escrows the worst-case price.
 //!
-//! The escrow is `tasks x max_replicas x fuel_limit x price_per_mfuel /
-//! 1_000_000`, rounded up: every replica the chain may ever add (extra
-//! replicas when no quorum forms) is paid for up front, so settlement can
-//! never run short. What is not owed is refunded when the job ends.
+//! The escrow is `tasks x max_replicas x (fuel_limit + verify_fuel) x
+//! price_per_mfuel / 1_000_000`, rounded up (`verify_fuel` is 0 for quorum
+//! jobs): every replica the chain may ever add (extra replicas when no
+//! quorum forms, another worker when `verify` refuses an output) and every
+//! verification the chain may run is paid for up front, so settlement can
+//! never run short and an attack on the verify queue costs its requester.
+//! What is not owed is refunded when the job ends.
 
 use compute_proto::{pb, AccountId, JobId, ModuleId};
 
@@ -14,6 +17,9 @@ use crate::state::{keys, StateRead};
 use crate::store::StateTx;
 
 const MSG: &str = "PostJob";
+
+/// Workers a Verified task may try when its policy names none.
+pub const DEFAULT_VERIFIED_WORKERS: u32 = 3;
 
 /// Replicas and quorum when a job names no policy (DESIGN section 4).
 pub const DEFAULT_QUORUM: pb::QuorumPolicy = pb::QuorumPolicy {
@@ -101,14 +107,33 @@ pub fn check_stateless(msg: &pb::PostJob, params: &pb::Params) -> Result<Checked
                     v.verify_fuel, params.max_verify_fuel
                 )));
             }
-            1
+            let workers = if v.max_workers == 0 {
+                DEFAULT_VERIFIED_WORKERS.min(params.max_replicas)
+            } else {
+                v.max_workers
+            };
+            if workers > params.max_replicas {
+                return Err(invalid(format!(
+                    "max_workers {workers} must be at most the chain's max_replicas {}",
+                    params.max_replicas
+                )));
+            }
+            workers
         }
     };
+    let verify_fuel = match &kind {
+        pb::policy::Kind::Verified(v) => v.verify_fuel,
+        pb::policy::Kind::Quorum(_) => 0,
+    };
+    let replica_fuel = msg
+        .fuel_limit
+        .checked_add(verify_fuel)
+        .ok_or(Rejection::Overflow("fuel_limit + verify_fuel"))?;
     let policy = pb::Policy { kind: Some(kind) };
     let escrow = escrow(
         count as u64,
         max_replicas,
-        msg.fuel_limit,
+        replica_fuel,
         msg.price_per_mfuel,
     )
     .ok_or(Rejection::Overflow("job escrow"))?;

@@ -261,8 +261,8 @@ pub fn check_reveal_stateful(
     Ok((job, task, position))
 }
 
-/// Records the reveal; a verified job's output is judged now, and the last
-/// reveal of a quorum task settles it.
+/// Records the reveal; a Verified job's output joins the verify queue, and
+/// the last reveal of a quorum task settles it.
 pub fn execute_reveal(
     m: &pb::RevealResult,
     target: &Target,
@@ -292,16 +292,9 @@ pub fn execute_reveal(
         Some(pb::policy::Kind::Verified(_))
     );
     if verified {
-        jobs::judge_verified(
-            state,
-            ctx,
-            &target.job,
-            &mut job,
-            target.task,
-            &mut task,
-            position,
-            &mut events,
-        );
+        // Judged at the end of a block, from the verify queue, within the
+        // block's verify budget: a reveal itself costs a block nothing.
+        crate::judge::enqueue(state, ctx, &target.job, target.task, &signer.0);
     } else {
         jobs::advance(
             state,

@@ -15,9 +15,9 @@ pub fn check_stateless(msg: &pb::Transfer) -> Result<AccountId, Rejection> {
     let invalid = |reason: String| Rejection::InvalidMessage { msg: MSG, reason };
     let to = AccountId::from_slice(&msg.to)
         .map_err(|_| invalid(format!("recipient must be 32 bytes, got {}", msg.to.len())))?;
-    // Credits sent to bytes that are no public key could never be spent.
-    ed25519_consensus::VerificationKey::try_from(to.0)
-        .map_err(|_| invalid(format!("recipient {to} is not an ed25519 public key")))?;
+    // Credits sent to bytes that are no public key could never be spent,
+    // and credits sent to a small-order key could be spent by anyone.
+    compute_proto::check_public_key(&to.0).map_err(|e| invalid(format!("recipient {to} {e}")))?;
     if msg.amount == 0 {
         return Err(invalid("amount must be positive".into()));
     }

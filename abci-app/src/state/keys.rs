@@ -34,8 +34,21 @@ pub const WORKER_COMPLETION_PREFIX: &[u8] = b"wdone/";
 /// Prefix of the index of jobs by requester.
 pub const REQUESTER_PREFIX: &[u8] = b"mjob/";
 
+/// Prefix of the verify queue, by big-endian sequence number.
+pub const VERIFY_QUEUE_PREFIX: &[u8] = b"vq/";
+
 /// The task index a deadline entry uses for the job's own deadline.
 pub const WHOLE_JOB: u32 = u32::MAX;
+
+/// One entry of the verify queue.
+pub fn verify_queue(sequence: u64) -> Vec<u8> {
+    [VERIFY_QUEUE_PREFIX, &sequence.to_be_bytes()].concat()
+}
+
+/// The sequence number the next verify queue entry gets.
+pub fn verify_queue_next() -> Vec<u8> {
+    b"meta/verify_queue_next".to_vec()
+}
 
 /// The account record of `id`.
 pub fn account(id: &AccountId) -> Vec<u8> {

@@ -19,6 +19,50 @@ pub(crate) fn decode<M: Message + Default>(key: &[u8], raw: &[u8]) -> M {
     })
 }
 
+/// An account id read back from a stored record or key. One that is not 32
+/// bytes was never written by this state machine: the state is corrupt, and
+/// the node halts rather than pay or punish a made-up account.
+pub(crate) fn stored_account(bytes: &[u8]) -> AccountId {
+    AccountId::from_slice(bytes).unwrap_or_else(|e| {
+        panic!(
+            "stored account id {} is invalid ({e}); the state is corrupt, halting",
+            hex::encode(bytes)
+        )
+    })
+}
+
+/// A job id read back from a stored record or key; see [`stored_account`].
+pub(crate) fn stored_job(bytes: &[u8]) -> JobId {
+    JobId::from_slice(bytes).unwrap_or_else(|e| {
+        panic!(
+            "stored job id {} is invalid ({e}); the state is corrupt, halting",
+            hex::encode(bytes)
+        )
+    })
+}
+
+/// A big-endian u64 stored under `key`; see [`stored_account`].
+pub(crate) fn stored_u64(key: &[u8], raw: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(raw)
+        .map(u64::from_be_bytes)
+        .unwrap_or_else(|_| {
+            panic!(
+                "state value under key {} is not a u64; the state is corrupt, halting",
+                String::from_utf8_lossy(key)
+            )
+        })
+}
+
+/// A module id read back from a stored record; see [`stored_account`].
+pub(crate) fn stored_module(bytes: &[u8]) -> ModuleId {
+    ModuleId::from_slice(bytes).unwrap_or_else(|e| {
+        panic!(
+            "stored module id {} is invalid ({e}); the state is corrupt, halting",
+            hex::encode(bytes)
+        )
+    })
+}
+
 /// Typed reads, available on every view of the state.
 pub trait StateRead: KvRead {
     /// A protobuf record, if present.
@@ -177,6 +221,7 @@ pub fn replica_status_name(status: i32) -> &'static str {
         Ok(pb::ReplicaStatus::Cheated) => "cheated",
         Ok(pb::ReplicaStatus::Missed) => "missed",
         Ok(pb::ReplicaStatus::Declined) => "declined",
+        Ok(pb::ReplicaStatus::Refused) => "refused",
         Ok(pb::ReplicaStatus::Unspecified) | Err(_) => "unknown",
     }
 }

@@ -36,6 +36,17 @@ pub trait Store: KvRead + Send + Sync + 'static {
 
     /// The height and app hash of the last commit, if any.
     fn commit_info(&self) -> Option<pb::CommitInfo>;
+
+    /// A read view of the last commit that later commits do not change:
+    /// what queries read, so that they never wait for a block and never see
+    /// half of one.
+    fn snapshot(&self) -> Box<dyn Snapshot + '_>;
+}
+
+/// A consistent read view of one commit (see [`Store::snapshot`]).
+pub trait Snapshot: KvRead {
+    /// The height and app hash of the commit this view shows, if any.
+    fn commit_info(&self) -> Option<pb::CommitInfo>;
 }
 
 /// A buffer of writes: `Some(value)` sets a key, `None` deletes it. Sorted,

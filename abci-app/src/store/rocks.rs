@@ -4,9 +4,11 @@ use std::path::Path;
 
 use compute_proto::pb;
 use prost::Message;
-use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    Direction, IteratorMode, Options, SnapshotWithThreadMode, WriteBatch, WriteOptions, DB,
+};
 
-use super::{Delta, KvRead, Store};
+use super::{Delta, KvRead, Snapshot, Store};
 
 /// The key of the last commit's height and app hash. It sorts after every
 /// state key (which start with a printable prefix) and is not part of the
@@ -72,36 +74,86 @@ impl RocksStore {
     }
 }
 
+/// The first key a scan of `prefix` after `after` reads.
+fn scan_start<'k>(prefix: &'k [u8], after: Option<&'k [u8]>) -> &'k [u8] {
+    match after {
+        Some(after) if after >= prefix => after,
+        _ => prefix,
+    }
+}
+
+/// Collects up to `limit` entries of a forward iterator under `prefix`,
+/// strictly after `after`.
+fn collect_scan<I>(
+    iter: I,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Vec<(Vec<u8>, Vec<u8>)>
+where
+    I: Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>>,
+{
+    let mut out = Vec::new();
+    for item in iter {
+        if out.len() >= limit {
+            break;
+        }
+        let (k, v) = item.unwrap_or_else(|e| panic!("state database scan failed, halting: {e}"));
+        if !k.starts_with(prefix) {
+            break;
+        }
+        if after.is_some_and(|a| &*k <= a) {
+            continue;
+        }
+        out.push((k.into_vec(), v.into_vec()));
+    }
+    out
+}
+
 impl KvRead for RocksStore {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         self.raw_get(key)
     }
 
     fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let start = match after {
-            Some(after) if after >= prefix => after,
-            _ => prefix,
-        };
-        let mut out = Vec::new();
-        for item in self
+        let start = scan_start(prefix, after);
+        let iter = self
             .db
-            .iterator(IteratorMode::From(start, Direction::Forward))
-        {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) =
-                item.unwrap_or_else(|e| panic!("state database scan failed, halting: {e}"));
-            if !k.starts_with(prefix) {
-                break;
-            }
-            if after.is_some_and(|a| &*k <= a) {
-                continue;
-            }
-            out.push((k.into_vec(), v.into_vec()));
-        }
-        out
+            .iterator(IteratorMode::From(start, Direction::Forward));
+        collect_scan(iter, prefix, after, limit)
     }
+}
+
+/// A RocksDB snapshot: the database as of one commit.
+struct RocksSnapshot<'a>(SnapshotWithThreadMode<'a, DB>);
+
+impl KvRead for RocksSnapshot<'_> {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0
+            .get(key)
+            .unwrap_or_else(|e| panic!("state database read failed, halting: {e}"))
+    }
+
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let start = scan_start(prefix, after);
+        let iter = self
+            .0
+            .iterator(IteratorMode::From(start, Direction::Forward));
+        collect_scan(iter, prefix, after, limit)
+    }
+}
+
+impl Snapshot for RocksSnapshot<'_> {
+    fn commit_info(&self) -> Option<pb::CommitInfo> {
+        self.get(COMMIT_INFO_KEY)
+            .map(|raw| decode_commit_info(&raw))
+    }
+}
+
+fn decode_commit_info(raw: &[u8]) -> pb::CommitInfo {
+    // Checked at open; a later failure is corruption under our feet.
+    pb::CommitInfo::decode(raw)
+        .unwrap_or_else(|e| panic!("commit record became unreadable, halting: {e}"))
 }
 
 impl Store for RocksStore {
@@ -124,11 +176,12 @@ impl Store for RocksStore {
     }
 
     fn commit_info(&self) -> Option<pb::CommitInfo> {
-        self.raw_get(COMMIT_INFO_KEY).map(|raw| {
-            // Checked at open; a later failure is corruption under our feet.
-            pb::CommitInfo::decode(raw.as_slice())
-                .unwrap_or_else(|e| panic!("commit record became unreadable, halting: {e}"))
-        })
+        self.raw_get(COMMIT_INFO_KEY)
+            .map(|raw| decode_commit_info(&raw))
+    }
+
+    fn snapshot(&self) -> Box<dyn Snapshot + '_> {
+        Box::new(RocksSnapshot(self.db.snapshot()))
     }
 }
 

@@ -23,7 +23,13 @@ pub struct TestChain<S: Store> {
 
 impl<S: Store> TestChain<S> {
     /// Runs genesis with `balances` and parameter overrides `params`.
-    pub fn new(store: S, balances: &[(AccountId, u64)], params: Value) -> Self {
+    ///
+    /// Unless `params` names it, `store_module_fee_per_kib` is 0: scenarios
+    /// count balances to the credit, and the store fee has tests of its own.
+    pub fn new(store: S, balances: &[(AccountId, u64)], mut params: Value) -> Self {
+        if let Some(fields) = params.as_object_mut() {
+            fields.entry("store_module_fee_per_kib").or_insert(json!(0));
+        }
         let accounts: Vec<Value> = balances
             .iter()
             .map(|(id, b)| json!({"address": id, "balance": b}))

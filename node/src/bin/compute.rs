@@ -553,7 +553,10 @@ async fn job_command(
             let files = jobs::input_files(&inputs)?;
             let tasks = jobs::task_inputs(&files, max_inline, &mut gateway, gateway_url).await?;
             let policy = if verified {
-                pb::policy::Kind::Verified(pb::VerifiedPolicy { verify_fuel })
+                pb::policy::Kind::Verified(pb::VerifiedPolicy {
+                    verify_fuel,
+                    max_workers: 0,
+                })
             } else {
                 pb::policy::Kind::Quorum(pb::QuorumPolicy {
                     replicas,

@@ -1,0 +1,231 @@
+//! The verify queue: how the chain judges the outputs of Verified jobs.
+//!
+//! A reveal of a Verified job is only recorded and queued
+//! ([`enqueue`]); the end of every block runs `verify` on queued outputs in
+//! queue order while the block's verify budget (`max_verify_fuel_per_block`)
+//! lasts ([`judge_queue`]). Each entry is counted at its cap, its job's
+//! `verify_fuel` plus [`VERIFY_BASE_FUEL`], whatever it then burns: a block
+//! never runs more than the budget could cost, and what does not fit waits
+//! for the next block, in the same order on every validator.
+//!
+//! Punishment needs proof. An output `verify` refuses is marked `Refused`,
+//! its worker released and another drawn; it becomes a cheat (counted and
+//! slashed) only when another worker's output for the same task passes. When
+//! the job's `max_workers` outputs were all refused, nobody is slashed: the
+//! task fails, each refused worker is paid its fuel from the escrow, and the
+//! requester's `verifications_failed` rises (see [`crate::jobs::fail_task`]).
+//!
+//! Each verification's fuel is paid from the job's escrow (which holds it
+//! from `PostJob` on) to the block's proposer, who ran it first.
+
+use compute_proto::{pb, JobId};
+
+use crate::events::{task_event, Event};
+use crate::jobs;
+use crate::msg::{credit, update_stats, Ctx};
+use crate::state::{keys, stored_account, stored_job, stored_module, StateRead};
+use crate::store::{KvRead, StateTx};
+use crate::verify::Judgement;
+
+use pb::ReplicaStatus as R;
+
+/// Fuel each verification counts against the block budget at least: the
+/// fixed part of a run (an instance, copying input and output in), which
+/// `verify_fuel` does not meter.
+pub const VERIFY_BASE_FUEL: u64 = 1_000_000;
+
+/// Queues the revealed output of `worker` for judgement.
+pub fn enqueue(state: &mut StateTx<'_>, ctx: &Ctx<'_>, id: &JobId, index: u32, worker: &[u8]) {
+    let next = state.get(&keys::verify_queue_next()).map_or(0, |raw| {
+        crate::state::stored_u64(&keys::verify_queue_next(), &raw)
+    });
+    let item = pb::VerifyItem {
+        job_id: id.0.to_vec(),
+        task: index,
+        worker: worker.to_vec(),
+        height: i64::try_from(ctx.height).unwrap_or(i64::MAX),
+    };
+    state.put_record(keys::verify_queue(next), &item);
+    state.put_raw(
+        keys::verify_queue_next(),
+        next.saturating_add(1).to_be_bytes().to_vec(),
+    );
+}
+
+/// What one queued verification costs the block budget at most.
+fn budget_of(policy: &pb::VerifiedPolicy) -> u64 {
+    policy.verify_fuel.saturating_add(VERIFY_BASE_FUEL)
+}
+
+/// Judges queued outputs in queue order within the block's verify budget.
+///
+/// # Panics
+/// When this validator cannot run `verify` for a reason of its own: it halts
+/// rather than commit an app hash that the others do not compute.
+pub fn judge_queue(state: &mut StateTx<'_>, ctx: &Ctx<'_>) -> Vec<Event> {
+    let mut events = Vec::new();
+    let mut budget = ctx.params.max_verify_fuel_per_block;
+    // Every entry either fits and is judged, or stops the loop: a fixed
+    // number of entries is read, bounded by what the budget can pay for.
+    let most = usize::try_from(budget / VERIFY_BASE_FUEL)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    for (key, raw) in state.scan(keys::VERIFY_QUEUE_PREFIX, None, most) {
+        let item: pb::VerifyItem = crate::state::decode(&key, &raw);
+        let id = stored_job(&item.job_id);
+        let Some(mut job) = state.job(&id) else {
+            state.delete_raw(key);
+            continue;
+        };
+        let Some(pb::policy::Kind::Verified(policy)) = job.policy.and_then(|p| p.kind) else {
+            panic!("job {id} has a queued verification but no Verified policy; the state is corrupt, halting");
+        };
+        let Some(mut task) = state.task(&id, item.task) else {
+            state.delete_raw(key);
+            continue;
+        };
+        // The task may have ended since (the job's deadline): then nothing
+        // is owed to this output's judgement any more.
+        let position = task
+            .replicas
+            .iter()
+            .position(|r| r.worker == item.worker && r.status == R::Revealed as i32);
+        let (Some(position), true) = (position, task.status == pb::TaskStatus::Reveal as i32)
+        else {
+            state.delete_raw(key);
+            continue;
+        };
+        let cost = budget_of(&policy);
+        if cost > budget {
+            break;
+        }
+        state.delete_raw(key);
+        let judgement = judge_one(state, ctx, &job, &task, position, &policy);
+        let fuel_used = match &judgement {
+            Judgement::Accepted { fuel_used } | Judgement::Refused { fuel_used, .. } => *fuel_used,
+        };
+        budget = budget.saturating_sub(cost);
+        pay_verification(state, ctx, &mut job, fuel_used);
+        apply(
+            state,
+            ctx,
+            &id,
+            &mut job,
+            item.task,
+            &mut task,
+            position,
+            judgement,
+            &mut events,
+        );
+        jobs::store(state, ctx, &id, &mut job, item.task, &task, &mut events);
+    }
+    events
+}
+
+/// Runs `verify` on the replica's output.
+fn judge_one(
+    state: &StateTx<'_>,
+    ctx: &Ctx<'_>,
+    job: &pb::Job,
+    task: &pb::Task,
+    position: usize,
+    policy: &pb::VerifiedPolicy,
+) -> Judgement {
+    let module = stored_module(&job.module_id);
+    let code = state.module_code(&module).unwrap_or_else(|| {
+        panic!("module {module} of a job is not stored; the state is corrupt, halting")
+    });
+    let input = match task.input.as_ref().and_then(|i| i.source.as_ref()) {
+        Some(pb::task_input::Source::Inline(bytes)) => bytes.as_slice(),
+        _ => panic!("a Verified task has no inline input; the state is corrupt, halting"),
+    };
+    let output = &task.replicas[position].output;
+    match ctx.verifier.judge(
+        &code,
+        input,
+        output,
+        policy.verify_fuel,
+        ctx.params.sandbox_memory_pages,
+    ) {
+        Ok(judgement) => judgement,
+        Err(fault) => {
+            tracing::error!(%fault, module = %module, "verify could not run on this validator; halting instead of forking");
+            panic!("verify could not run on this validator ({fault}); halting instead of committing a different app hash");
+        }
+    }
+}
+
+/// Pays the fuel of one verification, at the job's price, from its escrow
+/// to the proposer; without a known proposer it stays in the escrow.
+fn pay_verification(state: &mut StateTx<'_>, ctx: &Ctx<'_>, job: &mut pb::Job, fuel_used: u64) {
+    update_stats(state, |s| {
+        s.verifications = s.verifications.saturating_add(1);
+        s.verify_fuel_used = s.verify_fuel_used.saturating_add(fuel_used);
+    });
+    let Some(proposer) = ctx.proposer else {
+        return;
+    };
+    let cost = jobs::price_of(fuel_used, job.price_per_mfuel).min(job.escrow);
+    if cost > 0 && credit(state, &proposer, cost).is_ok() {
+        job.escrow = job.escrow.saturating_sub(cost);
+    }
+}
+
+/// Applies a verdict: an accepted output settles the task (and proves every
+/// refused one a cheat); a refused one waits for proof while another worker
+/// is drawn, or fails the task when no worker is left to draw.
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
+    id: &JobId,
+    job: &mut pb::Job,
+    index: u32,
+    task: &mut pb::Task,
+    position: usize,
+    judgement: Judgement,
+    events: &mut Vec<Event>,
+) {
+    match judgement {
+        Judgement::Accepted { fuel_used } => {
+            events.push(task_event(
+                "output_verified",
+                id,
+                index,
+                &[
+                    ("worker", hex::encode(&task.replicas[position].worker), true),
+                    ("verify_fuel", fuel_used.to_string(), false),
+                ],
+            ));
+            jobs::settle(state, ctx, id, job, index, task, &[position], events);
+        }
+        Judgement::Refused { why, fuel_used } => {
+            let worker = stored_account(&task.replicas[position].worker);
+            jobs::release(state, &worker, id, index);
+            task.replicas[position].status = R::Refused as i32;
+            events.push(task_event(
+                "output_refused",
+                id,
+                index,
+                &[
+                    ("worker", worker.to_hex(), true),
+                    ("reason", why, false),
+                    ("verify_fuel", fuel_used.to_string(), false),
+                ],
+            ));
+            let refused = task
+                .replicas
+                .iter()
+                .filter(|r| r.status == R::Refused as i32)
+                .count();
+            if u32::try_from(refused).unwrap_or(u32::MAX) >= job.max_replicas {
+                let reason = format!(
+                    "verify refused the outputs of all {refused} workers the job allows (max_workers); nobody is punished and they are paid their fuel"
+                );
+                jobs::fail_task(state, ctx, id, job, index, task, &reason, events);
+            } else {
+                jobs::advance(state, ctx, id, job, index, task, events);
+            }
+        }
+    }
+}
