@@ -4,7 +4,7 @@
 //! workers; missing fields the worker needs are errors.
 
 use compute_proto::{JobId, ModuleId};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::journal::TaskKey;
 
@@ -100,6 +100,74 @@ pub struct Assignment {
     /// The input's length in bytes.
     #[serde(default)]
     pub input_size: u64,
+    /// The job's policy, when the chain lists it with the assignment;
+    /// otherwise the worker reads it once per job from `/job/<id>`.
+    #[serde(default, deserialize_with = "present")]
+    pub policy: Option<JobPolicy>,
+}
+
+/// Deserializes a field that is present (`null` included) as `Some`, so
+/// that a missing field (`None`, by `default`) stays distinguishable from a
+/// job without a policy.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+/// How the chain judges a job's outputs, as far as the worker acts on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(from = "Option<PolicyView>")]
+pub enum JobPolicy {
+    /// Replicas vote on the result. Also what a job without a policy gets,
+    /// and what a policy kind this worker does not know is treated as (the
+    /// worker then behaves as it always did).
+    Quorum,
+    /// One replica; every validator runs the module's `verify` on its
+    /// output with `verify_fuel` as the only bound.
+    Verified {
+        /// The fuel `verify` runs with.
+        verify_fuel: u64,
+    },
+}
+
+/// The policy as the chain writes it: `{"quorum": {...}}`,
+/// `{"verified": {"verify_fuel": N}}` or `null`.
+#[derive(Deserialize)]
+struct PolicyView {
+    verified: Option<VerifiedView>,
+}
+
+#[derive(Deserialize)]
+struct VerifiedView {
+    verify_fuel: u64,
+}
+
+impl From<Option<PolicyView>> for JobPolicy {
+    fn from(view: Option<PolicyView>) -> Self {
+        match view.and_then(|v| v.verified) {
+            Some(VerifiedView { verify_fuel }) => JobPolicy::Verified { verify_fuel },
+            None => JobPolicy::Quorum,
+        }
+    }
+}
+
+/// `/job/<id>?tasks=false`, the field the worker uses. A job's terms never
+/// change, so the worker reads them once per job.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct JobTerms {
+    /// How the job's outputs are judged (`null` for the default quorum,
+    /// but never missing: an answer without it is not the one expected).
+    #[serde(deserialize_with = "required")]
+    pub policy: JobPolicy,
+}
+
+/// Deserializes a field that must be present even though `null` is one of
+/// its values (serde would otherwise read a missing field as `null`).
+fn required<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    T::deserialize(deserializer)
 }
 
 impl Assignment {
@@ -148,5 +216,55 @@ mod tests {
             answer.assignments[1].input,
             Some(InputRef::Hash("cd".repeat(32)))
         );
+        // Today's chain does not list the policy with an assignment.
+        assert_eq!(first.policy, None);
+    }
+
+    #[test]
+    fn a_policy_listed_with_an_assignment_is_used_even_when_null() {
+        let job = JobId([1; 32]);
+        let module = ModuleId([2; 32]);
+        let with = |policy: &str| {
+            format!(
+                r#"{{"job":"{job}","task":0,"task_status":"commit","replica_status":"assigned",
+                  "deadline_height":40,"module":"{module}","fuel_limit":1000,
+                  "input":{{"inline":"aGk="}},"input_size":2,"policy":{policy}}}"#
+            )
+        };
+        let parse = |policy: &str| {
+            serde_json::from_str::<Assignment>(&with(policy))
+                .unwrap()
+                .policy
+        };
+        assert_eq!(
+            parse(r#"{"verified":{"verify_fuel":5000000}}"#),
+            Some(JobPolicy::Verified {
+                verify_fuel: 5_000_000
+            })
+        );
+        assert_eq!(parse("null"), Some(JobPolicy::Quorum));
+    }
+
+    #[test]
+    fn a_job_s_policy_parses_from_its_terms() {
+        let parse = |json: &str| serde_json::from_str::<JobTerms>(json).map(|t| t.policy);
+        assert_eq!(
+            parse(r#"{"job":"ab","policy":{"verified":{"verify_fuel":77}},"fuel_limit":9}"#)
+                .unwrap(),
+            JobPolicy::Verified { verify_fuel: 77 }
+        );
+        assert_eq!(
+            parse(r#"{"policy":{"quorum":{"replicas":3,"quorum":2,"max_replicas":5}}}"#).unwrap(),
+            JobPolicy::Quorum
+        );
+        assert_eq!(parse(r#"{"policy":null}"#).unwrap(), JobPolicy::Quorum);
+        // A kind this worker does not know: it behaves as it always did.
+        assert_eq!(
+            parse(r#"{"policy":{"someday":{"x":1}}}"#).unwrap(),
+            JobPolicy::Quorum
+        );
+        // An answer without the field is not the answer expected.
+        assert!(parse(r#"{"status":"open"}"#).is_err());
+        assert!(parse(r#"{"policy":{"verified":{}}}"#).is_err());
     }
 }

@@ -14,7 +14,9 @@
 //! - [`chain`]: the chain's JSON answers and the ABCI codes the worker acts on;
 //! - [`deny`]: the local deny list of modules;
 //! - [`modules`]: the on-disk module cache;
-//! - [`result`]: results as committed, and the `--cheat` falsification.
+//! - [`result`]: results as committed, and the `--cheat` falsification;
+//! - [`selfcheck`]: the worker's own `verify` of a `Verified` job's output
+//!   before it commits (commit, or decline and why).
 //!
 //! See `docs/WORKER.md` for flags, the journal format and restart behaviour.
 
@@ -24,6 +26,7 @@ pub mod gateway;
 pub mod journal;
 pub mod modules;
 pub mod result;
+pub mod selfcheck;
 pub mod worker;
 
 pub use deny::DenyList;
