@@ -126,6 +126,7 @@ pub fn route(
                         "deadline_height": replica.deadline_height,
                         "module": hex::encode(&record.module_id),
                         "fuel_limit": record.fuel_limit,
+                        "policy": policy_json(&record),
                         "input": input_json(task.input.as_ref()),
                         "input_size": task.input.as_ref().map_or(0, |i| i.size),
                     }))
@@ -245,8 +246,9 @@ fn completion_json(c: &pb::Completion) -> serde_json::Value {
     })
 }
 
-fn job_summary(id: &JobId, job: &pb::Job) -> serde_json::Value {
-    let policy = match job.policy.and_then(|p| p.kind) {
+/// A job's policy as queries show it.
+fn policy_json(job: &pb::Job) -> serde_json::Value {
+    match job.policy.and_then(|p| p.kind) {
         Some(pb::policy::Kind::Quorum(q)) => json!({"quorum": {
             "replicas": q.replicas, "quorum": q.quorum, "max_replicas": q.max_replicas,
         }}),
@@ -255,7 +257,11 @@ fn job_summary(id: &JobId, job: &pb::Job) -> serde_json::Value {
             "max_workers": job.max_replicas,
         }}),
         None => serde_json::Value::Null,
-    };
+    }
+}
+
+fn job_summary(id: &JobId, job: &pb::Job) -> serde_json::Value {
+    let policy = policy_json(job);
     json!({
         "job": id,
         "requester": hex::encode(&job.requester),

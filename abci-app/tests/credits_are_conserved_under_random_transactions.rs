@@ -123,8 +123,12 @@ struct World {
     verified: std::collections::BTreeSet<JobId>,
     /// What each (worker, job, task) committed to: result hash, fuel and
     /// (for a Verified job) the output.
-    committed: BTreeMap<(usize, JobId, u32), ([u8; 32], u64, Vec<u8>)>,
+    committed: BTreeMap<(usize, JobId, u32), Committed>,
 }
+
+/// A result a worker committed to: its hash, its fuel and, for a Verified
+/// job, the output.
+type Committed = ([u8; 32], u64, Vec<u8>);
 
 /// The longest job deadline the strategy draws, plus the windows.
 const MAX_DEADLINE: u32 = 24;
