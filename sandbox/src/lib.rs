@@ -4,12 +4,15 @@
 //! `compute-guest`). This crate:
 //!
 //! - admits modules ([`validate_module`]): size cap, the ABI exports with
-//!   their signatures, no imports, bounded functions; cheap and
-//!   deterministic, for the chain's `CheckTx` as much as for workers;
+//!   their signatures, no imports, bounded counts and a bounded compile
+//!   time (compile units, [`limits`]), so that every admitted module
+//!   compiles, quickly; cheap and deterministic, for the chain's `CheckTx`
+//!   as much as for workers;
 //! - instruments them with a logical call-depth counter ([`instrument`]), so
 //!   that deep recursion ends the same way on every machine;
 //! - compiles them once with the network's wasmtime configuration
-//!   ([`engine`]) and caches the artifacts in memory and on disk;
+//!   ([`engine`]), once per module however many threads ask at the same
+//!   time, and caches the artifacts in memory and on disk;
 //! - runs tasks ([`Sandbox::run`]) and verifications ([`Sandbox::verify`]) in
 //!   fresh pooled instances, returning either an [`Execution`] (output or
 //!   deterministic [`Failure`], plus fuel used) that every honest worker
@@ -30,6 +33,7 @@
 //! # }
 //! ```
 
+pub mod bombs;
 pub mod engine;
 pub mod instrument;
 pub mod limits;
@@ -39,7 +43,7 @@ pub mod validate;
 
 pub use compute_proto::ModuleId;
 pub use engine::{cost_table_hash, runtime_hash, EngineSettings, RUNTIME_ID};
-pub use limits::{ModuleLimits, TaskLimits};
+pub use limits::{ModuleLimits, TaskLimits, BR_TABLE_TARGETS_ENGINE_MAX};
 pub use outcome::{Execution, Failure, Outcome, Verdict, Verification, WorkerFault};
 pub use runtime::{PrepareError, PreparedModule, Sandbox, SandboxConfig, SandboxError};
 pub use validate::{validate_module, ModuleInfo, ValidationError};

@@ -8,7 +8,7 @@
 //! slot to the pool (which resets the memory it used). See docs/SANDBOX.md
 //! for the measured figures.
 
-use crate::engine::{build_engine, runtime_hash, EngineSettings};
+use crate::engine::{build_engine, instantiation_fuel, runtime_hash, EngineSettings};
 use crate::instrument::{instrument, InstrumentError, DEPTH_EXPORT, DEPTH_UNITS_MAX};
 use crate::limits::{ModuleLimits, TaskLimits};
 use crate::outcome::{Execution, Failure, Outcome, Verdict, Verification, WorkerFault};
@@ -16,8 +16,8 @@ use crate::validate::{analyze, ModuleInfo, ValidationError};
 use compute_proto::{sha3_256_concat as sha3_256_parts, ModuleId};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use wasmtime::{Engine, Extern, InstancePre, Linker, Module, ModuleExport, Store, Trap, TypedFunc};
@@ -50,6 +50,10 @@ impl Default for SandboxConfig {
 }
 
 /// Why a module could not be prepared.
+///
+/// Only [`PrepareError::Invalid`] is a property of the module (see
+/// [`PrepareError::is_module_fault`]); every other variant is a fault of
+/// this machine, and may go away on a retry.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
     /// The module was refused at admission: a property of the module.
@@ -66,6 +70,32 @@ pub enum PrepareError {
     Cache(#[from] std::io::Error),
 }
 
+impl PrepareError {
+    /// Whether the module itself is at fault: true only for
+    /// [`PrepareError::Invalid`], which every honest machine reaches for
+    /// the same bytes. Anything else (a compile or instrumentation failure
+    /// of an admitted module, an I/O error) is this machine's fault: the
+    /// chain halts rather than disagree with the other validators, a worker
+    /// reports it and may retry.
+    #[must_use]
+    pub fn is_module_fault(&self) -> bool {
+        matches!(self, PrepareError::Invalid(_))
+    }
+
+    /// The same error for another thread that waited on this preparation
+    /// (an I/O error keeps its kind and message, not its source).
+    fn duplicate(&self) -> PrepareError {
+        match self {
+            PrepareError::Invalid(error) => PrepareError::Invalid(error.clone()),
+            PrepareError::Instrument(error) => PrepareError::Instrument(error.clone()),
+            PrepareError::Compile(message) => PrepareError::Compile(message.clone()),
+            PrepareError::Cache(error) => {
+                PrepareError::Cache(std::io::Error::new(error.kind(), error.to_string()))
+            }
+        }
+    }
+}
+
 /// Why a sandbox could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -78,6 +108,10 @@ pub enum SandboxError {
     /// The watchdog thread could not be started.
     #[error("watchdog thread: {0}")]
     Watchdog(String),
+    /// The module limits admit modules this engine cannot instantiate, so
+    /// an admitted module could fail to compile.
+    #[error("module limits exceed the engine: {0}")]
+    Limits(String),
 }
 
 /// A module ready to run: admitted, instrumented, compiled and pre-linked.
@@ -85,6 +119,8 @@ pub struct PreparedModule {
     info: ModuleInfo,
     pre: InstancePre<HostState>,
     exports: AbiExports,
+    /// Fuel charged for instantiating, whatever the memory strategy.
+    instantiate_fuel: u64,
 }
 
 impl std::fmt::Debug for PreparedModule {
@@ -106,6 +142,13 @@ impl PreparedModule {
     #[must_use]
     pub fn id(&self) -> ModuleId {
         self.info.id
+    }
+
+    /// Fuel every task of this module pays for instantiation (see
+    /// [`crate::engine::instantiation_fuel`]).
+    #[must_use]
+    pub fn instantiate_fuel(&self) -> u64 {
+        self.instantiate_fuel
     }
 }
 
@@ -231,11 +274,101 @@ impl Drop for Watchdog {
     }
 }
 
-/// Compiled modules kept in memory, oldest evicted first.
+/// Compiled modules kept in memory, oldest evicted first, and the
+/// preparations under way.
 #[derive(Default)]
 struct MemoryCache {
     modules: HashMap<ModuleId, Arc<PreparedModule>>,
     order: VecDeque<ModuleId>,
+    /// One entry per module being prepared: the threads that ask for it
+    /// meanwhile wait for that preparation instead of compiling it again.
+    in_flight: HashMap<ModuleId, Arc<Flight>>,
+}
+
+/// One preparation under way and, once it ends, its result.
+#[derive(Default)]
+struct Flight {
+    result: Mutex<Option<Result<Arc<PreparedModule>, PrepareError>>>,
+    done: Condvar,
+}
+
+impl Flight {
+    /// Waits for the preparing thread and returns its result.
+    fn wait(&self) -> Result<Arc<PreparedModule>, PrepareError> {
+        // A panic while holding this lock leaves at worst `None`, which the
+        // loop keeps waiting on; the preparing thread's guard then fills it.
+        let mut result = self
+            .result
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            match &*result {
+                Some(Ok(module)) => return Ok(Arc::clone(module)),
+                Some(Err(error)) => return Err(error.duplicate()),
+                None => {
+                    result = self
+                        .done
+                        .wait(result)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+            }
+        }
+    }
+}
+
+/// Held by the thread that prepares a module: publishes the result to the
+/// waiting threads and clears the in-flight entry, also when the
+/// preparation panics, so that a failure is never cached and a later call
+/// tries again.
+struct FlightGuard<'s> {
+    sandbox: &'s Sandbox,
+    id: ModuleId,
+    flight: Arc<Flight>,
+    finished: bool,
+}
+
+impl FlightGuard<'_> {
+    fn finish(mut self, result: &Result<Arc<PreparedModule>, PrepareError>) {
+        self.publish(match result {
+            Ok(module) => Ok(Arc::clone(module)),
+            Err(error) => Err(error.duplicate()),
+        });
+        self.finished = true;
+    }
+
+    fn publish(&self, result: Result<Arc<PreparedModule>, PrepareError>) {
+        {
+            // The cache entry and the end of the flight change under one
+            // lock, so a new caller finds one or the other.
+            let mut cache = self.sandbox.lock_cache();
+            if let Ok(module) = &result {
+                self.sandbox.remember(&mut cache, self.id, module);
+            }
+            cache.in_flight.remove(&self.id);
+        }
+        *self
+            .flight
+            .result
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
+        self.flight.done.notify_all();
+    }
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.publish(Err(PrepareError::Compile(
+                "the preparing thread panicked".to_owned(),
+            )));
+        }
+    }
+}
+
+/// Whether this thread prepares a module or waits for another.
+enum Role {
+    Prepare(Arc<Flight>),
+    Wait(Arc<Flight>),
 }
 
 /// The sandbox: one engine, one pool, a module cache and a watchdog.
@@ -248,6 +381,8 @@ pub struct Sandbox {
     config: SandboxConfig,
     cache_key: String,
     memory_cache: Mutex<MemoryCache>,
+    /// Modules compiled by cranelift so far.
+    compiles: AtomicU64,
     watchdog: Watchdog,
 }
 
@@ -283,6 +418,7 @@ impl Sandbox {
     /// When wasmtime refuses the configuration, the cache directory cannot be
     /// created, or the watchdog thread cannot start.
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        check_limits_fit_engine(&config)?;
         let engine =
             build_engine(&config.engine).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         if let Some(dir) = &config.cache_dir {
@@ -298,6 +434,7 @@ impl Sandbox {
             &[
                 u8::from(config.engine.fuel),
                 u8::from(config.engine.nan_canonicalization),
+                u8::from(config.engine.memory_init_cow),
             ],
         ]);
         let tick = Duration::from_millis(config.watchdog_tick_ms.max(1));
@@ -308,6 +445,7 @@ impl Sandbox {
             cache_key: hex::encode(&key[..8]),
             config,
             memory_cache: Mutex::new(MemoryCache::default()),
+            compiles: AtomicU64::new(0),
             watchdog,
         })
     }
@@ -321,32 +459,86 @@ impl Sandbox {
     /// Admits, instruments and compiles a module, or returns it from the
     /// cache (memory first, then disk).
     ///
+    /// Single flight: when several threads ask for the same module at once,
+    /// one prepares it and the others wait for that result (the module, or
+    /// the error). A failure is not cached, so a later call tries again.
+    ///
     /// # Errors
     /// [`PrepareError::Invalid`] when the module is refused (a property of
     /// the module); the other variants are faults of this worker.
     pub fn prepare(&self, wasm: &[u8]) -> Result<Arc<PreparedModule>, PrepareError> {
         let id = ModuleId::of(wasm);
-        if let Some(found) = self.lock_cache().modules.get(&id) {
-            return Ok(Arc::clone(found));
+        self.prepare_once(id, || self.prepare_new(wasm, id))
+    }
+
+    /// The single flight behind [`Sandbox::prepare`]: returns the cached
+    /// module, or waits for the thread preparing it, or runs `prepare`.
+    fn prepare_once(
+        &self,
+        id: ModuleId,
+        prepare: impl FnOnce() -> Result<PreparedModule, PrepareError>,
+    ) -> Result<Arc<PreparedModule>, PrepareError> {
+        let role = {
+            let mut cache = self.lock_cache();
+            if let Some(found) = cache.modules.get(&id) {
+                return Ok(Arc::clone(found));
+            }
+            match cache.in_flight.get(&id) {
+                Some(flight) => Role::Wait(Arc::clone(flight)),
+                None => {
+                    let flight = Arc::new(Flight::default());
+                    cache.in_flight.insert(id, Arc::clone(&flight));
+                    Role::Prepare(flight)
+                }
+            }
+        };
+        match role {
+            Role::Wait(flight) => flight.wait(),
+            Role::Prepare(flight) => {
+                let guard = FlightGuard {
+                    sandbox: self,
+                    id,
+                    flight,
+                    finished: false,
+                };
+                let result = prepare().map(Arc::new);
+                guard.finish(&result);
+                result
+            }
         }
+    }
+
+    /// Validates, then loads or compiles, and links.
+    fn prepare_new(&self, wasm: &[u8], id: ModuleId) -> Result<PreparedModule, PrepareError> {
         let analysis = analyze(wasm, &self.config.module_limits)?;
         let module = match self.artifact_path(id) {
             Some(path) => self.load_or_compile(wasm, &analysis, &path)?,
             None => self.compile(wasm, &analysis)?,
         };
-        let prepared = Arc::new(self.link(module, analysis.info)?);
-        let mut cache = self.lock_cache();
-        if !cache.modules.contains_key(&id) {
-            while cache.modules.len() >= self.config.memory_cache_modules_max.max(1) {
-                let Some(oldest) = cache.order.pop_front() else {
-                    break;
-                };
-                cache.modules.remove(&oldest);
-            }
-            cache.modules.insert(id, Arc::clone(&prepared));
-            cache.order.push_back(id);
+        self.link(module, analysis.info)
+    }
+
+    /// Puts a prepared module in the memory cache, evicting the oldest.
+    fn remember(&self, cache: &mut MemoryCache, id: ModuleId, module: &Arc<PreparedModule>) {
+        if cache.modules.contains_key(&id) {
+            return;
         }
-        Ok(prepared)
+        while cache.modules.len() >= self.config.memory_cache_modules_max.max(1) {
+            let Some(oldest) = cache.order.pop_front() else {
+                break;
+            };
+            cache.modules.remove(&oldest);
+        }
+        cache.modules.insert(id, Arc::clone(module));
+        cache.order.push_back(id);
+    }
+
+    /// Modules compiled by cranelift since this sandbox was built (loads
+    /// from the disk cache and memory-cache hits do not count); for tests
+    /// and metrics.
+    #[must_use]
+    pub fn compiles(&self) -> u64 {
+        self.compiles.load(Ordering::Relaxed)
     }
 
     /// The prepared module with this id, if it is in the memory cache: the
@@ -390,6 +582,7 @@ impl Sandbox {
         analysis: &crate::validate::Analysis,
     ) -> Result<Module, PrepareError> {
         let instrumented = instrument(wasm, analysis)?;
+        self.compiles.fetch_add(1, Ordering::Relaxed);
         Module::new(&self.engine, &instrumented)
             .map_err(|e| PrepareError::Compile(format!("{e:#}")))
     }
@@ -443,7 +636,13 @@ impl Sandbox {
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| PrepareError::Compile(format!("{e:#}")))?;
-        Ok(PreparedModule { info, pre, exports })
+        let instantiate_fuel = instantiation_fuel(info.active_data_bytes);
+        Ok(PreparedModule {
+            info,
+            pre,
+            exports,
+            instantiate_fuel,
+        })
     }
 
     /// Runs `module` on `input` under `limits`.
@@ -462,7 +661,7 @@ impl Sandbox {
             Err(failure) => {
                 return Ok(Execution {
                     outcome: Outcome::Failed(failure),
-                    fuel_used: 0,
+                    fuel_used: start_failure_fuel(failure, limits),
                 })
             }
         };
@@ -492,7 +691,7 @@ impl Sandbox {
             Err(failure) => {
                 return Ok(Verification {
                     verdict: Verdict::Failed(failure),
-                    fuel_used: 0,
+                    fuel_used: start_failure_fuel(failure, limits),
                 })
             }
         };
@@ -542,9 +741,19 @@ impl Sandbox {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
-        if self.config.engine.fuel {
+        let fuel = self.config.engine.fuel;
+        if fuel {
+            // Instantiation is priced by the module's active data, whatever
+            // the engine does to initialise memory (copy-on-write or copy):
+            // what wasmtime meters while instantiating depends on that
+            // strategy, so it runs on an allowance that is then replaced by
+            // the fixed price. Instantiation runs no module code (no start
+            // function is admitted), so its work is bounded by the module.
+            if module.instantiate_fuel > limits.fuel_max {
+                return Ok(Err(Failure::OutOfFuel));
+            }
             store
-                .set_fuel(limits.fuel_max)
+                .set_fuel(INSTANTIATION_FUEL_ALLOWANCE)
                 .map_err(|e| WorkerFault::Internal(format!("{e:#}")))?;
         }
         let tick_ms = self.config.watchdog_tick_ms.max(1);
@@ -555,18 +764,71 @@ impl Sandbox {
             store,
             module,
             instance: None,
-            fuel: self.config.engine.fuel,
+            fuel,
             timeout_ms: limits.timeout_ms,
             fuel_max: limits.fuel_max,
         };
         match module.pre.instantiate(&mut task.store) {
             Ok(instance) => {
+                if fuel {
+                    // Checked above: the price is within the limit.
+                    let left = limits.fuel_max.saturating_sub(module.instantiate_fuel);
+                    task.store
+                        .set_fuel(left)
+                        .map_err(|e| WorkerFault::Internal(format!("{e:#}")))?;
+                }
                 task.instance = Some(instance);
                 Ok(Ok(task))
             }
-            Err(error) => Ok(Err(task.classify(&error)?)),
+            Err(error) => match task.classify(&error)? {
+                // Not reachable on the allowance; if it were, it would be
+                // this machine's problem, not a result.
+                Failure::OutOfFuel => Err(WorkerFault::Internal(format!(
+                    "instantiation ran out of its fuel allowance: {error:#}"
+                ))),
+                failure => Ok(Err(failure)),
+            },
         }
     }
+}
+
+/// Fuel wasmtime may meter while instantiating, before the fixed price
+/// replaces it: far above anything instantiation of an admitted module
+/// does (its data and table initialisation, each bounded by admission).
+const INSTANTIATION_FUEL_ALLOWANCE: u64 = 1 << 62;
+
+/// Fuel charged for a task that failed at instantiation: the whole limit
+/// when it could not pay for instantiation (as for any `OutOfFuel`),
+/// nothing otherwise (the module trapped before any of its code ran).
+fn start_failure_fuel(failure: Failure, limits: &TaskLimits) -> u64 {
+    if failure == Failure::OutOfFuel {
+        limits.fuel_max
+    } else {
+        0
+    }
+}
+
+/// Refuses module limits that admit a module the engine cannot take: its
+/// pool would refuse the module at compile time, which admission promises
+/// never happens.
+fn check_limits_fit_engine(config: &SandboxConfig) -> Result<(), SandboxError> {
+    let limits = &config.module_limits;
+    let memory_bytes =
+        u64::from(limits.memory_pages_initial_max).saturating_mul(crate::limits::WASM_PAGE_BYTES);
+    if memory_bytes > config.engine.memory_bytes_max {
+        return Err(SandboxError::Limits(format!(
+            "memory_pages_initial_max admits {memory_bytes} bytes of initial memory, the engine's \
+             pool holds {}",
+            config.engine.memory_bytes_max
+        )));
+    }
+    if limits.table_elements_initial_max > config.engine.table_elements_max {
+        return Err(SandboxError::Limits(format!(
+            "table_elements_initial_max admits {} elements, the engine's pool holds {}",
+            limits.table_elements_initial_max, config.engine.table_elements_max
+        )));
+    }
+    Ok(())
 }
 
 impl Drop for Sandbox {
@@ -791,5 +1053,108 @@ impl Task<'_> {
             },
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Barrier;
+
+    fn small_sandbox() -> Sandbox {
+        let mut config = SandboxConfig::default();
+        config.engine.instances_max = 2;
+        Sandbox::new(config).expect("sandbox builds")
+    }
+
+    fn module_bytes() -> Vec<u8> {
+        wat::parse_str(
+            r#"(module (memory (export "memory") 1)
+                (func (export "alloc") (param i32) (result i32) i32.const 0)
+                (func (export "run") (param i32 i32) (result i64) i64.const 0))"#,
+        )
+        .expect("valid WAT")
+    }
+
+    #[test]
+    fn only_an_invalid_module_is_a_module_fault() {
+        assert!(PrepareError::Invalid(ValidationError::StartFunction).is_module_fault());
+        assert!(!PrepareError::Compile("cranelift said no".to_owned()).is_module_fault());
+        assert!(!PrepareError::Instrument(InstrumentError {
+            offset: 0,
+            message: "bug".to_owned()
+        })
+        .is_module_fault());
+        assert!(!PrepareError::Cache(std::io::Error::other("disk full")).is_module_fault());
+    }
+
+    /// A fault is shared with the threads that waited for it, and not kept:
+    /// the next call prepares again and can succeed.
+    #[test]
+    fn a_failed_preparation_is_shared_then_retried() {
+        let sandbox = small_sandbox();
+        let wasm = module_bytes();
+        let id = ModuleId::of(&wasm);
+        let threads = 8;
+        let barrier = Barrier::new(threads);
+        let attempts = AtomicU64::new(0);
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        sandbox.prepare_once(id, || {
+                            attempts.fetch_add(1, Ordering::SeqCst);
+                            // Long enough for the others to find the flight.
+                            std::thread::sleep(Duration::from_millis(200));
+                            Err(PrepareError::Compile("a machine fault".to_owned()))
+                        })
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().expect("no panic"))
+                .collect()
+        });
+        assert_eq!(attempts.load(Ordering::SeqCst), 1, "one attempt for all");
+        for result in results {
+            assert!(
+                matches!(&result, Err(PrepareError::Compile(m)) if m == "a machine fault"),
+                "{result:?}"
+            );
+        }
+        assert!(sandbox.cached(id).is_none(), "a failure is not cached");
+        let module = sandbox.prepare(&wasm).expect("the retry succeeds");
+        assert_eq!(module.id(), id);
+        assert!(sandbox.cached(id).is_some());
+    }
+
+    #[test]
+    fn a_panicking_preparation_releases_its_waiters() {
+        let sandbox = small_sandbox();
+        let wasm = module_bytes();
+        let id = ModuleId::of(&wasm);
+        let barrier = Barrier::new(2);
+        std::thread::scope(|scope| {
+            let panicking = scope.spawn(|| {
+                sandbox.prepare_once(id, || {
+                    barrier.wait();
+                    std::thread::sleep(Duration::from_millis(100));
+                    panic!("a bug while compiling");
+                })
+            });
+            barrier.wait();
+            // The flight exists now; this call waits for it.
+            let waiter = sandbox.prepare_once(id, || panic!("must not prepare twice"));
+            assert!(
+                matches!(&waiter, Err(PrepareError::Compile(m)) if m.contains("panicked")),
+                "{waiter:?}"
+            );
+            assert!(panicking.join().is_err());
+        });
+        sandbox
+            .prepare(&wasm)
+            .expect("a later call prepares afresh");
     }
 }

@@ -88,11 +88,51 @@ fn reference_job_fuel_is_pinned() {
     assert_eq!(execution.fuel_used, PINNED_REFERENCE_FUEL);
     assert_eq!(
         compute_sandbox::RUNTIME_ID,
-        "wasmtime-48.0.8/costs-1/depth-1"
+        "wasmtime-48.0.8/costs-1/depth-1/instantiate-1"
     );
 }
 
 const PINNED_REFERENCE_FUEL: u64 = 171_032;
+
+/// Instantiation is priced by the active data it holds, one fuel per byte,
+/// with copy-on-write memory images on or off: the reference job with 100
+/// bytes of data costs exactly 100 more, and passive data costs nothing
+/// until it is used.
+#[test]
+fn instantiation_fuel_is_pinned() {
+    let body = "(i32.store (i32.const 0) (i32.load (i32.const 2048))) i64.const 4";
+    let without = common::abi_module(body, "");
+    let active = common::abi_module(
+        body,
+        &format!(r#"(data (i32.const 2048) "{}")"#, "x".repeat(100)),
+    );
+    let passive = common::abi_module(body, &format!(r#"(data "{}")"#, "x".repeat(100)));
+    for memory_init_cow in [true, false] {
+        let mut config = SandboxConfig::default();
+        config.engine.instances_max = 2;
+        config.engine.memory_init_cow = memory_init_cow;
+        let sandbox = Sandbox::new(config).unwrap();
+        let base = common::run(&sandbox, &without, b"", &limits());
+        let data = common::run(&sandbox, &active, b"", &limits());
+        assert_eq!(base.output(), Some(&[0u8; 4][..]));
+        assert_eq!(data.output(), Some(&b"xxxx"[..]));
+        assert_eq!(
+            base.fuel_used, PINNED_TRIVIAL_FUEL,
+            "images {memory_init_cow}"
+        );
+        assert_eq!(
+            data.fuel_used,
+            PINNED_TRIVIAL_FUEL + 100,
+            "images {memory_init_cow}"
+        );
+        assert_eq!(
+            common::run(&sandbox, &passive, b"", &limits()).fuel_used,
+            PINNED_TRIVIAL_FUEL
+        );
+    }
+}
+
+const PINNED_TRIVIAL_FUEL: u64 = 8;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -5,7 +5,7 @@ mod common;
 
 use common::{abi_module, limits, run, sandbox};
 use compute_sandbox::{
-    Failure, ModuleLimits, Outcome, PrepareError, TaskLimits, ValidationError, WorkerFault,
+    bombs, Failure, ModuleLimits, Outcome, PrepareError, TaskLimits, ValidationError, WorkerFault,
 };
 use std::time::{Duration, Instant};
 
@@ -200,99 +200,67 @@ fn a_module_over_the_size_cap_is_refused_before_parsing() {
 
 /// A module of `functions` functions, each a long chain of adds on locals.
 fn compile_bomb(functions: u32, body_ops: u32) -> Vec<u8> {
-    use wasm_encoder::{
-        CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction,
-        MemorySection, MemoryType, Module, TypeSection, ValType,
-    };
-    let mut module = Module::new();
-    let mut types = TypeSection::new();
-    types.ty().function([ValType::I32], [ValType::I32]);
-    types
-        .ty()
-        .function([ValType::I32, ValType::I32], [ValType::I64]);
-    module.section(&types);
-    let mut funcs = FunctionSection::new();
-    funcs.function(0);
-    funcs.function(1);
-    for _ in 0..functions {
-        funcs.function(0);
+    use wasm_encoder::{Function, Instruction, ValType};
+    let functions = (0..functions)
+        .map(|_| {
+            let mut body = Function::new([]);
+            body.instruction(&Instruction::LocalGet(0));
+            for i in 0..body_ops {
+                body.instruction(&Instruction::LocalGet(1 + i % 4));
+                body.instruction(&Instruction::I32Add);
+                body.instruction(&Instruction::LocalTee(1 + (i + 1) % 4));
+            }
+            body.instruction(&Instruction::Drop);
+            bombs::Func::nullary(vec![(5, ValType::I32)], body.into_raw_body()[1..].to_vec())
+        })
+        .collect();
+    bombs::Bomb {
+        functions,
+        ..bombs::Bomb::default()
     }
-    module.section(&funcs);
-    let mut memories = MemorySection::new();
-    memories.memory(MemoryType {
-        minimum: 1,
-        maximum: None,
-        memory64: false,
-        shared: false,
-        page_size_log2: None,
-    });
-    module.section(&memories);
-    let mut exports = ExportSection::new();
-    exports.export("memory", ExportKind::Memory, 0);
-    exports.export("alloc", ExportKind::Func, 0);
-    exports.export("run", ExportKind::Func, 1);
-    module.section(&exports);
-    let mut code = CodeSection::new();
-    let mut alloc = Function::new([]);
-    alloc
-        .instruction(&Instruction::I32Const(0))
-        .instruction(&Instruction::End);
-    code.function(&alloc);
-    let mut run = Function::new([]);
-    run.instruction(&Instruction::I64Const(0))
-        .instruction(&Instruction::End);
-    code.function(&run);
-    for _ in 0..functions {
-        let mut body = Function::new([(4, ValType::I32)]);
-        body.instruction(&Instruction::LocalGet(0));
-        for i in 0..body_ops {
-            body.instruction(&Instruction::LocalGet(1 + i % 4));
-            body.instruction(&Instruction::I32Add);
-            body.instruction(&Instruction::LocalTee(1 + (i + 1) % 4));
-        }
-        body.instruction(&Instruction::End);
-        code.function(&body);
-    }
-    module.section(&code);
-    module.finish()
+    .finish()
 }
 
 #[test]
 fn compile_bombs_are_refused_or_compile_in_bounded_time() {
     let sandbox = sandbox();
     let limits = ModuleLimits::default();
+    let refused = |wasm: &[u8]| match sandbox.prepare(wasm) {
+        Err(PrepareError::Invalid(error)) => error,
+        other => panic!("not refused: {other:?}"),
+    };
     // More functions than allowed: refused before any compilation.
-    let many = compile_bomb(limits.functions_max + 1, 1);
     assert!(matches!(
-        sandbox.prepare(&many),
-        Err(PrepareError::Invalid(ValidationError::TooMany {
-            what: "functions",
+        refused(&compile_bomb(limits.functions_max, 1)),
+        ValidationError::TooMany {
+            limit: "functions_max",
             ..
-        }))
+        }
     ));
     // One body over the per-function cap: refused.
-    let huge_body = compile_bomb(1, limits.function_body_bytes_max / 4);
     assert!(matches!(
-        sandbox.prepare(&huge_body),
-        Err(PrepareError::Invalid(
-            ValidationError::FunctionTooLarge { .. }
-        ))
+        refused(&compile_bomb(1, limits.function_body_bytes_max / 4)),
+        ValidationError::FunctionTooLarge { .. }
     ));
-    // Just within the caps: about 3 MiB of code in bodies near the per-function
-    // cap. It compiles, and in bounded time.
-    let within = compile_bomb(7, limits.function_body_bytes_max / 6);
-    assert!(
-        within.len() <= limits.module_bytes_max as usize,
-        "bomb is {} bytes",
-        within.len()
-    );
+    // A body within the byte cap that would take too long: refused.
+    assert!(matches!(
+        refused(&compile_bomb(1, limits.function_units_max / 3 + 1_000)),
+        ValidationError::FunctionTooCostly { .. }
+    ));
+    // Functions within every cap that together would take too long:
+    // refused, well before the module's byte or code caps.
+    let calls = bombs::code(bombs::Fill::Calls, 64 * 1024, 2 * 1024);
+    assert!(matches!(refused(&calls), ValidationError::TooCostly { .. }));
+    // Just within the caps: compiles, and in bounded time (the bench
+    // `compile_bombs` measures it: a fraction of a second).
+    let within = bombs::largest_admissible(bombs::Fill::Calls, &limits);
     let started = Instant::now();
     let module = sandbox
         .prepare(&within)
         .expect("a module within the caps compiles");
     let elapsed = started.elapsed();
     assert!(
-        elapsed < Duration::from_secs(120),
+        elapsed < Duration::from_secs(10),
         "compiling took {elapsed:?}"
     );
     assert_eq!(
@@ -302,6 +270,79 @@ fn compile_bombs_are_refused_or_compile_in_bounded_time() {
             .outcome,
         Outcome::Completed(Vec::new())
     );
+}
+
+/// A data segment past the end of the initial memory traps when the module
+/// is instantiated, the same way with copy-on-write images on or off, and
+/// the task is charged nothing (no code of the module ran).
+#[test]
+fn data_out_of_bounds_traps_at_instantiation_with_images_on_or_off() {
+    let wasm = abi_module(
+        "i64.const 0",
+        r#"(data (i32.const 16) "first") (data (i32.const 65535) "over the end")"#,
+    );
+    for memory_init_cow in [true, false] {
+        let mut config = compute_sandbox::SandboxConfig::default();
+        config.engine.instances_max = 2;
+        config.engine.memory_init_cow = memory_init_cow;
+        let sandbox = compute_sandbox::Sandbox::new(config).unwrap();
+        assert_eq!(
+            run(&sandbox, &wasm, b"", &limits()),
+            compute_sandbox::Execution {
+                outcome: failed(Failure::MemoryOutOfBounds),
+                fuel_used: 0
+            },
+            "images {memory_init_cow}"
+        );
+    }
+}
+
+/// A task that cannot pay for copying the module's data fails with
+/// `OutOfFuel` before any code runs, and is charged its whole limit, as any
+/// task that runs out of fuel.
+#[test]
+fn data_too_dear_to_instantiate_runs_out_of_fuel() {
+    let sandbox = sandbox();
+    let wasm = abi_module(
+        "i64.const 0",
+        &format!(r#"(data (i32.const 0) "{}")"#, "x".repeat(1000)),
+    );
+    let limits = TaskLimits {
+        fuel_max: 999,
+        ..limits()
+    };
+    let module = sandbox.prepare(&wasm).unwrap();
+    assert_eq!(module.instantiate_fuel(), 1000);
+    let execution = sandbox.run(&module, b"", &limits).unwrap();
+    assert_eq!(execution.outcome, failed(Failure::OutOfFuel));
+    assert_eq!(execution.fuel_used, 999);
+    let verification = sandbox.verify(&module, b"", b"", &limits).unwrap();
+    assert_eq!(
+        verification.verdict,
+        compute_sandbox::Verdict::Failed(Failure::VerifyMissing)
+    );
+}
+
+/// A sparse data segment layout (the kind no memory image is made for) and
+/// an adjacent one cost the same fuel, images on or off.
+#[test]
+fn data_layout_does_not_change_fuel() {
+    let adjacent = bombs::data_segments(64, 100, 100);
+    let sparse = bombs::data_segments(64, 100, 65_536);
+    let mut fuel = Vec::new();
+    for memory_init_cow in [true, false] {
+        let mut config = compute_sandbox::SandboxConfig::default();
+        config.engine.instances_max = 2;
+        config.engine.memory_init_cow = memory_init_cow;
+        let sandbox = compute_sandbox::Sandbox::new(config).unwrap();
+        for wasm in [&adjacent, &sparse] {
+            let execution = run(&sandbox, wasm, b"", &limits());
+            assert_eq!(execution.outcome, Outcome::Completed(Vec::new()));
+            fuel.push(execution.fuel_used);
+        }
+    }
+    assert!(fuel.iter().all(|f| *f == fuel[0]), "{fuel:?}");
+    assert_eq!(fuel[0], 64 * 100 + 4);
 }
 
 #[test]
@@ -483,10 +524,11 @@ fn recursion_with_the_widest_live_frames_hits_the_logical_limit_first() {
         body += &format!("(local.set {i} (i32x4.splat (i32.add (local.get 0) (i32.const {i}))))");
     }
     body += "(drop (call $down (i32.add (local.get 0) (i32.const 1))))";
-    body += "(v128.store (i32.const 0) (v128.xor (local.get 1) (local.get 2)))";
-    for i in 3..=locals {
+    // Every local is used after the call, so every one is live across it.
+    for i in 1..=locals {
         body += &format!(
-            "(v128.store (i32.const 0) (v128.xor (v128.load (i32.const 0)) (local.get {i})))"
+            "(v128.store offset={} (i32.const 0) (local.get {i}))",
+            i * 16
         );
     }
     body += "(local.get 0))";
