@@ -158,6 +158,19 @@ impl Node {
         node.start_abci()?;
         node.start_cometbft()?;
         node.wait_for_height(1, Duration::from_secs(60)).await?;
+        // CometBFT reports a height once it stored the block, a moment before
+        // compute-abci commits it; queries read the last commit, which holds
+        // the genesis writes only from block 1 on.
+        poll_until(
+            "compute-abci commits its first block",
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || async {
+                let (_, _, stats) = node.query("/stats").await?;
+                Ok((stats["height"].as_u64().unwrap_or(0) >= 1).then_some(()))
+            },
+        )
+        .await?;
         Ok(node)
     }
 
