@@ -304,33 +304,27 @@ impl<S: Store> App<S> {
 
     /// PrepareProposal: the mempool's transactions in order, without any that
     /// no longer pass the checks of [`App::process_proposal`], cut to
-    /// `max_bytes` in total; a module past the block's module budget is left
+    /// `max_bytes` in total; a module past the block's compile budget is left
     /// in the mempool for a later block.
     pub fn prepare_proposal<T: AsRef<[u8]> + Clone>(&self, txs: &[T], max_bytes: u64) -> Vec<T> {
         let Some(chain) = self.chain.as_ref() else {
             return Vec::new();
         };
         let ctx = self.proposal_ctx(chain);
+        // A module past the block's compile budget fails the checks here
+        // and stays in the mempool for a later block.
+        let mut compile_units: u64 = 0;
         let decoded: Vec<Option<SignedTx>> = txs
             .iter()
-            .map(|tx| proposal_checks(tx.as_ref(), &ctx).ok())
+            .map(|tx| proposal_checks(tx.as_ref(), &ctx, &mut compile_units).ok())
             .collect();
         let signed: Vec<&SignedTx> = decoded.iter().flatten().collect();
         let mut verdicts = verify_batch(&signed).into_iter();
         let mut total: u64 = 0;
-        let mut modules: u64 = 0;
         let mut out = Vec::with_capacity(txs.len());
         for (tx, decoded) in txs.iter().zip(&decoded) {
-            let Some(decoded) = decoded else {
+            if decoded.is_none() || !matches!(verdicts.next(), Some(Ok(()))) {
                 continue;
-            };
-            if !matches!(verdicts.next(), Some(Ok(()))) {
-                continue;
-            }
-            let module = module_bytes(decoded);
-            match modules.checked_add(module) {
-                Some(sum) if sum <= chain.params.max_module_bytes_per_block => modules = sum,
-                _ => continue,
             }
             let len = tx.as_ref().len() as u64;
             match total.checked_add(len) {
@@ -346,7 +340,7 @@ impl<S: Store> App<S> {
     /// what CheckTx checks before reading state (size, canonical encoding,
     /// keys, signatures in one batch, chain id, fee floor, the message's
     /// shape, and that a module compiles) and the block stays within its
-    /// module budget. Honest proposers include nothing else (PrepareProposal
+    /// compile budget. Honest proposers include nothing else (PrepareProposal
     /// drops it), so a proposal that does comes from a faulty proposer, and
     /// no validator spends a block's time on transactions nobody pays for.
     pub fn process_proposal<T: AsRef<[u8]>>(&self, txs: &[T]) -> bool {
@@ -355,15 +349,11 @@ impl<S: Store> App<S> {
         };
         let ctx = self.proposal_ctx(chain);
         let mut decoded = Vec::with_capacity(txs.len());
-        let mut modules: u64 = 0;
+        let mut compile_units: u64 = 0;
         for tx in txs {
-            let Ok(tx) = proposal_checks(tx.as_ref(), &ctx) else {
+            let Ok(tx) = proposal_checks(tx.as_ref(), &ctx, &mut compile_units) else {
                 return false;
             };
-            modules = modules.saturating_add(module_bytes(&tx));
-            if modules > chain.params.max_module_bytes_per_block {
-                return false;
-            }
             decoded.push(tx);
         }
         let refs: Vec<&SignedTx> = decoded.iter().collect();
@@ -435,26 +425,12 @@ impl<S: Store> App<S> {
         let signed: Vec<&SignedTx> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
         let mut verdicts = verify_batch(&signed).into_iter();
         let mut tx_results = Vec::with_capacity(decoded.len());
-        let mut modules: u64 = 0;
+        let mut compile_units: u64 = 0;
         for item in &decoded {
             let outcome = match item {
                 Err(e) => TxOutcome::rejected(&Rejection::Tx(e.clone())),
                 Ok(tx) => match verdicts.next() {
-                    Some(Ok(())) => {
-                        let bytes = module_bytes(tx);
-                        let max = chain.params.max_module_bytes_per_block;
-                        match modules.checked_add(bytes) {
-                            Some(sum) if sum <= max => {
-                                modules = sum;
-                                deliver(tx, &mut block, &ctx)
-                            }
-                            _ => TxOutcome::rejected(&Rejection::ModuleBudgetExceeded {
-                                used: modules,
-                                bytes,
-                                max,
-                            }),
-                        }
-                    }
+                    Some(Ok(())) => deliver(tx, &mut block, &ctx, &mut compile_units),
                     Some(Err(e)) => TxOutcome::rejected(&Rejection::Tx(e)),
                     None => unreachable!("one verdict per decoded transaction"),
                 },
@@ -583,11 +559,22 @@ pub fn query_snapshot<S: Store>(store: &S, path: &str, height: i64) -> QueryOutc
 
 /// Runs one signature-checked transaction in the block: the ante step's
 /// writes stay even when the message then fails.
-fn deliver(tx: &SignedTx, block: &mut StateTx<'_>, ctx: &Ctx<'_>) -> TxOutcome {
+/// `compile_units` counts what the block's modules cost to compile so far;
+/// a module past `max_compile_units_per_block` is refused before its ante
+/// step, so its nonce stays unused and it can go into a later block.
+fn deliver(
+    tx: &SignedTx,
+    block: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
+    compile_units: &mut u64,
+) -> TxOutcome {
     let checked = match msg::check_stateless(tx, ctx) {
         Ok(checked) => checked,
         Err(rejection) => return TxOutcome::rejected(&rejection),
     };
+    if let Err(rejection) = spend_compile_units(&checked, compile_units, ctx.params) {
+        return TxOutcome::rejected(&rejection);
+    }
     let mut ante = StateTx::new(&*block);
     if let Err(rejection) = msg::ante(tx, &mut ante, ctx) {
         return TxOutcome::rejected(&rejection);
@@ -615,17 +602,42 @@ fn deliver(tx: &SignedTx, block: &mut StateTx<'_>, ctx: &Ctx<'_>) -> TxOutcome {
 /// What ProcessProposal and PrepareProposal check of one transaction before
 /// its signature: size, canonical encoding and keys (decoding), chain id,
 /// fee floor and the message's shape.
-fn proposal_checks(bytes: &[u8], ctx: &Ctx<'_>) -> Result<SignedTx, Rejection> {
+///
+/// `compile_units` counts the block's modules, as FinalizeBlock will.
+fn proposal_checks(
+    bytes: &[u8],
+    ctx: &Ctx<'_>,
+    compile_units: &mut u64,
+) -> Result<SignedTx, Rejection> {
     let tx = SignedTx::decode(bytes, max_tx_len(ctx.params))?;
-    msg::check_stateless(&tx, ctx)?;
+    let checked = msg::check_stateless(&tx, ctx)?;
+    spend_compile_units(&checked, compile_units, ctx.params)?;
+    drop(checked);
     Ok(tx)
 }
 
-/// Module bytes a transaction asks the block to compile and store.
-fn module_bytes(tx: &SignedTx) -> u64 {
-    match &tx.msg {
-        pb::tx_body::Msg::StoreModule(m) => m.wasm.len() as u64,
-        _ => 0,
+/// Adds what a checked message costs to compile (a module's compile units,
+/// 0 for anything else) to the block's count, within its budget.
+fn spend_compile_units(
+    checked: &msg::Checked<'_>,
+    used: &mut u64,
+    params: &pb::Params,
+) -> Result<(), Rejection> {
+    let units = match checked {
+        msg::Checked::StoreModule(_, info) => info.compile_units,
+        _ => return Ok(()),
+    };
+    let max = params.max_compile_units_per_block;
+    match used.checked_add(units) {
+        Some(sum) if sum <= max => {
+            *used = sum;
+            Ok(())
+        }
+        _ => Err(Rejection::ModuleBudgetExceeded {
+            used: *used,
+            units,
+            max,
+        }),
     }
 }
 

@@ -79,7 +79,8 @@ pub enum Code {
     /// decodes to (unknown, repeated or default-valued fields, long varints,
     /// fields out of order).
     TxNotCanonical = 31,
-    /// The block already stores `max_module_bytes_per_block` of modules.
+    /// The block's modules already cost `max_compile_units_per_block` to
+    /// compile.
     ModuleBudgetExceeded = 32,
     /// The query path is not known.
     UnknownQuery = 100,
@@ -279,13 +280,13 @@ pub enum Rejection {
         /// The task.
         task: u32,
     },
-    /// Storing this module would pass the block's module budget.
-    #[error("this block already stores {used} bytes of modules and this one has {bytes}, past max_module_bytes_per_block {max}: the transaction is still valid, send it again for a later block")]
+    /// Compiling this module would pass the block's compile budget.
+    #[error("this block's modules already cost {used} compile units and this one costs {units}, past max_compile_units_per_block {max}: the transaction is still valid, send it again for a later block")]
     ModuleBudgetExceeded {
-        /// Module bytes the block stores already.
+        /// Compile units of the block's modules so far.
         used: u64,
-        /// This module's bytes.
-        bytes: u64,
+        /// This module's compile units.
+        units: u64,
         /// The budget.
         max: u64,
     },

@@ -42,8 +42,10 @@ pub fn defaults() -> pb::Params {
         // Four verifications at the largest verify_fuel; measured in
         // docs/BENCHMARKS.md to keep a block's verify work well under 1 s.
         max_verify_fuel_per_block: 404_000_000,
-        // Two modules of the largest size: every validator compiles each.
-        max_module_bytes_per_block: 1024 * 1024,
+        // Two of the costliest admissible modules (about 0.2 s each to
+        // compile on the reference machine, docs/SANDBOX.md): every
+        // validator compiles each module of a block.
+        max_compile_units_per_block: 800_000,
         store_module_fee_per_kib: 1,
     }
 }
@@ -187,10 +189,11 @@ pub fn validate(p: &pb::Params) -> Result<(), ParamsError> {
             crate::judge::VERIFY_BASE_FUEL
         ));
     }
-    if p.max_module_bytes_per_block < p.max_module_bytes {
+    let module_units_max = u64::from(compute_sandbox::ModuleLimits::default().compile_units_max);
+    if p.max_compile_units_per_block < module_units_max {
         return fail(format!(
-            "max_module_bytes_per_block {} must fit one module of max_module_bytes {}",
-            p.max_module_bytes_per_block, p.max_module_bytes
+            "max_compile_units_per_block {} must fit one module of the sandbox's compile_units_max {module_units_max}",
+            p.max_compile_units_per_block
         ));
     }
     if p.stake_unit == 0 {

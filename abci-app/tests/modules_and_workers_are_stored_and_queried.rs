@@ -85,7 +85,7 @@ fn inadmissible_modules_are_refused_with_the_reason() {
         ),
         ("forbidden import", importing, "env::clock"),
         ("missing run", no_run, "`run`"),
-        ("too large", too_large, "limit of 65536 bytes"),
+        ("too large", too_large, "`module_bytes_max` of 65536 bytes"),
     ];
     for (name, wasm, reason) in cases {
         let outcome = chain.check(&chain.txs.sign(&k[0], 0, store(&wasm)));
@@ -226,49 +226,53 @@ fn storing_a_module_pays_for_its_compile_by_size() {
 }
 
 #[test]
-fn one_block_stores_at_most_its_module_budget() {
-    let k = keys(2);
+fn one_block_compiles_at_most_its_budget_of_modules() {
+    // Distinct copies of one module (a custom section tells them apart),
+    // more than the smallest budget genesis accepts can compile at once.
+    let wasm = compute_jobs::PRIMES_WASM;
+    let units = compute_sandbox::validate_module(wasm, &compute_sandbox::ModuleLimits::default())
+        .unwrap()
+        .compile_units;
+    let budget = u64::from(compute_sandbox::ModuleLimits::default().compile_units_max);
+    let fit = (budget / units) as usize;
+    let k: Vec<_> = (0..fit as u8 + 2)
+        .map(|i| compute_proto::SigningKey::from_seed([100 + i; 32]))
+        .collect();
     let balances: Vec<_> = k.iter().map(|key| (key.account(), 1_000_000)).collect();
-    let primes = compute_jobs::PRIMES_WASM;
-    let search = compute_jobs::HASHSEARCH_WASM;
-    // Room for the first module only.
-    let budget = primes.len().max(search.len()) as u64;
     let mut chain = TestChain::new(
         MemStore::new(),
         &balances,
-        json!({"max_module_bytes_per_block": budget, "max_module_bytes": budget}),
+        json!({"max_compile_units_per_block": budget}),
     );
-    let txs = vec![
-        chain.txs.sign(&k[0], 0, store(primes)),
-        chain.txs.sign(&k[1], 0, store(search)),
-    ];
-    // An honest proposer leaves the second for a later block; a proposal
-    // with both is refused.
+    let txs: Vec<Vec<u8>> = k
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let mut copy = wasm.to_vec();
+            copy.extend_from_slice(&[0, 2, 1, i as u8]);
+            chain.txs.sign(key, 0, store(&copy))
+        })
+        .collect();
+    // An honest proposer leaves what does not fit for a later block; a
+    // proposal with all of them is refused.
     assert_eq!(
         chain.app.prepare_proposal(&txs, u64::MAX),
-        txs[..1].to_vec()
+        txs[..fit].to_vec()
     );
     assert!(!chain.app.process_proposal(&txs));
-    assert!(chain.app.process_proposal(&txs[..1]));
-    // FinalizeBlock holds the line even so, without using the nonce.
+    assert!(chain.app.process_proposal(&txs[..fit]));
+    // FinalizeBlock holds the line even so, without using the nonces.
     let out = chain.block(&txs);
-    assert_eq!(
-        out.tx_results[0].code,
-        Code::Ok,
-        "{}",
-        out.tx_results[0].log
-    );
-    assert_eq!(out.tx_results[1].code, Code::ModuleBudgetExceeded);
-    assert!(
-        out.tx_results[1].log.contains("send it again"),
-        "{}",
-        out.tx_results[1].log
-    );
-    let out = chain.block(&txs[1..]);
-    assert_eq!(
-        out.tx_results[0].code,
-        Code::Ok,
-        "{}",
-        out.tx_results[0].log
-    );
+    for r in &out.tx_results[..fit] {
+        assert_eq!(r.code, Code::Ok, "{}", r.log);
+    }
+    for r in &out.tx_results[fit..] {
+        assert_eq!(r.code, Code::ModuleBudgetExceeded);
+        assert!(r.log.contains("send it again"), "{}", r.log);
+    }
+    let out = chain.block(&txs[fit..]);
+    for r in &out.tx_results {
+        assert_eq!(r.code, Code::Ok, "{}", r.log);
+    }
+    assert_eq!(chain.query("/stats")["modules"], fit as u64 + 2);
 }
