@@ -537,6 +537,10 @@ struct Candidate {
 /// The registered workers, loaded once per block in key order.
 struct Pool {
     candidates: Vec<Candidate>,
+    /// For each job with a data-scattering cap touched this block, which
+    /// candidates already hold its `max_tasks_per_worker` tasks: read once
+    /// per job with one scan, so that a draw reads no state per candidate.
+    capped: BTreeMap<JobId, Vec<bool>>,
 }
 
 impl Pool {
@@ -561,31 +565,52 @@ impl Pool {
                 }
             })
             .collect();
-        Self { candidates }
+        Self {
+            candidates,
+            capped: BTreeMap::new(),
+        }
+    }
+
+    /// Loads which candidates hold `cap` of `id`'s tasks, once per block.
+    fn load_capped(&mut self, state: &StateTx<'_>, id: &JobId, cap: u32) {
+        let Pool { candidates, capped } = self;
+        capped.entry(*id).or_insert_with(|| {
+            let mut flags = vec![false; candidates.len()];
+            let prefix = keys::workers_of_job(id);
+            // One entry per worker ever drawn for the job: bounded by its
+            // tasks times their draw cap.
+            for (key, raw) in state.scan(&prefix, None, usize::MAX) {
+                let worker = account(&key[prefix.len()..]);
+                let held = <[u8; 4]>::try_from(raw.as_slice())
+                    .map(u32::from_be_bytes)
+                    .unwrap_or_else(|_| {
+                        panic!("task count of {worker} in job {id} is not a u32; the state is corrupt, halting")
+                    });
+                if held >= cap {
+                    if let Ok(i) = candidates.binary_search_by(|c| c.id.cmp(&worker)) {
+                        flags[i] = true;
+                    }
+                }
+            }
+            flags
+        });
     }
 
     /// Draws a worker for the next slot of `task`, or `None` when nobody
     /// is eligible.
-    fn draw(
-        &self,
-        state: &StateTx<'_>,
-        seed: [u8; 32],
-        id: &JobId,
-        job: &pb::Job,
-        task: &pb::Task,
-    ) -> Option<usize> {
+    fn draw(&self, seed: [u8; 32], id: &JobId, job: &pb::Job, task: &pb::Task) -> Option<usize> {
+        let capped = self.capped.get(id).filter(|_| job.max_tasks_per_worker > 0);
         let eligible: Vec<usize> = self
             .candidates
             .iter()
             .enumerate()
-            .filter(|(_, c)| {
+            .filter(|(i, c)| {
                 c.id.0.as_slice() != job.requester.as_slice()
                     && c.worker.active_tasks < c.worker.capacity
                     && c.score >= u64::from(job.min_reputation_ppm)
                     && c.weight > 0
                     && !task.replicas.iter().any(|r| r.worker == c.id.0)
-                    && (job.max_tasks_per_worker == 0
-                        || state.worker_job_count(&c.id, id) < job.max_tasks_per_worker)
+                    && !capped.is_some_and(|flags| flags[*i])
             })
             .map(|(i, _)| i)
             .collect();
@@ -700,7 +725,10 @@ fn fill_slots(
         }
         let slot = live_count(task);
         let seed = assignment_seed(block_hash, &id.0, index, slot, task.attempts);
-        let Some(chosen) = pool.draw(state, seed, id, job, task) else {
+        if job.max_tasks_per_worker > 0 {
+            pool.load_capped(state, id, job.max_tasks_per_worker);
+        }
+        let Some(chosen) = pool.draw(seed, id, job, task) else {
             return;
         };
         let candidate = &mut pool.candidates[chosen];
@@ -722,6 +750,11 @@ fn fill_slots(
         state.put_raw(keys::assignment(&worker, id, index), Vec::new());
         let held = state.worker_job_count(&worker, id).saturating_add(1);
         state.put_raw(keys::worker_job(&worker, id), held.to_be_bytes().to_vec());
+        if job.max_tasks_per_worker > 0 && held >= job.max_tasks_per_worker {
+            if let Some(flags) = pool.capped.get_mut(id) {
+                flags[chosen] = true;
+            }
+        }
         state.put_raw(
             keys::deadline(u64::try_from(due).unwrap_or(0), id, index),
             Vec::new(),

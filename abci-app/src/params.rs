@@ -42,10 +42,10 @@ pub fn defaults() -> pb::Params {
         // Four verifications at the largest verify_fuel; measured in
         // docs/BENCHMARKS.md to keep a block's verify work well under 1 s.
         max_verify_fuel_per_block: 404_000_000,
-        // Two of the costliest admissible modules (about 0.2 s each to
-        // compile on the reference machine, docs/SANDBOX.md): every
-        // validator compiles each module of a block.
-        max_compile_units_per_block: 800_000,
+        // One of the costliest admissible modules: a unit is about a
+        // microsecond of compiling, and every validator compiles each
+        // module of a block (docs/BENCHMARKS.md, worst blocks).
+        max_compile_units_per_block: 400_000,
         store_module_fee_per_kib: 1,
     }
 }

@@ -27,7 +27,8 @@ pub const ASSIGNMENT_PREFIX: &[u8] = b"wasg/";
 pub const DEADLINE_PREFIX: &[u8] = b"dl/";
 /// Prefix of completion records, by job then task.
 pub const COMPLETION_PREFIX: &[u8] = b"done/";
-/// Prefix of the count of a job's tasks each worker was ever given.
+/// Prefix of the count of a job's tasks each worker was ever given, by job
+/// then worker.
 pub const WORKER_JOB_PREFIX: &[u8] = b"wjob/";
 /// Prefix of the index of completions by worker.
 pub const WORKER_COMPLETION_PREFIX: &[u8] = b"wdone/";
@@ -149,7 +150,12 @@ pub fn completions_of(job: &JobId) -> Vec<u8> {
 
 /// How many of `job`'s tasks `worker` was ever given (the data-scattering cap).
 pub fn worker_job(worker: &AccountId, job: &JobId) -> Vec<u8> {
-    [WORKER_JOB_PREFIX, worker.as_bytes(), job.as_bytes()].concat()
+    [WORKER_JOB_PREFIX, job.as_bytes(), worker.as_bytes()].concat()
+}
+
+/// Every worker's count of `job`'s tasks, as a scan prefix.
+pub fn workers_of_job(job: &JobId) -> Vec<u8> {
+    [WORKER_JOB_PREFIX, job.as_bytes()].concat()
 }
 
 /// Every completion `worker` took part in, as a scan prefix.
