@@ -267,15 +267,7 @@ impl<S: Store> App<S> {
         let chain = self.chain.as_ref().ok_or(Rejection::NotInitialised)?;
         let tx = SignedTx::decode(bytes, max_tx_len(&chain.params))?;
         tx.verify()?;
-        let ctx = Ctx {
-            params: &chain.params,
-            chain_id: &chain.chain_id,
-            height: u64::try_from(self.last.height.saturating_add(1)).unwrap_or(0),
-            proposer: None,
-            time_seconds: 0,
-            verifier: &self.verifier,
-            in_block: false,
-        };
+        let ctx = check_ctx(chain, &self.verifier, self.last);
         let checked = msg::check_stateless(&tx, &ctx)?;
         let committed = Layered::new(&*self.store, self.genesis.as_ref().unwrap_or(EMPTY));
         let view = Layered::new(&committed, &self.check);
@@ -310,7 +302,7 @@ impl<S: Store> App<S> {
         let Some(chain) = self.chain.as_ref() else {
             return Vec::new();
         };
-        let ctx = self.proposal_ctx(chain);
+        let ctx = check_ctx(chain, &self.verifier, self.last);
         // A module past the block's compile budget fails the checks here
         // and stays in the mempool for a later block.
         let mut compile_units: u64 = 0;
@@ -347,7 +339,7 @@ impl<S: Store> App<S> {
         let Some(chain) = self.chain.as_ref() else {
             return txs.is_empty();
         };
-        let ctx = self.proposal_ctx(chain);
+        let ctx = check_ctx(chain, &self.verifier, self.last);
         let mut decoded = Vec::with_capacity(txs.len());
         let mut compile_units: u64 = 0;
         for tx in txs {
@@ -366,18 +358,6 @@ impl<S: Store> App<S> {
             pb::tx_body::Msg::StoreModule(m) => self.verifier.prepare(&m.wasm).is_ok(),
             _ => true,
         })
-    }
-
-    fn proposal_ctx<'a>(&'a self, chain: &'a Chain) -> Ctx<'a> {
-        Ctx {
-            params: &chain.params,
-            chain_id: &chain.chain_id,
-            height: u64::try_from(self.last.height.saturating_add(1)).unwrap_or(0),
-            proposer: None,
-            time_seconds: 0,
-            verifier: &self.verifier,
-            in_block: false,
-        }
     }
 
     /// FinalizeBlock: executes the block's transactions in order and
@@ -599,6 +579,20 @@ fn deliver(
     outcome
 }
 
+/// The context of checks outside a block (CheckTx and the proposal
+/// handlers): the next height, no proposer, and faults only refuse.
+fn check_ctx<'a>(chain: &'a Chain, verifier: &'a Verifier, last: LastCommit) -> Ctx<'a> {
+    Ctx {
+        params: &chain.params,
+        chain_id: &chain.chain_id,
+        height: u64::try_from(last.height.saturating_add(1)).unwrap_or(0),
+        proposer: None,
+        time_seconds: 0,
+        verifier,
+        in_block: false,
+    }
+}
+
 /// What ProcessProposal and PrepareProposal check of one transaction before
 /// its signature: size, canonical encoding and keys (decoding), chain id,
 /// fee floor and the message's shape.
@@ -612,7 +606,6 @@ fn proposal_checks(
     let tx = SignedTx::decode(bytes, max_tx_len(ctx.params))?;
     let checked = msg::check_stateless(&tx, ctx)?;
     spend_compile_units(&checked, compile_units, ctx.params)?;
-    drop(checked);
     Ok(tx)
 }
 

@@ -339,29 +339,15 @@ pub fn settle(
                 output = std::mem::take(&mut replica.output);
             }
             workers.push(replica.worker.clone());
-        } else if is(replica.status, R::Revealed) {
+        } else if is(replica.status, R::Revealed) || is(replica.status, R::Refused) {
+            // A refused output's proof: another worker's output passed.
+            let why = if is(replica.status, R::Revealed) {
+                "revealed a result outside the winning group"
+            } else {
+                "verify refused its output and another worker's output passed"
+            };
             replica.status = R::Cheated as i32;
-            punish_cheat(
-                state,
-                ctx,
-                &worker,
-                id,
-                index,
-                "revealed a result outside the winning group",
-                events,
-            );
-        } else if is(replica.status, R::Refused) {
-            // The proof: another worker's output for this task passed.
-            replica.status = R::Cheated as i32;
-            punish_cheat(
-                state,
-                ctx,
-                &worker,
-                id,
-                index,
-                "verify refused its output and another worker's output passed",
-                events,
-            );
+            punish_cheat(state, ctx, &worker, id, index, why, events);
         }
     }
     workers.sort();

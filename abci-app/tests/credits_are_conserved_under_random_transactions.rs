@@ -526,13 +526,7 @@ fn malleated_transfer(from: &SigningKey, nonce: u64, to: &AccountId, duplicate: 
     } else {
         body.extend_from_slice(&[9 << 3, 1]);
     }
-    let signature = from.sign(&compute_proto::tx::sign_bytes(&body));
-    pb::Tx {
-        body,
-        signer: from.account().0.to_vec(),
-        signature: signature.to_vec(),
-    }
-    .encode_to_vec()
+    compute_proto::tx::sign_body_bytes(body, from)
 }
 
 proptest! {

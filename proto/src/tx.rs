@@ -72,7 +72,13 @@ pub fn sign_bytes(body: &[u8]) -> [u8; 32] {
 
 /// Encodes and signs `body` with `key`, returning the encoded `Tx`.
 pub fn sign_body(body: &pb::TxBody, key: &SigningKey) -> Vec<u8> {
-    let body = body.encode_to_vec();
+    sign_body_bytes(body.encode_to_vec(), key)
+}
+
+/// Signs `body`, exactly the bytes given, with `key` and wraps them in a
+/// `Tx`: for clients with an encoder of their own (and for tests that show
+/// what the chain refuses).
+pub fn sign_body_bytes(body: Vec<u8>, key: &SigningKey) -> Vec<u8> {
     let signature = key.sign(&sign_bytes(&body));
     pb::Tx {
         body,
@@ -324,17 +330,6 @@ mod tests {
         }
     }
 
-    /// Wraps `body` bytes in a `Tx` signed by `key`, without re-encoding.
-    fn envelope(body: Vec<u8>, key: &SigningKey) -> Vec<u8> {
-        let signature = key.sign(&sign_bytes(&body));
-        pb::Tx {
-            body,
-            signer: key.account().0.to_vec(),
-            signature: signature.to_vec(),
-        }
-        .encode_to_vec()
-    }
-
     fn non_canonical(bytes: &[u8]) -> bool {
         matches!(
             SignedTx::decode(bytes, 1 << 20),
@@ -352,34 +347,34 @@ mod tests {
             msg: Some(transfer(1, 1)),
         };
         let canonical = body.encode_to_vec();
-        assert!(SignedTx::decode(&envelope(canonical.clone(), &key), 1 << 20).is_ok());
+        assert!(SignedTx::decode(&sign_body_bytes(canonical.clone(), &key), 1 << 20).is_ok());
 
         // An unknown field (number 9, varint) appended to the body.
         let mut unknown = canonical.clone();
         unknown.extend_from_slice(&[9 << 3, 1]);
-        assert!(non_canonical(&envelope(unknown, &key)));
+        assert!(non_canonical(&sign_body_bytes(unknown, &key)));
 
         // The nonce (field 2) repeated: the last value would win.
         let mut repeated = canonical.clone();
         repeated.extend_from_slice(&[2 << 3, 9]);
-        assert!(non_canonical(&envelope(repeated, &key)));
+        assert!(non_canonical(&sign_body_bytes(repeated, &key)));
 
         // The nonce written as a two-byte varint (0x81 0x00 is 1).
         let position = canonical.iter().position(|&b| b == 2 << 3).unwrap();
         let mut long = canonical.clone();
         long.splice(position + 1..position + 2, [0x81, 0x00]);
-        assert!(non_canonical(&envelope(long, &key)));
+        assert!(non_canonical(&sign_body_bytes(long, &key)));
 
         // The fee written out although it is 0.
         let mut default = canonical.clone();
         default.splice(position + 2..position + 2, [3 << 3, 0]);
-        assert!(non_canonical(&envelope(default, &key)));
+        assert!(non_canonical(&sign_body_bytes(default, &key)));
 
         // Fields out of order: the nonce moved to the end.
         let mut reordered = canonical.clone();
         let nonce: Vec<u8> = reordered.drain(position..position + 2).collect();
         reordered.extend(nonce);
-        assert!(non_canonical(&envelope(reordered, &key)));
+        assert!(non_canonical(&sign_body_bytes(reordered, &key)));
 
         // A duplicated amount inside the message: amount 1 then 900.
         let inner = pb::Transfer {
@@ -405,10 +400,10 @@ mod tests {
             decoded.msg,
             Some(pb::tx_body::Msg::Transfer(pb::Transfer { amount: 900, .. }))
         ));
-        assert!(non_canonical(&envelope(forged, &key)));
+        assert!(non_canonical(&sign_body_bytes(forged, &key)));
 
         // The envelope itself with an unknown field.
-        let mut outer = envelope(canonical, &key);
+        let mut outer = sign_body_bytes(canonical, &key);
         outer.extend_from_slice(&[9 << 3, 0]);
         assert!(non_canonical(&outer));
     }

@@ -19,6 +19,76 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use tendermint_rpc::{Client, HttpClient};
 
+/// Keys with local nonces, so that one key can queue several transactions
+/// before a block; the nonce of a key never used here is read from the chain.
+pub struct Signer<'n> {
+    /// The node the transactions go to.
+    pub node: &'n Node,
+    nonces: std::collections::BTreeMap<AccountId, u64>,
+}
+
+impl<'n> Signer<'n> {
+    /// A signer that knows no nonce yet.
+    pub fn new(node: &'n Node) -> Self {
+        Self {
+            node,
+            nonces: Default::default(),
+        }
+    }
+
+    /// The key's next nonce: the local count, else the chain's.
+    pub async fn next(&self, key: &SigningKey) -> Result<u64> {
+        match self.nonces.get(&key.account()) {
+            Some(n) => Ok(*n),
+            None => self.node.nonce(&key.account()).await,
+        }
+    }
+
+    /// Signs `msg` with the key's next nonce and counts it as used.
+    pub async fn sign(&mut self, key: &SigningKey, msg: pb::tx_body::Msg) -> Result<Vec<u8>> {
+        let nonce = self.next(key).await?;
+        self.nonces.insert(key.account(), nonce + 1);
+        Ok(self.node.tx_builder().sign(key, nonce, msg))
+    }
+
+    /// Sends `msg` with `broadcast_tx_sync`; returns CheckTx's code and log.
+    /// The nonce advances only when CheckTx accepts.
+    pub async fn send(&mut self, key: &SigningKey, msg: pb::tx_body::Msg) -> Result<(u32, String)> {
+        let nonce = self.next(key).await?;
+        let tx = self.node.tx_builder().sign(key, nonce, msg);
+        let answer = self.node.client().broadcast_tx_sync(tx).await?;
+        let code = answer.code.value();
+        if code == 0 {
+            self.nonces.insert(key.account(), nonce + 1);
+        }
+        Ok((code, answer.log))
+    }
+
+    /// Sends `msg`, requires it to pass CheckTx and its block, and returns
+    /// that block's height once the next one is committed.
+    pub async fn commit(&mut self, key: &SigningKey, msg: pb::tx_body::Msg) -> Result<u64> {
+        let nonce = self.next(key).await?;
+        let tx = self.node.tx_builder().sign(key, nonce, msg);
+        let result = self.node.client().broadcast_tx_commit(tx).await?;
+        anyhow::ensure!(
+            result.check_tx.code.value() == 0,
+            "check: {}",
+            result.check_tx.log
+        );
+        anyhow::ensure!(
+            result.tx_result.code.value() == 0,
+            "finalize: {}",
+            result.tx_result.log
+        );
+        self.nonces.insert(key.account(), nonce + 1);
+        let height = result.height.value();
+        self.node
+            .wait_for_height(height + 1, Duration::from_secs(20))
+            .await?;
+        Ok(height)
+    }
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

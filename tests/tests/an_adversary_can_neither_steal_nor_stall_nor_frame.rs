@@ -32,7 +32,7 @@ use compute_proto::{
     SigningKey, TxBuilder,
 };
 use compute_sandbox::{ModuleLimits, Sandbox, SandboxConfig, TaskLimits};
-use compute_tests::{poll_until, transfer, NetConfig, Node};
+use compute_tests::{poll_until, transfer, NetConfig, Node, Signer};
 use prost::Message;
 use serde_json::{json, Value};
 use tendermint_rpc::Client;
@@ -76,17 +76,6 @@ async fn assert_keeps_making_blocks(node: &Node) -> Result<()> {
         .context("the chain stopped making blocks after the attack")?;
     ensure!(started.elapsed() < Duration::from_secs(30));
     Ok(())
-}
-
-/// Wraps `body` bytes, exactly as given, in a `Tx` signed by `key`.
-fn envelope(body: Vec<u8>, key: &SigningKey) -> Vec<u8> {
-    let signature = key.sign(&sign_bytes(&body));
-    pb::Tx {
-        body,
-        signer: key.account().0.to_vec(),
-        signature: signature.to_vec(),
-    }
-    .encode_to_vec()
 }
 
 /// The protobuf varint encoding of `value`.
@@ -142,95 +131,35 @@ async fn tx_counters(node: &Node) -> Result<Value> {
     }))
 }
 
-/// Keys with local nonces, so that one key can queue several transactions
-/// in a block.
-struct Signer<'n> {
-    node: &'n Node,
-    nonces: BTreeMap<AccountId, u64>,
-}
-
-impl<'n> Signer<'n> {
-    fn new(node: &'n Node) -> Self {
-        Self {
-            node,
-            nonces: BTreeMap::new(),
-        }
+/// Sends every `(key, msg, what)` and requires CheckTx to pass each: the
+/// keys' transactions go out concurrently, each key's in nonce order, so
+/// that they reach as few blocks as possible.
+async fn send_all(signer: &mut Signer<'_>, outgoing: Vec<(SigningKey, Msg, String)>) -> Result<()> {
+    let mut by_key: BTreeMap<AccountId, Vec<(Vec<u8>, String)>> = BTreeMap::new();
+    for (key, msg, what) in outgoing {
+        let tx = signer.sign(&key, msg).await?;
+        by_key.entry(key.account()).or_default().push((tx, what));
     }
-
-    async fn next(&self, key: &SigningKey) -> Result<u64> {
-        match self.nonces.get(&key.account()) {
-            Some(n) => Ok(*n),
-            None => self.node.nonce(&key.account()).await,
-        }
+    let mut sending = tokio::task::JoinSet::new();
+    for (account, txs) in by_key {
+        let client = signer.node.client();
+        sending.spawn(async move {
+            for (tx, what) in txs {
+                let answer = client.broadcast_tx_sync(tx).await?;
+                ensure!(
+                    answer.code.value() == 0,
+                    "{what} by {account}: {} {}",
+                    answer.code.value(),
+                    answer.log
+                );
+            }
+            Ok(())
+        });
     }
-
-    /// Sends `msg` through CheckTx; the local nonce advances when it passes.
-    async fn send(&mut self, key: &SigningKey, msg: Msg) -> Result<(u32, String)> {
-        let nonce = self.next(key).await?;
-        let tx = self.node.tx_builder().sign(key, nonce, msg);
-        let (code, log) = check_tx(self.node, tx).await?;
-        if code == 0 {
-            self.nonces.insert(key.account(), nonce + 1);
-        }
-        Ok((code, log))
+    while let Some(sent) = sending.join_next().await {
+        sent??;
     }
-
-    /// Sends every `(key, msg, what)` and requires CheckTx to pass each:
-    /// the keys' transactions go out concurrently, each key's in nonce
-    /// order, so that they reach as few blocks as possible.
-    async fn send_all(&mut self, outgoing: Vec<(SigningKey, Msg, String)>) -> Result<()> {
-        let mut by_key: BTreeMap<AccountId, Vec<(Vec<u8>, String)>> = BTreeMap::new();
-        for (key, msg, what) in outgoing {
-            let nonce = self.next(&key).await?;
-            let tx = self.node.tx_builder().sign(&key, nonce, msg);
-            self.nonces.insert(key.account(), nonce + 1);
-            by_key.entry(key.account()).or_default().push((tx, what));
-        }
-        let mut sending = tokio::task::JoinSet::new();
-        for (account, txs) in by_key {
-            let client = self.node.client();
-            sending.spawn(async move {
-                for (tx, what) in txs {
-                    let answer = client.broadcast_tx_sync(tx).await?;
-                    ensure!(
-                        answer.code.value() == 0,
-                        "{what} by {account}: {} {}",
-                        answer.code.value(),
-                        answer.log
-                    );
-                }
-                Ok(())
-            });
-        }
-        while let Some(sent) = sending.join_next().await {
-            sent??;
-        }
-        Ok(())
-    }
-
-    /// Sends `msg`, requires it to pass CheckTx and its block, and returns
-    /// that block's height once the next one is committed.
-    async fn commit(&mut self, key: &SigningKey, msg: Msg) -> Result<u64> {
-        let nonce = self.next(key).await?;
-        let tx = self.node.tx_builder().sign(key, nonce, msg);
-        let result = self.node.client().broadcast_tx_commit(tx).await?;
-        ensure!(
-            result.check_tx.code.value() == 0,
-            "CheckTx: {}",
-            result.check_tx.log
-        );
-        ensure!(
-            result.tx_result.code.value() == 0,
-            "FinalizeBlock: {}",
-            result.tx_result.log
-        );
-        self.nonces.insert(key.account(), nonce + 1);
-        let height = result.height.value();
-        self.node
-            .wait_for_height(height + 1, Duration::from_secs(30))
-            .await?;
-        Ok(height)
-    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -439,7 +368,7 @@ async fn a_signed_intent_has_exactly_one_encoding_the_chain_executes() -> Result
         msg: Some(transfer(&bob, 1)),
     };
     let canonical_body = intent.encode_to_vec();
-    let canonical_tx = envelope(canonical_body.clone(), &alice);
+    let canonical_tx = compute_proto::tx::sign_body_bytes(canonical_body.clone(), &alice);
 
     // The body's parts, to reassemble in other ways.
     let chain_id = bytes_field(1, node.chain_id.as_bytes());
@@ -487,25 +416,25 @@ async fn a_signed_intent_has_exactly_one_encoding_the_chain_executes() -> Result
     let variants: Vec<(&str, Vec<u8>)> = vec![
         (
             "a duplicated amount, 1 then 900",
-            envelope(doubled_body, &alice),
+            compute_proto::tx::sign_body_bytes(doubled_body, &alice),
         ),
         (
             "an unknown field appended to the body",
-            envelope(
+            compute_proto::tx::sign_body_bytes(
                 [canonical_body.clone(), unknown_field.clone()].concat(),
                 &alice,
             ),
         ),
         (
             "the nonce as a two-byte varint",
-            envelope(
+            compute_proto::tx::sign_body_bytes(
                 [chain_id.clone(), long_nonce, transfer_field.clone()].concat(),
                 &alice,
             ),
         ),
         (
             "the default fee 0 written out",
-            envelope(
+            compute_proto::tx::sign_body_bytes(
                 [
                     chain_id.clone(),
                     nonce_field.clone(),
@@ -518,7 +447,7 @@ async fn a_signed_intent_has_exactly_one_encoding_the_chain_executes() -> Result
         ),
         (
             "the body's fields out of order",
-            envelope(
+            compute_proto::tx::sign_body_bytes(
                 [
                     chain_id.clone(),
                     transfer_field.clone(),
@@ -1104,7 +1033,7 @@ async fn drive_honest_workers(
                 outgoing.push((key.clone(), msg, format!("{wanted} of task {index}")));
             }
         }
-        signer.send_all(outgoing).await?;
+        send_all(signer, outgoing).await?;
         let height = latest_height(node).await?;
         node.wait_for_height(height + 1, Duration::from_secs(30))
             .await?;

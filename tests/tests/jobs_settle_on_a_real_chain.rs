@@ -14,73 +14,11 @@ use base64::Engine;
 use compute_proto::pb::tx_body::Msg;
 use compute_proto::{commitment, pb, sha3_256, AccountId, JobId, ModuleId, SigningKey};
 use compute_sandbox::{Sandbox, SandboxConfig, TaskLimits};
-use compute_tests::{replay_and_compare_app_hashes, NetConfig, Node};
+use compute_tests::{replay_and_compare_app_hashes, NetConfig, Node, Signer};
 use serde_json::{json, Value};
-use tendermint_rpc::Client;
 
 const FUEL_LIMIT: u64 = 50_000_000;
 const PRICE: u64 = 100;
-
-/// Keys with local nonces; transactions go out with `broadcast_tx_sync`.
-struct Signer<'n> {
-    node: &'n Node,
-    nonces: BTreeMap<AccountId, u64>,
-}
-
-impl<'n> Signer<'n> {
-    fn new(node: &'n Node) -> Self {
-        Self {
-            node,
-            nonces: BTreeMap::new(),
-        }
-    }
-
-    /// The key's account and next nonce: the local count, else the chain's.
-    async fn next(&self, key: &SigningKey) -> Result<(AccountId, u64)> {
-        let id = key.account();
-        let nonce = match self.nonces.get(&id) {
-            Some(n) => *n,
-            None => self.node.nonce(&id).await?,
-        };
-        Ok((id, nonce))
-    }
-
-    /// Sends `msg`; returns CheckTx's code and log. The nonce advances only
-    /// when CheckTx accepts.
-    async fn send(&mut self, key: &SigningKey, msg: Msg) -> Result<(u32, String)> {
-        let (id, nonce) = self.next(key).await?;
-        let tx = self.node.tx_builder().sign(key, nonce, msg);
-        let answer = self.node.client().broadcast_tx_sync(tx).await?;
-        let code = answer.code.value();
-        if code == 0 {
-            self.nonces.insert(id, nonce + 1);
-        }
-        Ok((code, answer.log))
-    }
-
-    /// Sends `msg` and waits until it is in a committed block.
-    async fn commit(&mut self, key: &SigningKey, msg: Msg) -> Result<u64> {
-        let (id, nonce) = self.next(key).await?;
-        let tx = self.node.tx_builder().sign(key, nonce, msg);
-        let result = self.node.client().broadcast_tx_commit(tx).await?;
-        ensure!(
-            result.check_tx.code.value() == 0,
-            "check: {}",
-            result.check_tx.log
-        );
-        ensure!(
-            result.tx_result.code.value() == 0,
-            "finalize: {}",
-            result.tx_result.log
-        );
-        self.nonces.insert(id, nonce + 1);
-        let height = result.height.value();
-        self.node
-            .wait_for_height(height + 1, Duration::from_secs(20))
-            .await?;
-        Ok(height)
-    }
-}
 
 /// What a driven replica does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
