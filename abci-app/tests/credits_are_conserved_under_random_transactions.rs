@@ -86,15 +86,6 @@ const SMALL_ORDER: [&str; 4] = [
     "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
 ];
 
-/// A module whose `verify` refuses every output.
-const LYING_VERIFY_WAT: &str = r#"
-(module
-  (memory (export "memory") 1)
-  (func (export "alloc") (param i32) (result i32) i32.const 1024)
-  (func (export "run") (param i32 i32) (result i64) i64.const 1)
-  (func (export "verify") (param i32 i32 i32 i32) (result i32) i32.const 0))
-"#;
-
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..KEYS, 0..KEYS, 0u64..4_000).prop_map(|(from, to, amount)| Op::Transfer { from, to, amount }),
@@ -153,7 +144,7 @@ impl World {
             TestChain::new(RocksStore::open(dir.path()).unwrap(), &balances, params),
         );
         let wasm = compute_jobs::PRIMES_WASM;
-        let lying = wat::parse_str(LYING_VERIFY_WAT).unwrap();
+        let lying = wat::parse_str(common::LYING_VERIFY_WAT).unwrap();
         let store = |nonce: u64, wasm: &[u8]| {
             chains.0.txs.sign(
                 &keys[0],

@@ -159,6 +159,30 @@ fn post(module: &ModuleId, tasks: usize, policy: Option<pb::Policy>, deadline: u
     })
 }
 
+/// A `Verified` job of `tasks` with a 200-block deadline.
+fn verified_post(
+    module: &ModuleId,
+    tasks: Vec<pb::TaskInput>,
+    verify_fuel: u64,
+    max_workers: u32,
+) -> Msg {
+    Msg::PostJob(pb::PostJob {
+        module_id: module.0.to_vec(),
+        tasks,
+        policy: Some(pb::Policy {
+            kind: Some(pb::policy::Kind::Verified(pb::VerifiedPolicy {
+                verify_fuel,
+                max_workers,
+            })),
+        }),
+        fuel_limit: FUEL_LIMIT,
+        price_per_mfuel: PRICE,
+        deadline_blocks: 200,
+        min_reputation_ppm: 0,
+        max_tasks_per_worker: 0,
+    })
+}
+
 fn register() -> Msg {
     Msg::RegisterWorker(pb::RegisterWorker {
         capacity: 4,
@@ -864,21 +888,11 @@ fn a_drawn_worker_declines_and_the_slot_goes_to_another() {
     net.assert_conserved(&k, &[job]);
 }
 
-/// A module whose `verify` refuses every output: a requester's attempt to
-/// have honest workers slashed.
-const LYING_VERIFY_WAT: &str = r#"
-(module
-  (memory (export "memory") 1)
-  (func (export "alloc") (param i32) (result i32) i32.const 1024)
-  (func (export "run") (param i32 i32) (result i64) i64.const 1)
-  (func (export "verify") (param i32 i32 i32 i32) (result i32) i32.const 0))
-"#;
-
 #[test]
 fn a_verify_that_refuses_everything_fails_the_task_and_slashes_nobody() {
     let k = keys(5);
     let mut net = Net::new(&k, json!({}));
-    let wasm = wat::parse_str(LYING_VERIFY_WAT).unwrap();
+    let wasm = wat::parse_str(common::LYING_VERIFY_WAT).unwrap();
     let mut setup = vec![(&k[0], store(&wasm))];
     setup.extend(k[1..].iter().map(|w| (w, register())));
     net.ok(setup);
@@ -888,21 +902,7 @@ fn a_verify_that_refuses_everything_fails_the_task_and_slashes_nobody() {
     let before = net.chain.balance(&k[0].account());
     let mut out = net.ok(vec![(
         &k[0],
-        Msg::PostJob(pb::PostJob {
-            module_id: module.0.to_vec(),
-            tasks: vec![inline(b"x")],
-            policy: Some(pb::Policy {
-                kind: Some(pb::policy::Kind::Verified(pb::VerifiedPolicy {
-                    verify_fuel,
-                    max_workers: 3,
-                })),
-            }),
-            fuel_limit: FUEL_LIMIT,
-            price_per_mfuel: PRICE,
-            deadline_blocks: 200,
-            min_reputation_ppm: 0,
-            max_tasks_per_worker: 0,
-        }),
+        verified_post(&module, vec![inline(b"x")], verify_fuel, 3),
     )]);
     let job = JobId::derive(&k[0].account(), nonce);
     // The escrow covers three runs and three verifications.
@@ -966,7 +966,7 @@ fn the_verify_queue_spends_at_most_the_block_budget() {
         &k,
         json!({"max_verify_fuel_per_block": budget, "max_verify_fuel": verify_fuel}),
     );
-    let wasm = wat::parse_str(LYING_VERIFY_WAT).unwrap();
+    let wasm = wat::parse_str(common::LYING_VERIFY_WAT).unwrap();
     let mut setup = vec![(&k[0], store(&wasm))];
     setup.extend(k[1..].iter().map(|w| (w, register())));
     net.ok(setup);
@@ -974,21 +974,12 @@ fn the_verify_queue_spends_at_most_the_block_budget() {
     let nonce = net.nonces.get(&k[0].account()).copied().unwrap_or(0);
     let out = net.ok(vec![(
         &k[0],
-        Msg::PostJob(pb::PostJob {
-            module_id: module.0.to_vec(),
-            tasks: (0..5u8).map(|i| inline(&[i])).collect(),
-            policy: Some(pb::Policy {
-                kind: Some(pb::policy::Kind::Verified(pb::VerifiedPolicy {
-                    verify_fuel,
-                    max_workers: 1,
-                })),
-            }),
-            fuel_limit: FUEL_LIMIT,
-            price_per_mfuel: PRICE,
-            deadline_blocks: 200,
-            min_reputation_ppm: 0,
-            max_tasks_per_worker: 0,
-        }),
+        verified_post(
+            &module,
+            (0..5u8).map(|i| inline(&[i])).collect(),
+            verify_fuel,
+            1,
+        ),
     )]);
     let job = JobId::derive(&k[0].account(), nonce);
     let assigned = events(&out, "task_assigned");

@@ -36,11 +36,7 @@ use compute_tests::{poll_until, transfer, NetConfig, Node, Signer};
 use prost::Message;
 use serde_json::{json, Value};
 use tendermint_rpc::Client;
-use wasm_encoder::{
-    BlockType, CodeSection, ConstExpr, DataSection, ElementSection, Elements, ExportKind,
-    ExportSection, Function, FunctionSection, Instruction, MemorySection, MemoryType, Module,
-    TypeSection, ValType,
-};
+use wasm_encoder::{BlockType, Instruction};
 
 /// How long any one attack may take, start to finish.
 const ATTACK_TIMEOUT: Duration = Duration::from_secs(180);
@@ -549,72 +545,25 @@ struct Bomb {
 }
 
 impl Bomb {
+    /// The module, built by the sandbox's own generator of hostile jobs.
     fn finish(&self) -> Vec<u8> {
-        let mut module = Module::new();
-        let mut types = TypeSection::new();
-        types.ty().function([ValType::I32], [ValType::I32]);
-        types
-            .ty()
-            .function([ValType::I32, ValType::I32], [ValType::I64]);
-        types.ty().function([], []);
-        for _ in 0..self.types {
-            types.ty().function([], []);
+        use compute_sandbox::bombs;
+        bombs::Bomb {
+            types: vec![(Vec::new(), Vec::new()); self.types as usize],
+            functions: self
+                .functions
+                .iter()
+                .map(|body| bombs::Func::nullary(Vec::new(), bombs::encode(body)))
+                .collect(),
+            data: (0..self.data_segments)
+                .map(|_| bombs::Data::Active(0, Vec::new()))
+                .collect(),
+            elements: (0..self.element_segments)
+                .map(|_| bombs::Elem::Passive(Vec::new()))
+                .collect(),
+            ..bombs::Bomb::default()
         }
-        module.section(&types);
-        let mut functions = FunctionSection::new();
-        functions.function(0);
-        functions.function(1);
-        for _ in &self.functions {
-            functions.function(2);
-        }
-        module.section(&functions);
-        let mut memory = MemorySection::new();
-        memory.memory(MemoryType {
-            minimum: 1,
-            maximum: None,
-            memory64: false,
-            shared: false,
-            page_size_log2: None,
-        });
-        module.section(&memory);
-        let mut exports = ExportSection::new();
-        exports.export("memory", ExportKind::Memory, 0);
-        exports.export("alloc", ExportKind::Func, 0);
-        exports.export("run", ExportKind::Func, 1);
-        module.section(&exports);
-        if self.element_segments > 0 {
-            let mut elements = ElementSection::new();
-            for _ in 0..self.element_segments {
-                elements.passive(Elements::Functions(std::borrow::Cow::Borrowed(&[])));
-            }
-            module.section(&elements);
-        }
-        let mut code = CodeSection::new();
-        let mut alloc = Function::new([]);
-        alloc.instruction(&Instruction::I32Const(1024));
-        alloc.instruction(&Instruction::End);
-        code.function(&alloc);
-        let mut run = Function::new([]);
-        run.instruction(&Instruction::I64Const(0));
-        run.instruction(&Instruction::End);
-        code.function(&run);
-        for body in &self.functions {
-            let mut function = Function::new([]);
-            for instruction in body {
-                function.instruction(instruction);
-            }
-            function.instruction(&Instruction::End);
-            code.function(&function);
-        }
-        module.section(&code);
-        if self.data_segments > 0 {
-            let mut data = DataSection::new();
-            for _ in 0..self.data_segments {
-                data.active(0, &ConstExpr::i32_const(0), Vec::<u8>::new());
-            }
-            module.section(&data);
-        }
-        module.finish()
+        .finish()
     }
 }
 

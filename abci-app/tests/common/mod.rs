@@ -103,6 +103,16 @@ impl<S: Store> TestChain<S> {
     }
 }
 
+/// A module whose `verify` refuses every output: a requester's attempt to
+/// have honest workers slashed.
+pub const LYING_VERIFY_WAT: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (func (export "alloc") (param i32) (result i32) i32.const 1024)
+  (func (export "run") (param i32 i32) (result i64) i64.const 1)
+  (func (export "verify") (param i32 i32 i32 i32) (result i32) i32.const 0))
+"#;
+
 /// `n` deterministic keys.
 pub fn keys(n: u8) -> Vec<SigningKey> {
     (0..n).map(|i| SigningKey::from_seed([i + 1; 32])).collect()
