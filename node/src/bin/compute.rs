@@ -154,6 +154,10 @@ enum JobCommand {
         /// Fuel the chain's `verify` may burn (with --verified).
         #[arg(long, default_value_t = 10_000_000)]
         verify_fuel: u64,
+        /// Distinct workers whose outputs `verify` may judge per task before
+        /// the task fails (with --verified; 0 means the chain's default, 3).
+        #[arg(long, default_value_t = 0)]
+        max_workers: u32,
         /// Blocks the job may take before unsettled tasks fail.
         #[arg(long, default_value_t = 300)]
         deadline_blocks: u64,
@@ -536,6 +540,7 @@ async fn job_command(
             price,
             verified,
             verify_fuel,
+            max_workers,
             deadline_blocks,
             min_reputation,
             max_tasks_per_worker,
@@ -555,7 +560,7 @@ async fn job_command(
             let policy = if verified {
                 pb::policy::Kind::Verified(pb::VerifiedPolicy {
                     verify_fuel,
-                    max_workers: 0,
+                    max_workers,
                 })
             } else {
                 pb::policy::Kind::Quorum(pb::QuorumPolicy {
