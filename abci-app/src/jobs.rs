@@ -414,7 +414,6 @@ pub fn fail_task(
     events: &mut Vec<Event>,
 ) {
     release_live(state, id, index, task);
-    pay_refused(state, job, task);
     task.status = T::Failed as i32;
     task.failure = reason.to_owned();
     task.ended_height = height(ctx);
@@ -429,10 +428,10 @@ pub fn fail_task(
     ));
 }
 
-/// When a Verified task ends without an accepted output, no output was
-/// proven wrong: each worker whose output `verify` refused is paid its fuel
-/// from the escrow and nobody is punished; the requester's record shows a
-/// verification that failed.
+/// When every worker a Verified task may try had its output refused, no
+/// output was proven wrong: each is paid its fuel from the escrow and
+/// nobody is punished; the requester's record shows a verification that
+/// failed.
 pub fn pay_refused(state: &mut StateTx<'_>, job: &mut pb::Job, task: &pb::Task) {
     let mut any = false;
     for replica in task.replicas.iter().filter(|r| is(r.status, R::Refused)) {

@@ -13,7 +13,12 @@
 //! slashed) only when another worker's output for the same task passes. When
 //! the job's `max_workers` outputs were all refused, nobody is slashed: the
 //! task fails, each refused worker is paid its fuel from the escrow, and the
-//! requester's `verifications_failed` rises (see [`crate::jobs::fail_task`]).
+//! requester's `verifications_failed` rises (see [`crate::jobs::pay_refused`]).
+//! A task that ends otherwise (its job's deadline, a cancel) leaves refused
+//! outputs unpaid and unpunished: honest workers never reveal an output
+//! their own `verify` refuses, so only a worker that skipped that check can
+//! hold one, and paying it whenever nobody else passes would pay for
+//! garbage on tasks honest workers decline.
 //!
 //! Each verification's fuel is paid from the job's escrow (which holds it
 //! from `PostJob` on) to the block's proposer, who ran it first.
@@ -222,6 +227,7 @@ fn apply(
                 let reason = format!(
                     "verify refused the outputs of all {refused} workers the job allows (max_workers); nobody is punished and they are paid their fuel"
                 );
+                jobs::pay_refused(state, job, task);
                 jobs::fail_task(state, ctx, id, job, index, task, &reason, events);
             } else {
                 jobs::advance(state, ctx, id, job, index, task, events);

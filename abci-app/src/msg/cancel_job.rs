@@ -63,9 +63,6 @@ pub fn execute(
                         jobs::release(state, &worker, id, index);
                     }
                 }
-                // A Verified task back in its commit phase after a refusal:
-                // nothing proved that output wrong, so it is paid.
-                jobs::pay_refused(state, &mut job, &task);
                 task.status = pb::TaskStatus::Cancelled as i32;
                 task.ended_height = i64::try_from(ctx.height).unwrap_or(i64::MAX);
                 state.delete_raw(keys::pending(id, index));
