@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh Debian or Ubuntu machine:
 # a C/C++ toolchain and libclang (RocksDB's bindings), the wasm32 Rust target
-# (example jobs), and CometBFT (scripts/install-cometbft.sh). Idempotent.
+# (example jobs), rustfmt and clippy (scripts/test.sh), and CometBFT
+# (scripts/install-cometbft.sh). Idempotent.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -27,6 +28,11 @@ fi
 if command -v rustup >/dev/null 2>&1; then
   rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
     || rustup target add wasm32-unknown-unknown
+  # scripts/test.sh checks formatting and lints.
+  components="$(rustup component list --installed 2>/dev/null || true)"
+  for c in rustfmt clippy; do
+    grep -q "^$c" <<<"$components" || rustup component add "$c"
+  done
 fi
 
 "$root/scripts/install-cometbft.sh"

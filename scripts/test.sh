@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of the project: installs what the tests need, builds the
-# binaries the integration tests start, and runs the whole workspace's tests
-# (unit, scenario, property and integration tests with real CometBFT).
+# Runs every test of the project: installs what the tests need, checks
+# formatting and lints (warnings are errors), builds the binaries the
+# integration tests start, and runs the whole workspace's tests (unit,
+# scenario, property and integration tests with real CometBFT).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -9,6 +10,13 @@ cd "$root"
 . scripts/env.sh
 
 scripts/setup.sh
+
+echo "checking formatting (cargo fmt --all --check)"
+cargo fmt --all --check
+echo "linting (cargo clippy --workspace --all-targets -- -D warnings)"
+cargo clippy --workspace --all-targets -- -D warnings
+
 echo "building (target directory: $CARGO_TARGET_DIR)"
 cargo build --workspace --bins
+echo "testing (cargo test --workspace)"
 cargo test --workspace "$@"

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 use compute_proto::pb::gateway_client::GatewayClient;
-use compute_proto::{pb, sha3_256, BlobId, JobId, ModuleId, SigningKey};
+use compute_proto::{pb, sha3_256, BlobId, Code, JobId, ModuleId, SigningKey};
 use serde_json::Value;
 use tonic::transport::Channel;
 
@@ -18,9 +18,6 @@ use crate::chain::{ChainClient, TxReceipt};
 
 /// Bytes per `PutBlob` chunk.
 const CHUNK_BYTES: usize = 1024 * 1024;
-
-/// The ABCI code of a module that is already stored.
-const MODULE_EXISTS: u32 = 16;
 
 /// Connects to a gateway's gRPC endpoint.
 pub async fn gateway(url: &str) -> Result<GatewayClient<Channel>> {
@@ -51,9 +48,13 @@ pub async fn upload_module(
             None,
         )
         .await?;
-    match receipt.code {
-        0 | MODULE_EXISTS => Ok((id, Some(receipt))),
-        code => bail!("the module was refused (code {code}): {}", receipt.log),
+    match Code::from_u32(receipt.code) {
+        Some(Code::Ok | Code::ModuleExists) => Ok((id, Some(receipt))),
+        _ => bail!(
+            "the module was refused (code {}): {}",
+            receipt.code,
+            receipt.log
+        ),
     }
 }
 

@@ -3,10 +3,11 @@
 //!
 //! Everything that two parties must compute identically lives here: the
 //! protobuf messages (`pb`), domain-separated SHA3-256 hashing ([`hash`]),
-//! typed 32-byte ids ([`ids`]), ed25519 keys ([`keys`]) and transaction
-//! signing and verification ([`tx`]). Nothing else in the workspace
-//! re-implements them.
+//! typed 32-byte ids ([`ids`]), ed25519 keys ([`keys`]), transaction
+//! signing and verification ([`tx`]) and the chain's stable result codes
+//! ([`codes`]). Nothing else in the workspace re-implements them.
 
+pub mod codes;
 pub mod hash;
 pub mod ids;
 pub mod keys;
@@ -22,6 +23,7 @@ pub mod pb {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/compute_descriptor.bin"));
 
+pub use codes::{Code, CODESPACE};
 pub use hash::{assignment_seed, commitment, hash_parts, sha3_256, sha3_256_concat, Tag};
 pub use ids::{AccountId, BlobId, Hash32, IdError, JobId, ModuleId};
 pub use keys::{check_public_key, KeyError, PublicKeyError, SigningKey};

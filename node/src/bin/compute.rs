@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use compute_node::chain::ChainClient;
 use compute_node::jobs::{self, Progress};
 use compute_proto::keys::KeyFile;
-use compute_proto::{pb, AccountId, SigningKey};
+use compute_proto::{pb, AccountId, Code, SigningKey};
 use serde_json::json;
 
 /// The compute network's command-line tool.
@@ -397,7 +397,7 @@ async fn run(cli: Cli) -> Result<()> {
             });
             let receipt = client.submit(&key, msg, fee, nonce).await?;
             let value = serde_json::to_value(&receipt)?;
-            if receipt.code != 0 {
+            if receipt.code != Code::Ok.value() {
                 print(output, &value, String::new);
                 bail!("transfer refused (code {}): {}", receipt.code, receipt.log);
             }
@@ -582,7 +582,7 @@ async fn job_command(
                 max_tasks_per_worker,
             });
             let receipt = client.submit(&key, msg, fee, Some(nonce)).await?;
-            if receipt.code != 0 {
+            if receipt.code != Code::Ok.value() {
                 bail!(
                     "the job was refused (code {}): {}",
                     receipt.code,
@@ -708,7 +708,7 @@ async fn job_command(
                     None,
                 )
                 .await?;
-            if receipt.code != 0 {
+            if receipt.code != Code::Ok.value() {
                 bail!("cancel refused (code {}): {}", receipt.code, receipt.log);
             }
             let view = client.query(&format!("/job/{job}?tasks=false")).await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use compute_proto::pb::gateway_client::GatewayClient;
 use compute_proto::pb::gateway_server::Gateway;
-use compute_proto::{pb, BlobId, JobId, SignedTx};
+use compute_proto::{pb, BlobId, Code as AbciCode, JobId, SignedTx};
 use prost::Message;
 use sha3::{Digest, Sha3_256};
 use tokio::io::AsyncReadExt;
@@ -453,7 +453,7 @@ impl Gateway for GatewayService {
             .await
             .map(|(tx, result)| {
                 // The id names a job only once the chain has accepted it.
-                let job_id = if result.code == 0 {
+                let job_id = if result.code == AbciCode::Ok.value() {
                     JobId::derive(&tx.signer, tx.body.nonce).0.to_vec()
                 } else {
                     Vec::new()

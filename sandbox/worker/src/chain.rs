@@ -8,21 +8,6 @@ use serde::{Deserialize, Deserializer};
 
 use crate::journal::TaskKey;
 
-/// ABCI code of a transaction whose nonce was already used.
-pub const CODE_NONCE_REPLAYED: u32 = 6;
-/// ABCI code of a transaction whose nonce skips ahead.
-pub const CODE_NONCE_GAP: u32 = 7;
-/// ABCI code of an account with too many transactions in the mempool.
-pub const CODE_TOO_MANY_PENDING: u32 = 11;
-/// ABCI code of a registration by a key that is already a worker.
-pub const CODE_WORKER_EXISTS: u32 = 17;
-/// ABCI code of a commit or reveal by a worker not assigned the task.
-pub const CODE_NOT_ASSIGNED: u32 = 28;
-/// ABCI code of a commit or reveal in the wrong phase (e.g. a second commit).
-pub const CODE_WRONG_PHASE: u32 = 29;
-/// ABCI code of a reveal that does not open the worker's commitment.
-pub const CODE_COMMITMENT_MISMATCH: u32 = 30;
-
 /// `/stats`, the fields the worker uses.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Stats {

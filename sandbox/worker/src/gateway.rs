@@ -9,14 +9,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use compute_proto::pb::gateway_client::GatewayClient;
-use compute_proto::{pb, sha3_256, AccountId, BlobId};
+use compute_proto::{pb, sha3_256, AccountId, BlobId, Code as AbciCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
-/// ABCI query code of a record that does not exist.
-pub const QUERY_NOT_FOUND: u32 = 102;
 /// Bytes per chunk of an upload.
 pub const UPLOAD_CHUNK_BYTES: usize = 1 << 20;
 /// The largest gRPC message accepted or sent (a module's code answer, a
@@ -64,7 +62,7 @@ pub enum GatewayError {
         /// The limit.
         timeout_ms: u64,
     },
-    /// The queried record does not exist (query code 102).
+    /// The queried record does not exist ([`AbciCode::NotFound`]).
     #[error("not found: {path}: {log}")]
     NotFound {
         /// The query path.
@@ -262,8 +260,8 @@ impl Gateway {
     /// Runs an ABCI query and returns its raw JSON bytes.
     ///
     /// # Errors
-    /// [`GatewayError::NotFound`] for code 102, [`GatewayError::Query`] for
-    /// other codes, and call failures.
+    /// [`GatewayError::NotFound`] for [`AbciCode::NotFound`],
+    /// [`GatewayError::Query`] for other codes, and call failures.
     pub async fn query_raw(&self, path: &str) -> Result<Vec<u8>, GatewayError> {
         let mut client = self.client.clone();
         let request = pb::QueryRequest {
@@ -274,15 +272,15 @@ impl Gateway {
         let answer = timed("Query", QUERY_TIMEOUT_MS, client.query(request))
             .await?
             .into_inner();
-        match answer.code {
-            0 => Ok(answer.value),
-            QUERY_NOT_FOUND => Err(GatewayError::NotFound {
+        match AbciCode::from_u32(answer.code) {
+            Some(AbciCode::Ok) => Ok(answer.value),
+            Some(AbciCode::NotFound) => Err(GatewayError::NotFound {
                 path: path.to_owned(),
                 log: answer.log,
             }),
-            code => Err(GatewayError::Query {
+            _ => Err(GatewayError::Query {
                 path: path.to_owned(),
-                code,
+                code: answer.code,
                 log: answer.log,
             }),
         }
@@ -474,7 +472,7 @@ mod tests {
             async {
                 Err(GatewayError::Query {
                     path: "/x".to_owned(),
-                    code: 100,
+                    code: AbciCode::UnknownQuery.value(),
                     log: String::new(),
                 })
             }

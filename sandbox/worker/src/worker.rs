@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use base64::Engine as _;
-use compute_proto::{commitment, pb, AccountId, BlobId, JobId, ModuleId, SigningKey, TxBuilder};
+use compute_proto::{
+    commitment, pb, AccountId, BlobId, Code, JobId, ModuleId, SigningKey, TxBuilder,
+};
 use compute_sandbox::{
     Execution, PrepareError, PreparedModule, Sandbox, SandboxConfig, SandboxError, TaskLimits,
     Verification, WorkerFault,
@@ -23,8 +25,7 @@ use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
 use crate::chain::{
     Account, Assignment, Assignments, ChainParams, InputRef, JobPolicy, JobTerms, ModuleCode,
-    Stats, WorkerRecord, CODE_COMMITMENT_MISMATCH, CODE_NONCE_GAP, CODE_NONCE_REPLAYED,
-    CODE_NOT_ASSIGNED, CODE_TOO_MANY_PENDING, CODE_WORKER_EXISTS, CODE_WRONG_PHASE,
+    Stats, WorkerRecord,
 };
 use crate::deny::DenyList;
 use crate::gateway::{retry, Backoff, Gateway, GatewayError};
@@ -462,8 +463,8 @@ impl Inner {
                     stake: self.config.stake,
                 });
                 let answer = self.submit(msg, TxKind::Register).await?;
-                match answer.code {
-                    0 => {
+                match Code::from_u32(answer.code) {
+                    Some(Code::Ok) => {
                         tracing::info!(
                             capacity = self.config.capacity,
                             stake = self.config.stake,
@@ -472,10 +473,10 @@ impl Inner {
                         );
                         Ok(())
                     }
-                    CODE_WORKER_EXISTS => Ok(()),
-                    code => Err(WorkerError::Refused {
+                    Some(Code::WorkerExists) => Ok(()),
+                    _ => Err(WorkerError::Refused {
                         what: "RegisterWorker",
-                        code,
+                        code: answer.code,
                         log: answer.log,
                     }),
                 }
@@ -535,8 +536,8 @@ impl Inner {
             match sent {
                 Ok(answer)
                     if matches!(
-                        answer.code,
-                        CODE_NONCE_REPLAYED | CODE_NONCE_GAP | CODE_TOO_MANY_PENDING
+                        Code::from_u32(answer.code),
+                        Some(Code::NonceReplayed | Code::NonceGap | Code::TooManyPending)
                     ) =>
                 {
                     tracing::debug!(code = answer.code, log = %answer.log, nonce, "nonce out of step; resyncing");
@@ -546,7 +547,7 @@ impl Inner {
                 Ok(answer) => {
                     // Accepted, or refused in a block (the nonce is used
                     // either way); refused by CheckTx leaves it unused.
-                    if answer.code == 0 || answer.height > 0 {
+                    if answer.code == Code::Ok.value() || answer.height > 0 {
                         *slot = Some(nonce.saturating_add(1));
                     }
                     return Ok(answer);
@@ -764,7 +765,9 @@ impl Inner {
             reason,
         });
         match self.submit(msg, TxKind::Decline).await {
-            Ok(answer) if answer.code == 0 => tracing::info!(task = %key, "declined"),
+            Ok(answer) if answer.code == Code::Ok.value() => {
+                tracing::info!(task = %key, "declined");
+            }
             Ok(answer) => {
                 tracing::warn!(task = %key, code = answer.code, log = %answer.log, "decline refused; the chain will count a missed deadline")
             }
@@ -995,20 +998,20 @@ impl Inner {
             commitment: sealed.to_vec(),
         });
         match self.submit(msg, TxKind::Commit).await {
-            Ok(answer) => match answer.code {
-                0 => {
+            Ok(answer) => match Code::from_u32(answer.code) {
+                Some(Code::Ok) => {
                     tracing::info!(task = %key, height = answer.height, "committed");
                     self.mark(&key, EntryState::Committed);
                 }
-                CODE_WRONG_PHASE => {
+                Some(Code::WrongPhase) => {
                     tracing::info!(task = %key, log = %answer.log, "already committed (or the commit phase is over)");
                     self.mark(&key, EntryState::Committed);
                 }
-                CODE_NOT_ASSIGNED => {
+                Some(Code::NotAssigned) => {
                     tracing::warn!(task = %key, log = %answer.log, "no longer assigned; commit dropped");
                 }
-                code => {
-                    tracing::error!(task = %key, code, log = %answer.log, "commit refused");
+                _ => {
+                    tracing::error!(task = %key, code = answer.code, log = %answer.log, "commit refused");
                 }
             },
             Err(error) => tracing::warn!(task = %key, %error, "commit not sent; will try again"),
@@ -1034,21 +1037,21 @@ impl Inner {
             output: output.unwrap_or_default(),
         });
         match self.submit(msg, TxKind::Reveal).await {
-            Ok(answer) => match answer.code {
-                0 => {
+            Ok(answer) => match Code::from_u32(answer.code) {
+                Some(Code::Ok) => {
                     tracing::info!(task = %key, height = answer.height, result_hash = %entry.result_hash, fuel_used = entry.fuel_used, cheat = entry.cheat, "revealed");
                     self.mark(&key, EntryState::Revealed);
                 }
-                CODE_WRONG_PHASE => {
+                Some(Code::WrongPhase) => {
                     tracing::info!(task = %key, log = %answer.log, "already revealed (or the reveal phase is over)");
                     self.mark(&key, EntryState::Revealed);
                 }
-                CODE_COMMITMENT_MISMATCH => {
+                Some(Code::CommitmentMismatch) => {
                     tracing::error!(task = %key, log = %answer.log, "the journal does not open this worker's commitment; giving up on the reveal");
                     lock(&self.skipped).insert(key);
                 }
-                code => {
-                    tracing::error!(task = %key, code, log = %answer.log, "reveal refused");
+                _ => {
+                    tracing::error!(task = %key, code = answer.code, log = %answer.log, "reveal refused");
                 }
             },
             Err(error) => tracing::warn!(task = %key, %error, "reveal not sent; will try again"),
