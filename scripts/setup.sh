@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh Debian or Ubuntu machine:
 # a C/C++ toolchain and libclang (RocksDB's bindings), the wasm32 Rust target
-# (example jobs), rustfmt and clippy (scripts/test.sh), and CometBFT
-# (scripts/install-cometbft.sh). Idempotent.
+# (example jobs), rustfmt and clippy (scripts/test.sh), Python 3 with PyNaCl
+# (scripts/check-vectors.py), and CometBFT (scripts/install-cometbft.sh).
+# Idempotent.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-packages=(build-essential libclang-dev pkg-config curl)
+packages=(build-essential libclang-dev pkg-config curl python3 python3-nacl)
 missing=()
 if command -v dpkg >/dev/null 2>&1; then
   for p in "${packages[@]}"; do

@@ -16,6 +16,11 @@ cargo fmt --all --check
 echo "linting (cargo clippy --workspace --all-targets -- -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
 
+# The wire specification checked outside Rust: Debian's Python, which has
+# PyNaCl from python3-nacl (a python3 earlier on PATH may not).
+echo "checking the golden vectors in Python (scripts/check-vectors.py)"
+/usr/bin/python3 scripts/check-vectors.py
+
 echo "building (target directory: $CARGO_TARGET_DIR)"
 cargo build --workspace --bins
 echo "testing (cargo test --workspace)"

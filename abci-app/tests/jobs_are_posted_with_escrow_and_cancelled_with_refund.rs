@@ -149,6 +149,15 @@ fn bad_job_terms_are_refused_with_the_field_at_fault() {
             "max_replicas",
         ),
         (
+            "an empty policy, a second spelling of none",
+            pb::PostJob {
+                policy: Some(pb::Policy { kind: None }),
+                ..base()
+            },
+            Code::InvalidMessage,
+            "names no kind",
+        ),
+        (
             "zero fuel",
             pb::PostJob {
                 fuel_limit: 0,

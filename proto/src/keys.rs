@@ -260,8 +260,8 @@ mod tests {
                 "{text}: {verdict:?}"
             );
         }
-        // y = p + 2, a large-order point's second spelling: only the
-        // canonical check can catch it.
+        // Some y in [p, p + 19) decodes to a point of large order whose
+        // canonical encoding is y - p: only the canonical check catches it.
         let mut found = false;
         for low in 0u8..19 {
             let mut raw = [0xffu8; 32];

@@ -84,7 +84,14 @@ pub fn check_stateless(msg: &pb::PostJob, params: &pb::Params) -> Result<Checked
             msg.min_reputation_ppm
         )));
     }
-    // No policy, or one with no kind, means the default quorum.
+    // An empty policy would be a second encoding of "no policy", and so a
+    // second transaction hash for one intent.
+    if msg.policy.is_some_and(|p| p.kind.is_none()) {
+        return Err(invalid(
+            "policy is present but names no kind: omit it for the default Quorum{3, 2}, or name quorum or verified".into(),
+        ));
+    }
+    // No policy means the default quorum.
     let kind = msg
         .policy
         .and_then(|p| p.kind)
