@@ -78,6 +78,14 @@ start() {
   done
   command -v cometbft >/dev/null || scripts/install-cometbft.sh
   echo "building compute-abci, compute-node, compute-sandbox and compute (the first build compiles RocksDB: about half an hour on two cores)"
+  # `cargo build -q` waits silently for another cargo holding the lock of the
+  # shared target directory: say so, or the wait looks like a hang.
+  lock="$CARGO_TARGET_DIR/debug/.cargo-lock"
+  if [ -e "$lock" ] && command -v flock >/dev/null && ! flock -n "$lock" true 2>/dev/null; then
+    echo "waiting for another cargo process that holds $lock (the build starts when it finishes)"
+  else
+    echo "(the build waits first if another cargo process takes the lock of $CARGO_TARGET_DIR)"
+  fi
   cargo build -q --workspace --bins
   [ -d "$home/cometbft" ] || init_home
 

@@ -100,11 +100,22 @@ impl ChainClient {
         let mut builder = TxBuilder::new(self.chain_id.clone());
         builder.fee = fee;
         let tx = builder.sign(key, nonce, msg);
-        let result = self
-            .rpc
-            .broadcast_tx_commit(tx)
-            .await
-            .with_context(|| format!("broadcast to {}", self.url))?;
+        let size = tx.len();
+        let result = self.rpc.broadcast_tx_commit(tx).await.map_err(|e| {
+            let too_large = matches!(
+                e.detail(),
+                tendermint_rpc::error::ErrorDetail::HttpRequestFailed(r) if r.status.as_u16() == 400 || r.status.as_u16() == 413
+            );
+            let why = if too_large {
+                format!(
+                    "broadcast to {}: the node refused the {size}-byte transaction; it may be larger than the chain accepts (max_tx_bytes in /params, rpc.max_body_bytes of the node)",
+                    self.url
+                )
+            } else {
+                format!("broadcast to {}", self.url)
+            };
+            anyhow::Error::new(e).context(why)
+        })?;
         if result.check_tx.code.is_err() {
             return Ok(TxReceipt {
                 hash: result.hash.to_string(),

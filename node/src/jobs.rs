@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
+use compute_proto::hash::{hash_parts, Tag};
 use compute_proto::pb::gateway_client::GatewayClient;
 use compute_proto::{pb, sha3_256, BlobId, Code, JobId, ModuleId, SigningKey};
 use serde_json::Value;
@@ -38,6 +39,8 @@ pub async fn upload_module(
     if chain.query(&format!("/module/{id}")).await.is_ok() {
         return Ok((id, None));
     }
+    let params = chain.query("/params").await?;
+    check_module_size(wasm.len(), params["max_module_bytes"].as_u64())?;
     let receipt = chain
         .submit(
             key,
@@ -55,6 +58,18 @@ pub async fn upload_module(
             receipt.code,
             receipt.log
         ),
+    }
+}
+
+/// Refuses a module the chain would refuse for its size (`max_module_bytes`
+/// of `/params`, when known), before it is sent: CometBFT would only answer
+/// "HTTP 400 Bad Request" to a transaction past its body limit.
+pub fn check_module_size(size: usize, max_module_bytes: Option<u64>) -> Result<()> {
+    match max_module_bytes {
+        Some(max) if size as u64 > max => {
+            bail!("module is {size} bytes, the chain accepts at most {max} (max_module_bytes)")
+        }
+        _ => Ok(()),
     }
 }
 
@@ -199,6 +214,99 @@ impl Progress {
     pub fn ended(&self) -> bool {
         self.status != "open"
     }
+
+    /// Replicas assigned out of those wanted, never more than wanted:
+    /// replacements of workers that missed or were judged are said apart.
+    pub fn assigned_text(&self) -> String {
+        if self.assigned > self.wanted {
+            format!(
+                "{}/{} ({} drawn in all, counting replacements)",
+                self.wanted, self.wanted, self.assigned
+            )
+        } else {
+            format!("{}/{}", self.assigned, self.wanted)
+        }
+    }
+
+    /// One line for a log: replicas assigned out of those wanted (never
+    /// more: replacements of workers that missed or were judged are counted
+    /// apart), committed, revealed, and tasks settled and failed.
+    pub fn line(&self) -> String {
+        format!(
+            "progress: assigned {} committed {} revealed {} settled {}/{} failed {}",
+            self.assigned_text(),
+            self.committed.min(self.assigned),
+            self.revealed.min(self.assigned),
+            self.settled,
+            self.tasks,
+            self.failed
+        )
+    }
+}
+
+/// Every deterministic failure a task can settle with: its stable code (the
+/// sandbox's `Failure`, hashed into the result hash) and its name.
+pub const FAILURES: [(u32, &str); 17] = [
+    (1, "out of fuel"),
+    (2, "memory limit reached"),
+    (3, "table limit reached"),
+    (4, "call depth limit reached"),
+    (5, "output larger than its limit"),
+    (6, "output outside linear memory"),
+    (7, "alloc returned a buffer outside linear memory"),
+    (8, "input larger than its limit"),
+    (9, "no verify export"),
+    (16, "unreachable executed (a panic?)"),
+    (17, "memory access out of bounds"),
+    (18, "table access out of bounds"),
+    (19, "indirect call to a null entry"),
+    (20, "indirect call signature mismatch"),
+    (21, "integer overflow"),
+    (22, "integer division by zero"),
+    (23, "invalid float to integer conversion"),
+];
+
+/// The result hash of a task that failed with `code`:
+/// `H("compute/failure/v1", code u32 BE)`.
+pub fn failure_hash(code: u32) -> [u8; 32] {
+    hash_parts(Tag::Failure, &[&code.to_be_bytes()])
+}
+
+/// A task that settled as a deterministic failure: every worker that ran it
+/// agreed that it trapped, ran out of fuel or passed a limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskFailure {
+    /// The failure's stable code.
+    pub code: u32,
+    /// Its name.
+    pub name: &'static str,
+}
+
+impl TaskFailure {
+    /// The failure whose result hash is `hash`, if it is one.
+    pub fn of_hash(hash: &[u8; 32]) -> Option<Self> {
+        FAILURES
+            .iter()
+            .find(|(code, _)| failure_hash(*code) == *hash)
+            .map(|&(code, name)| TaskFailure { code, name })
+    }
+
+    /// Whether the task trapped (codes 16 and up are traps).
+    pub fn is_trap(&self) -> bool {
+        self.code >= 16
+    }
+}
+
+impl std::fmt::Display for TaskFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.code == 1 {
+            f.write_str("ran out of fuel")
+        } else if self.is_trap() {
+            write!(f, "trapped: {}", self.name)
+        } else {
+            write!(f, "failed: {}", self.name)
+        }
+    }
 }
 
 /// One task's canonical output, checked against its completion record.
@@ -208,6 +316,8 @@ pub struct TaskOutput {
     pub index: u64,
     /// The output bytes (empty for a failure outcome).
     pub bytes: Vec<u8>,
+    /// The deterministic failure the task settled with, if it did.
+    pub failure: Option<TaskFailure>,
     /// The result hash the chain accepted.
     pub result_hash: String,
     /// Workers that agreed.
@@ -251,7 +361,12 @@ pub async fn outputs(
         let mut hash = [0u8; 32];
         hex::decode_to_slice(hash_hex, &mut hash)
             .with_context(|| format!("task {index}: bad result hash '{hash_hex}'"))?;
+        let failure = TaskFailure::of_hash(&hash);
         let bytes = match completion["output"].as_str() {
+            // A failure outcome has no output bytes.
+            _ if failure.is_some() => Vec::new(),
+            // Nor has an empty output, which the chain shows as no output.
+            None if hash == sha3_256(&[]) => Vec::new(),
             Some(b64) => {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(b64)
@@ -267,7 +382,7 @@ pub async fn outputs(
                 }
                 let client = gateway.as_mut().context("gateway")?;
                 get_blob(client, &hash).await.with_context(|| {
-                    format!("task {index}: output {hash_hex} is neither on the chain nor on the data plane (a failure outcome has no output)")
+                    format!("task {index}: output {hash_hex} is neither on the chain nor on the data plane")
                 })?
             }
         };
@@ -280,6 +395,7 @@ pub async fn outputs(
         out.push(TaskOutput {
             index,
             bytes,
+            failure,
             result_hash: hash_hex.to_owned(),
             workers,
         });
@@ -287,11 +403,13 @@ pub async fn outputs(
     Ok(out)
 }
 
-/// Writes each output to `<dir>/<index>.out`.
+/// Writes each output to `<dir>/<index>.out`; a task that settled as a
+/// failure has no output and no file.
 pub fn write_outputs(dir: &Path, outputs: &[TaskOutput]) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     outputs
         .iter()
+        .filter(|o| o.failure.is_none())
         .map(|o| {
             let path = dir.join(format!("{:05}.out", o.index));
             std::fs::write(&path, &o.bytes).with_context(|| format!("write {}", path.display()))?;
@@ -307,4 +425,120 @@ pub fn parse_job(text: &str) -> Result<JobId> {
             "'{text}' is not a job id ({e}): use the 64-hex id `compute job submit` printed"
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failure_hash_is_recognised_by_name() {
+        // Pinned independently of `hash_parts`: sha3-256 of the tag, a zero
+        // byte and the code as a big-endian u32.
+        for (code, name) in FAILURES {
+            let mut bytes = b"compute/failure/v1\0".to_vec();
+            bytes.extend_from_slice(&code.to_be_bytes());
+            let failure = TaskFailure::of_hash(&sha3_256(&bytes)).expect("recognised");
+            assert_eq!((failure.code, failure.name), (code, name));
+        }
+        let names: std::collections::BTreeSet<_> = FAILURES.iter().map(|f| f.1).collect();
+        assert_eq!(names.len(), FAILURES.len());
+        assert_eq!(
+            TaskFailure::of_hash(&failure_hash(1)).unwrap().to_string(),
+            "ran out of fuel"
+        );
+        assert_eq!(
+            TaskFailure::of_hash(&failure_hash(22)).unwrap().to_string(),
+            "trapped: integer division by zero"
+        );
+        assert_eq!(
+            TaskFailure::of_hash(&failure_hash(2)).unwrap().to_string(),
+            "failed: memory limit reached"
+        );
+        assert_eq!(TaskFailure::of_hash(&sha3_256(b"an output")), None);
+        assert_eq!(TaskFailure::of_hash(&failure_hash(99)), None);
+    }
+
+    #[tokio::test]
+    async fn failures_are_reported_and_the_other_outputs_written() {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let completions = vec![
+            serde_json::json!({"task": 0, "result_hash": hex::encode(sha3_256(b"zero")),
+                "output": b64(b"zero"), "workers": ["a"]}),
+            serde_json::json!({"task": 1, "result_hash": hex::encode(failure_hash(16)),
+                "output": null, "workers": ["a"]}),
+            serde_json::json!({"task": 2, "result_hash": hex::encode(failure_hash(1)),
+                "output": null, "workers": ["a"]}),
+            serde_json::json!({"task": 3, "result_hash": hex::encode(sha3_256(b"")),
+                "output": null, "workers": ["a"]}),
+        ];
+        // No gateway is needed (nor reachable): nothing is fetched.
+        let mut gateway = None;
+        let outputs = outputs(&completions, &mut gateway, "http://127.0.0.1:9")
+            .await
+            .unwrap();
+        assert!(gateway.is_none());
+        let failures: Vec<_> = outputs
+            .iter()
+            .map(|o| o.failure.map(|f| f.to_string()))
+            .collect();
+        assert_eq!(
+            failures,
+            [
+                None,
+                Some("trapped: unreachable executed (a panic?)".to_owned()),
+                Some("ran out of fuel".to_owned()),
+                None
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let written = write_outputs(dir.path(), &outputs).unwrap();
+        assert_eq!(
+            written,
+            [dir.path().join("00000.out"), dir.path().join("00003.out")]
+        );
+        assert_eq!(std::fs::read(&written[0]).unwrap(), b"zero");
+        assert!(std::fs::read(&written[1]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn progress_never_shows_more_assigned_than_wanted() {
+        let p = Progress {
+            tasks: 1,
+            wanted: 1,
+            assigned: 3,
+            committed: 3,
+            revealed: 2,
+            settled: 0,
+            failed: 0,
+            status: "open".into(),
+        };
+        let line = p.line();
+        assert!(
+            line.starts_with("progress: assigned 1/1 (3 drawn in all"),
+            "{line}"
+        );
+        assert!(!line.contains("3/1"), "{line}");
+        let p = Progress {
+            assigned: 1,
+            committed: 0,
+            revealed: 0,
+            ..p
+        };
+        assert_eq!(
+            p.line(),
+            "progress: assigned 1/1 committed 0 revealed 0 settled 0/1 failed 0"
+        );
+    }
+
+    #[test]
+    fn a_module_over_the_limit_is_refused_with_the_limit() {
+        let e = check_module_size(600_000, Some(524_288)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "module is 600000 bytes, the chain accepts at most 524288 (max_module_bytes)"
+        );
+        assert!(check_module_size(524_288, Some(524_288)).is_ok());
+        assert!(check_module_size(600_000, None).is_ok());
+    }
 }

@@ -124,6 +124,11 @@ enum ModuleCommand {
 enum JobCommand {
     /// Upload the module and inputs, post the job, follow it to its end and
     /// write the verified outputs.
+    ///
+    /// Exit status: 0 when every task has its output; 4 when every task
+    /// settled but some as a deterministic failure (trapped, out of fuel: no
+    /// output); 3 when the job failed or was cancelled or some tasks failed;
+    /// 1 on any other error. The outputs that exist are written in every case.
     Submit {
         /// The job module.
         module: PathBuf,
@@ -198,6 +203,8 @@ enum JobCommand {
         limit: usize,
     },
     /// Fetch a job's outputs, check every hash, and write them.
+    ///
+    /// Exit status as for `submit` (3 also while the job is still open).
     Results {
         /// The job id.
         job: String,
@@ -256,12 +263,16 @@ enum KeysCommand {
 async fn main() {
     let cli = Cli::parse();
     let output = cli.output;
-    if let Err(e) = run(cli).await {
-        match output {
-            Output::Json => println!("{}", json!({"error": format!("{e:#}")})),
-            Output::Text => eprintln!("error: {e:#}"),
+    match run(cli).await {
+        Ok(0) => {}
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            match output {
+                Output::Json => println!("{}", json!({"error": format!("{e:#}")})),
+                Output::Text => eprintln!("error: {e:#}"),
+            }
+            std::process::exit(1);
         }
-        std::process::exit(1);
     }
 }
 
@@ -343,7 +354,9 @@ fn add_genesis_account(path: &Path, id: &AccountId, balance: u64) -> Result<()> 
     Ok(())
 }
 
-async fn run(cli: Cli) -> Result<()> {
+/// Runs a command; returns the exit status (0, or one of `EXIT_*` when the
+/// command did its work but the user must know something went wrong).
+async fn run(cli: Cli) -> Result<i32> {
     let output = cli.output;
     match cli.command {
         Command::Keys(KeysCommand::New { path }) => {
@@ -441,7 +454,7 @@ async fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Job(command) => {
-            job_command(command, &cli.node, cli.chain_id, &cli.gateway, output).await?
+            return job_command(command, &cli.node, cli.chain_id, &cli.gateway, output).await;
         }
         Command::Reputation { who } => {
             let id = resolve_account(&who)?;
@@ -515,7 +528,7 @@ async fn run(cli: Cli) -> Result<()> {
             );
         }
     }
-    Ok(())
+    Ok(0)
 }
 
 /// `compute job ...`.
@@ -525,7 +538,7 @@ async fn job_command(
     chain_id: Option<String>,
     gateway_url: &str,
     output: Output,
-) -> Result<()> {
+) -> Result<i32> {
     let client = ChainClient::connect(node, chain_id).await?;
     let mut gateway = None;
     match command {
@@ -602,10 +615,10 @@ async fn job_command(
                     &json!({"job": job, "height": receipt.height}),
                     || job.to_hex(),
                 );
-                return Ok(());
+                return Ok(0);
             }
             let view = follow(&client, &job, timeout, output).await?;
-            finish(
+            return finish(
                 &client,
                 &view,
                 &job,
@@ -614,7 +627,7 @@ async fn job_command(
                 gateway_url,
                 output,
             )
-            .await?;
+            .await;
         }
         JobCommand::Status { job } => {
             let job = jobs::parse_job(&job)?;
@@ -622,8 +635,8 @@ async fn job_command(
             let p = Progress::of(&view);
             print(output, &view, || {
                 let mut text = format!(
-                    "job {job}: {}\n  tasks {} (settled {}, failed {}), replicas assigned {}/{} committed {} revealed {}\n  escrow {}, deadline height {}",
-                    p.status, p.tasks, p.settled, p.failed, p.assigned, p.wanted, p.committed,
+                    "job {job}: {}\n  tasks {} (settled {}, failed {}), replicas assigned {} committed {} revealed {}\n  escrow {}, deadline height {}",
+                    p.status, p.tasks, p.settled, p.failed, p.assigned_text(), p.committed,
                     p.revealed, view["escrow"], view["deadline_height"]
                 );
                 for t in view["tasks"].as_array().into_iter().flatten() {
@@ -684,7 +697,7 @@ async fn job_command(
         JobCommand::Results { job, out } => {
             let job = jobs::parse_job(&job)?;
             let view = client.query(&format!("/job/{job}?tasks=false")).await?;
-            finish(
+            return finish(
                 &client,
                 &view,
                 &job,
@@ -693,7 +706,7 @@ async fn job_command(
                 gateway_url,
                 output,
             )
-            .await?;
+            .await;
         }
         JobCommand::Cancel { job, key, fee } => {
             let job = jobs::parse_job(&job)?;
@@ -719,7 +732,7 @@ async fn job_command(
             );
         }
     }
-    Ok(())
+    Ok(0)
 }
 
 /// Follows a job until it ends, with progress bars on a terminal (plain
@@ -759,19 +772,21 @@ async fn follow(
     loop {
         let view = client.query(&format!("/job/{job}?tasks=false")).await?;
         let p = Progress::of(&view);
-        assigned.set_length(p.wanted.max(p.assigned));
-        assigned.set_position(p.assigned);
-        committed.set_length(p.wanted.max(p.committed));
-        committed.set_position(p.committed);
-        revealed.set_length(p.wanted.max(p.revealed));
-        revealed.set_position(p.revealed);
+        // Replacements of workers that missed or were judged are drawn on
+        // top of the replicas wanted: a bar never goes past what is wanted.
+        let wanted = if p.wanted == 0 { p.assigned } else { p.wanted };
+        for (bar, count) in [
+            (&assigned, p.assigned),
+            (&committed, p.committed),
+            (&revealed, p.revealed),
+        ] {
+            bar.set_length(wanted);
+            bar.set_position(count.min(wanted));
+        }
         settled.set_length(p.tasks);
         settled.set_position(p.settled + p.failed);
         if !interactive && output == Output::Text && p != last {
-            eprintln!(
-                "progress: assigned {}/{} committed {} revealed {} settled {}/{} failed {}",
-                p.assigned, p.wanted, p.committed, p.revealed, p.settled, p.tasks, p.failed
-            );
+            eprintln!("{}", p.line());
         }
         if p.ended() {
             for b in [&assigned, &committed, &revealed, &settled] {
@@ -786,10 +801,20 @@ async fn follow(
                 .as_ref()
                 .and_then(|p| p["workers"].as_array())
                 .is_none_or(|w| w.is_empty());
+            // `assigned` leaves out replicas that missed or declined: look
+            // at the tasks before saying that no worker was drawn.
+            let drawn = if none {
+                0
+            } else {
+                drawn_replicas(client, job).await
+            };
             let hint = if none {
                 "no worker is registered: start one with compute-sandbox (see the README)"
+                    .to_owned()
+            } else if drawn > 0 {
+                format!("workers were drawn but declined or missed their tasks; the chain draws others while it can (see compute job status {job})")
             } else {
-                "no worker has been drawn yet: they may be full, below the job's min_reputation, or at its max_tasks_per_worker (see compute top)"
+                "no worker has been drawn yet: they may be full, below the job's min_reputation, or at its max_tasks_per_worker (see compute top)".to_owned()
             };
             bars.suspend(|| eprintln!("note: {hint}"));
         }
@@ -804,11 +829,85 @@ async fn follow(
     }
 }
 
+/// Replicas ever drawn for a job's tasks, whatever became of them (a
+/// lower bound if a page cannot be read).
+async fn drawn_replicas(client: &ChainClient, job: &compute_proto::JobId) -> usize {
+    let mut drawn = 0;
+    let mut after: Option<u64> = None;
+    for _ in 0..100 {
+        let path = match after {
+            Some(a) => format!("/job/{job}?after={a}&limit=500"),
+            None => format!("/job/{job}?limit=500"),
+        };
+        let Ok(page) = client.query(&path).await else {
+            break;
+        };
+        drawn += page["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| t["replicas"].as_array().map_or(0, Vec::len))
+            .sum::<usize>();
+        match page["next"].as_u64() {
+            Some(next) if drawn == 0 => after = Some(next),
+            _ => break,
+        }
+    }
+    drawn
+}
+
 /// How long a job may go without any draw before the follower explains why.
 const IDLE_HINT_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Fetches and checks a job's outputs, writes them when asked, and prints
-/// a summary.
+/// The exit status of `job submit` and `job results` when the job ended
+/// without a result for some task: it failed or was cancelled, or some of
+/// its tasks failed (no agreement, deadline). The outputs that exist are
+/// written.
+const EXIT_TASKS_FAILED: i32 = 3;
+
+/// The exit status when every task settled but some settled as a
+/// deterministic failure (a trap, out of fuel, a limit): agreed results,
+/// without output bytes. The other outputs are written.
+const EXIT_TASKS_TRAPPED: i32 = 4;
+
+/// The failed tasks of a job and why (at most `limit`).
+async fn failed_tasks(
+    client: &ChainClient,
+    job: &compute_proto::JobId,
+    limit: usize,
+) -> Vec<(u64, String, String)> {
+    let mut failed = Vec::new();
+    let mut after: Option<u64> = None;
+    for _ in 0..100 {
+        let path = match after {
+            Some(a) => format!("/job/{job}?after={a}&limit=500"),
+            None => format!("/job/{job}?limit=500"),
+        };
+        let Ok(page) = client.query(&path).await else {
+            break;
+        };
+        for t in page["tasks"].as_array().into_iter().flatten() {
+            let status = t["status"].as_str().unwrap_or("?");
+            if status == "failed" || status == "cancelled" {
+                failed.push((
+                    t["index"].as_u64().unwrap_or(0),
+                    status.to_owned(),
+                    t["failure"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+        }
+        match page["next"].as_u64() {
+            Some(next) if failed.len() < limit => after = Some(next),
+            _ => break,
+        }
+    }
+    failed.truncate(limit);
+    failed
+}
+
+/// Fetches and checks a job's outputs, writes them when asked, prints a
+/// summary, and says each task that has no output and why; returns the
+/// exit status (0 when every task has its output).
 async fn finish(
     client: &ChainClient,
     view: &serde_json::Value,
@@ -819,7 +918,7 @@ async fn finish(
     >,
     gateway_url: &str,
     output: Output,
-) -> Result<()> {
+) -> Result<i32> {
     let completions = jobs::completions(client, job).await?;
     let outputs = jobs::outputs(&completions, gateway, gateway_url).await?;
     let written = match out {
@@ -827,6 +926,23 @@ async fn finish(
         None => Vec::new(),
     };
     let p = Progress::of(view);
+    let trapped: Vec<_> = outputs
+        .iter()
+        .filter_map(|o| o.failure.map(|f| (o.index, f)))
+        .collect();
+    let failed = if p.failed > 0 {
+        failed_tasks(client, job, 20).await
+    } else {
+        Vec::new()
+    };
+    let job_failed = p.status != "completed" || p.failed > 0;
+    let code = if job_failed {
+        EXIT_TASKS_FAILED
+    } else if !trapped.is_empty() {
+        EXIT_TASKS_TRAPPED
+    } else {
+        0
+    };
     let summary = json!({
         "job": job,
         "status": p.status,
@@ -837,19 +953,76 @@ async fn finish(
             "task": o.index,
             "result_hash": o.result_hash,
             "bytes": o.bytes.len(),
+            "failure": o.failure.map(|f| f.to_string()),
             "workers": o.workers,
         })).collect::<Vec<_>>(),
+        "failed_tasks": failed.iter().map(|(index, status, why)| json!({
+            "task": index, "status": status, "why": why,
+        })).collect::<Vec<_>>(),
         "written": written,
+        "exit_code": code,
     });
     print(output, &summary, || {
-        let mut text = format!(
+        let mut text = String::new();
+        for (index, failure) in &trapped {
+            text.push_str(&format!("task {index}: {failure}\n"));
+        }
+        for (index, status, why) in &failed {
+            if why.is_empty() {
+                text.push_str(&format!("task {index}: {status}\n"));
+            } else {
+                text.push_str(&format!("task {index}: {status}: {why}\n"));
+            }
+        }
+        if (failed.len() as u64) < p.failed {
+            text.push_str(&format!(
+                "... and {} more failed tasks (compute job status {job})\n",
+                p.failed - failed.len() as u64
+            ));
+        }
+        text.push_str(&format!(
             "job {job} {}: {} of {} tasks settled, {} failed; {} outputs verified against their result hashes",
-            p.status, p.settled, p.tasks, p.failed, outputs.len()
-        );
+            p.status,
+            p.settled,
+            p.tasks,
+            p.failed,
+            outputs.len() - trapped.len()
+        ));
+        if !trapped.is_empty() {
+            text.push_str(&format!(
+                ", {} tasks settled as a failure (no output)",
+                trapped.len()
+            ));
+        }
         if let Some(dir) = out {
             text.push_str(&format!("\nwritten to {}", dir.display()));
         }
         text
     });
-    Ok(())
+    if output == Output::Text {
+        match code {
+            EXIT_TASKS_FAILED if !p.ended() => eprintln!(
+                "error: job {job} is still open: {} of {} tasks have no result yet",
+                p.tasks.saturating_sub(p.settled),
+                p.tasks
+            ),
+            EXIT_TASKS_FAILED if p.status != "completed" => eprintln!(
+                "error: job {job} {}: {} of {} tasks have no result",
+                p.status,
+                p.tasks.saturating_sub(p.settled),
+                p.tasks
+            ),
+            EXIT_TASKS_FAILED => eprintln!(
+                "error: job {job}: {} of {} tasks failed",
+                p.failed, p.tasks
+            ),
+            EXIT_TASKS_TRAPPED => eprintln!(
+                "error: job {job}: {} of {} tasks settled as a failure (trap or out of fuel) and have no output",
+                trapped.len(),
+                p.tasks
+            ),
+            _ => {}
+        }
+    }
+    Ok(code)
 }

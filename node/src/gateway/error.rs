@@ -27,6 +27,41 @@ pub enum NodeError {
     /// The node answered with an RPC error (not an ABCI code).
     #[error("the CometBFT node refused the request: {0}")]
     Refused(String),
+    /// The node's RPC server answered with an HTTP error status instead of
+    /// a JSON-RPC answer: for a 4xx, something about the request (CometBFT
+    /// answers 400 to a body over its `max_body_bytes`, for example).
+    #[error("the CometBFT node at {url} answered HTTP {status}{}", http_hint(*.status))]
+    Http {
+        /// The node's RPC URL.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+    },
+}
+
+/// What an HTTP error status from CometBFT's RPC most likely means.
+fn http_hint(status: u16) -> &'static str {
+    match status {
+        400 => ": the request is malformed or larger than the node's rpc.max_body_bytes (a transaction over max_tx_bytes, or a module over max_module_bytes?)",
+        413 => ": the request is larger than the node accepts (rpc.max_body_bytes)",
+        429 => ": too many requests",
+        500..=599 => ": the node failed",
+        _ => "",
+    }
+}
+
+/// The gRPC code of an HTTP error status from CometBFT's RPC: the
+/// client's own errors are not the node being unavailable.
+pub fn http_status_code(status: u16) -> Code {
+    match status {
+        413 | 429 | 431 => Code::ResourceExhausted,
+        408 => Code::DeadlineExceeded,
+        401 | 403 => Code::PermissionDenied,
+        404 | 405 | 501 => Code::Unimplemented,
+        400..=499 => Code::InvalidArgument,
+        504 => Code::DeadlineExceeded,
+        _ => Code::Unavailable,
+    }
 }
 
 /// Everything a gateway call can fail with.
@@ -79,6 +114,7 @@ impl GatewayError {
                 NodeError::Unreachable { .. } => Code::Unavailable,
                 NodeError::Timeout { .. } => Code::DeadlineExceeded,
                 NodeError::Refused(text) => refused_code(text),
+                NodeError::Http { status, .. } => http_status_code(*status),
             },
         }
     }
@@ -157,5 +193,41 @@ mod tests {
         for (error, code) in cases {
             assert_eq!(Status::from(error).code(), code);
         }
+    }
+
+    #[test]
+    fn http_client_errors_of_the_node_are_not_unavailable() {
+        let http = |status| {
+            GatewayError::Node(NodeError::Http {
+                url: "http://node".into(),
+                status,
+            })
+        };
+        let cases = [
+            (400, Code::InvalidArgument),
+            (413, Code::ResourceExhausted),
+            (429, Code::ResourceExhausted),
+            (408, Code::DeadlineExceeded),
+            (403, Code::PermissionDenied),
+            (404, Code::Unimplemented),
+            (422, Code::InvalidArgument),
+            (500, Code::Unavailable),
+            (502, Code::Unavailable),
+            (503, Code::Unavailable),
+            (504, Code::DeadlineExceeded),
+        ];
+        for (status, code) in cases {
+            assert_eq!(http(status).code(), code, "HTTP {status}");
+            assert_eq!(Status::from(http(status)).code(), code, "HTTP {status}");
+        }
+        let text = http(400).to_string();
+        assert!(
+            text.contains("HTTP 400") && text.contains("max_body_bytes"),
+            "{text}"
+        );
+        assert!(
+            GatewayError::Node(NodeError::Refused("Tx too large".into())).code()
+                == Code::InvalidArgument
+        );
     }
 }

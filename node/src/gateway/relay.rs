@@ -72,6 +72,10 @@ impl Relay {
     fn error(&self, e: tendermint_rpc::Error) -> NodeError {
         match e.detail() {
             ErrorDetail::Response(r) => NodeError::Refused(r.source.to_string()),
+            ErrorDetail::HttpRequestFailed(r) => NodeError::Http {
+                url: self.url.clone(),
+                status: r.status.as_u16(),
+            },
             ErrorDetail::Timeout(_) | ErrorDetail::WebSocketTimeout(_) => NodeError::Timeout {
                 url: self.url.clone(),
                 detail: summary(&e),
@@ -219,5 +223,50 @@ mod tests {
         assert!(matches!(e, NodeError::Unreachable { .. }), "{text}");
         assert!(!text.contains('\n') && text.len() < 400, "{text}");
         assert!(text.contains("error sending request"), "{text}");
+    }
+
+    /// A one-shot HTTP server answering every request with `status`, as
+    /// CometBFT answers 400 to a body over its `max_body_bytes`.
+    async fn answering(status: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut buf).await;
+                let body = "request too large";
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn an_http_client_error_of_the_node_is_not_unavailable() {
+        use super::super::error::GatewayError;
+        let relay = Relay::new(&answering("400 Bad Request").await).unwrap();
+        let e = relay
+            .broadcast(vec![1, 2, 3], Mode::Sync)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, NodeError::Http { status: 400, .. }), "{e:?}");
+        assert_eq!(GatewayError::Node(e).code(), tonic::Code::InvalidArgument);
+
+        let relay = Relay::new(&answering("413 Payload Too Large").await).unwrap();
+        let e = relay
+            .query("/stats".into(), Vec::new(), None)
+            .await
+            .unwrap_err();
+        assert_eq!(GatewayError::Node(e).code(), tonic::Code::ResourceExhausted);
+
+        let relay = Relay::new(&answering("503 Service Unavailable").await).unwrap();
+        let e = relay.latest_height().await.unwrap_err();
+        assert_eq!(GatewayError::Node(e).code(), tonic::Code::Unavailable);
     }
 }

@@ -1,0 +1,220 @@
+//! `compute job results` against a stand-in CometBFT RPC that answers the
+//! ABCI queries of a finished job: tasks that settled as a trap or out of
+//! fuel are named, the other outputs are written, and the exit status says
+//! what went wrong; a failed job is named as failed, with a non-zero exit.
+
+use std::collections::HashMap;
+use std::process::Output;
+
+use base64::Engine;
+use compute_proto::hash::{hash_parts, Tag};
+use compute_proto::sha3_256;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const JOB: &str = "abababababababababababababababababababababababababababababababab";
+
+/// A JSON-RPC server that answers `abci_query` with `answers[path]` (JSON,
+/// code 0) and code 1 for any other path; returns its URL.
+async fn fake_node(answers: HashMap<String, Value>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            let body = loop {
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if request.len() >= end + 4 + length {
+                    break Some(request[end + 4..end + 4 + length].to_vec());
+                }
+            };
+            let Some(body) = body else { continue };
+            let call: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let path = call["params"]["path"].as_str().unwrap_or_default();
+            let response = match answers.get(path) {
+                Some(value) => json!({
+                    "code": 0, "log": "", "index": "0", "height": "7",
+                    "value": base64::engine::general_purpose::STANDARD
+                        .encode(serde_json::to_vec(value).unwrap()),
+                }),
+                None => json!({
+                    "code": 1, "log": format!("no answer for {path}"), "index": "0", "height": "7",
+                }),
+            };
+            let answer =
+                json!({"jsonrpc": "2.0", "id": call["id"], "result": {"response": response}})
+                    .to_string();
+            let http = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+            let _ = socket.write_all(http.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    url
+}
+
+fn failure_hash(code: u32) -> String {
+    hex::encode(hash_parts(Tag::Failure, &[&code.to_be_bytes()]))
+}
+
+fn inline(task: u64, bytes: &[u8]) -> Value {
+    json!({"task": task, "result_hash": hex::encode(sha3_256(bytes)), "workers": ["w"],
+        "output": base64::engine::general_purpose::STANDARD.encode(bytes)})
+}
+
+fn failed(task: u64, code: u32) -> Value {
+    json!({"task": task, "result_hash": failure_hash(code), "workers": ["w"], "output": null})
+}
+
+fn job_view(status: &str, tasks: u64, settled: u64, failed: u64) -> Value {
+    json!({"job": JOB, "status": status, "task_count": tasks, "progress": {
+        "wanted": tasks, "assigned": tasks, "committed": tasks, "revealed": tasks,
+        "settled": settled, "failed": failed}})
+}
+
+async fn results(node: &str, out: &std::path::Path) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_compute"))
+        .args([
+            "--node",
+            node,
+            "--chain-id",
+            "test",
+            "--gateway",
+            "http://127.0.0.1:9",
+        ])
+        .args(["job", "results", JOB, "--out"])
+        .arg(out)
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn trapped_tasks_are_named_and_the_other_outputs_written() {
+    let node = fake_node(HashMap::from([
+        (format!("/job/{JOB}?tasks=false"), job_view("completed", 4, 4, 0)),
+        (
+            format!("/completions?job={JOB}&limit=500"),
+            json!({"completions": [inline(0, b"zero"), failed(1, 22), failed(2, 1), inline(3, b"three")]}),
+        ),
+    ]))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = results(&node, dir.path()).await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(4), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("task 1: trapped: integer division by zero"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("task 2: ran out of fuel"), "{stdout}");
+    assert!(!stderr.contains("neither on the chain"), "{stderr}");
+    assert!(
+        stderr.contains("2 of 4 tasks settled as a failure"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("00000.out")).unwrap(),
+        b"zero"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("00003.out")).unwrap(),
+        b"three"
+    );
+    assert!(!dir.path().join("00001.out").exists());
+    assert!(!dir.path().join("00002.out").exists());
+}
+
+#[tokio::test]
+async fn a_failed_job_exits_non_zero_and_names_its_failed_tasks() {
+    let node = fake_node(HashMap::from([
+        (
+            format!("/job/{JOB}?tasks=false"),
+            job_view("failed", 2, 1, 1),
+        ),
+        (
+            format!("/completions?job={JOB}&limit=500"),
+            json!({"completions": [inline(0, b"zero")]}),
+        ),
+        (
+            format!("/job/{JOB}?limit=500"),
+            json!({"tasks": [
+                {"index": 0, "status": "settled", "replicas": []},
+                {"index": 1, "status": "failed", "failure": "no quorum", "replicas": []},
+            ], "next": null}),
+        ),
+    ]))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = results(&node, dir.path()).await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stdout.contains("task 1: failed: no quorum"), "{stdout}");
+    assert!(
+        stderr.contains(&format!("error: job {JOB} failed")),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("00000.out")).unwrap(),
+        b"zero"
+    );
+}
+
+#[tokio::test]
+async fn a_module_over_the_limit_is_refused_with_the_limit_before_upload() {
+    // Only /params answers: the module is not stored, and no transaction
+    // may be sent (broadcast_tx_commit would get no answer).
+    let node = fake_node(HashMap::from([(
+        "/params".to_owned(),
+        json!({"max_module_bytes": 1000}),
+    )]))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.json");
+    let wasm = dir.path().join("big.wasm");
+    std::fs::write(&wasm, vec![0u8; 1001]).unwrap();
+    let bin = env!("CARGO_BIN_EXE_compute");
+    let made = tokio::process::Command::new(bin)
+        .args(["keys", "new"])
+        .arg(&key)
+        .output()
+        .await
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let out = tokio::process::Command::new(bin)
+        .args(["--node", &node, "--chain-id", "test", "module", "upload"])
+        .arg(&wasm)
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("module is 1001 bytes, the chain accepts at most 1000 (max_module_bytes)"),
+        "{stderr}"
+    );
+}
