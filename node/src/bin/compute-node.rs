@@ -39,9 +39,10 @@ struct Args {
     /// Total bytes the blob store may hold.
     #[arg(long, default_value_t = 4 << 30)]
     quota_bytes: u64,
-    /// Most Subscribe streams open at once (each uses up to 3 CometBFT websocket clients).
-    #[arg(long, default_value_t = 30)]
-    max_subscriptions: usize,
+    /// Most Subscribe streams open at once; they all share one CometBFT
+    /// websocket subscription, so this bounds only the gateway's own memory.
+    #[arg(long, alias = "max-subscriptions", default_value_t = 4096)]
+    max_subscribers: usize,
 }
 
 #[tokio::main]
@@ -64,7 +65,7 @@ async fn main() -> Result<()> {
         peers: args.peers,
         max_blob_bytes: args.max_blob_bytes,
         quota_bytes: args.quota_bytes,
-        subscriptions_max: args.max_subscriptions,
+        subscriptions_max: args.max_subscribers,
     };
     let listeners = gateway::bind(&config).await?;
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();

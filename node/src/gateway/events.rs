@@ -1,44 +1,54 @@
-//! `Subscribe`: chain events for one worker or one job, pushed by CometBFT's
-//! websocket subscriptions, filtered, deduplicated and forwarded.
+//! `Subscribe`: chain events for one worker or one job, fanned out in
+//! process from ONE CometBFT websocket subscription shared by every
+//! subscriber.
 //!
-//! A filter becomes one CometBFT query per (event kind, `NewBlock` or `Tx`),
-//! e.g. `tm.event='NewBlock' AND task_assigned.worker='<hex>'`: events the
-//! chain emits in FinalizeBlock itself arrive as `NewBlock`, those of a
-//! transaction as `Tx`. CometBFT caps subscriptions per client (a client is
-//! one websocket connection; `max_subscriptions_per_client` is 5 by default),
-//! so the queries are spread over as many connections as needed.
+//! The [`Hub`] holds one websocket connection with one subscription,
+//! `tm.event='NewBlock'`. Since CometBFT 0.38 a `NewBlock` event carries the
+//! whole `FinalizeBlock` result, i.e. the block's own events and every
+//! transaction's, so this single query sees every event any filter can
+//! match, whatever the number of subscribers and however many distinct
+//! filters they use (CometBFT allows 5 subscriptions per client and 100
+//! clients by default; per-filter queries would run out of both). The hub
+//! keeps only the event kinds some filter can match, and publishes each
+//! block that has any into a `tokio::sync::broadcast` ring of
+//! [`BLOCKS_BUFFERED`] blocks; every subscriber reads the ring with its own
+//! cursor, filters by worker or job, and forwards into its own bounded gRPC
+//! buffer. Publishing never waits for a subscriber, so a slow one cannot
+//! hold up the others: once it falls more than [`BLOCKS_BUFFERED`] blocks
+//! behind, its stream ends with `RESOURCE_EXHAUSTED` (after the events
+//! already buffered for it) and it must subscribe again and reconcile
+//! through `Query`.
 //!
-//! A matching block or transaction is delivered whole, and may be delivered
-//! by several queries; only the matching events are forwarded, each once
-//! (keyed by height, origin and position). When a connection breaks, all are
-//! reopened with exponential backoff, and the blocks committed meanwhile are
-//! read through `block_results` so that no event is lost; an event may then
-//! be sent twice if it was already forwarded long before (delivery is at
-//! least once, so consumers treat events as idempotent).
+//! Each height is published once, in order. When the connection breaks it
+//! is reopened with exponential backoff, and the blocks committed meanwhile
+//! are read through `block_results` (at most the last
+//! [`CATCH_UP_BLOCKS_MAX`]) and published before live blocks, so that no
+//! event is lost in a short outage; a gap in the live heights is filled the
+//! same way.
 
-use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use compute_proto::{pb, AccountId, JobId};
 use tendermint::abci;
-use tendermint_rpc::event::{Event, EventData};
+use tendermint_rpc::event::EventData;
 use tendermint_rpc::query::{EventType, Query};
 use tendermint_rpc::{SubscriptionClient, WebSocketClient};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::task::JoinHandle;
-use tokio_stream::{StreamExt, StreamMap};
+use tokio_stream::StreamExt;
 use tonic::Status;
 
 use super::error::GatewayError;
 use super::metrics::Metrics;
 use super::relay::{summary, Relay};
 
-/// CometBFT's default `max_subscriptions_per_client`.
-pub const SUBSCRIPTIONS_PER_CONNECTION_MAX: usize = 5;
-/// How many forwarded event keys are remembered for deduplication.
-const SEEN_EVENTS_MAX: usize = 4096;
+/// How many published blocks (those with events some filter can match) a
+/// subscriber may fall behind before its stream is ended.
+pub const BLOCKS_BUFFERED: usize = 1024;
 /// The most blocks read back after a reconnect.
-const CATCH_UP_BLOCKS_MAX: u64 = 1000;
+pub const CATCH_UP_BLOCKS_MAX: u64 = 1000;
 /// How long connecting and subscribing may take.
 const CONNECT_TIMEOUT_MS: u64 = 10_000;
 /// The first wait before reconnecting.
@@ -102,18 +112,6 @@ impl Filter {
         }
     }
 
-    /// The CometBFT queries that together deliver every matching event.
-    pub fn queries(&self) -> Vec<Query> {
-        let (key, value) = self.attribute();
-        let mut out = Vec::with_capacity(self.kinds().len().saturating_mul(2));
-        for kind in self.kinds() {
-            for event_type in [EventType::NewBlock, EventType::Tx] {
-                out.push(Query::from(event_type).and_eq(format!("{kind}.{key}"), value.clone()));
-            }
-        }
-        out
-    }
-
     /// Whether an event of `kind` with these attributes is one to forward.
     pub fn matches(&self, event: &abci::Event) -> bool {
         let (key, value) = self.attribute();
@@ -122,40 +120,6 @@ impl Filter {
                 a.key_bytes() == key.as_bytes()
                     && a.value_bytes().eq_ignore_ascii_case(value.as_bytes())
             })
-    }
-}
-
-/// Where in a block an event was emitted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Origin {
-    /// FinalizeBlock's own events.
-    Block,
-    /// The transaction at this index.
-    Tx(u64),
-    /// A transaction whose index was not reported, by the hash of its bytes.
-    TxBytes([u8; 32]),
-}
-
-/// Remembers the most recent forwarded events, to drop repeats.
-#[derive(Debug, Default)]
-struct Seen {
-    set: HashSet<(i64, Origin, usize)>,
-    order: VecDeque<(i64, Origin, usize)>,
-}
-
-impl Seen {
-    /// Records `key`; false when it was already there.
-    fn insert(&mut self, key: (i64, Origin, usize)) -> bool {
-        if !self.set.insert(key) {
-            return false;
-        }
-        self.order.push_back(key);
-        while self.order.len() > SEEN_EVENTS_MAX {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-        true
     }
 }
 
@@ -194,6 +158,43 @@ pub fn websocket_url(rpc_url: &str) -> String {
     }
 }
 
+/// The relevant events of one committed block, as published to subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The block's height.
+    pub height: i64,
+    /// FinalizeBlock's own events, then each transaction's, in block order;
+    /// only the kinds some filter can match.
+    pub events: Vec<abci::Event>,
+}
+
+/// The state of the hub's link to CometBFT.
+#[derive(Clone, Debug, Default)]
+pub struct Link {
+    /// Subscribed and live.
+    pub connected: bool,
+    /// Connection attempts finished so far (successful or not).
+    pub attempts: u64,
+    /// Why the last attempt or session failed.
+    pub error: Option<String>,
+}
+
+/// The one CometBFT subscription of a gateway, fanned out to every
+/// `Subscribe` stream. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+#[derive(Debug)]
+struct HubInner {
+    ws_url: String,
+    blocks: broadcast::Sender<Arc<Published>>,
+    link: watch::Sender<Link>,
+    /// Asks the hub to retry now rather than after its backoff.
+    nudge: Notify,
+}
+
 /// One websocket connection; closed when dropped.
 struct Connection {
     client: Option<WebSocketClient>,
@@ -209,150 +210,271 @@ impl Drop for Connection {
     }
 }
 
-/// The subscriptions of one `Subscribe` call.
-type Streams = StreamMap<usize, tendermint_rpc::Subscription>;
+/// The query of the hub's only subscription.
+pub fn hub_query() -> Query {
+    Query::from(EventType::NewBlock)
+}
 
-async fn connect(ws_url: &str, queries: &[Query]) -> Result<(Vec<Connection>, Streams), String> {
-    let mut connections = Vec::new();
-    let mut streams = StreamMap::new();
-    for (group, chunk) in queries.chunks(SUBSCRIPTIONS_PER_CONNECTION_MAX).enumerate() {
-        let (client, driver) = WebSocketClient::new(ws_url)
-            .await
-            .map_err(|e| format!("connect to {ws_url}: {}", summary(&e)))?;
-        let driver = tokio::spawn(async move {
-            if let Err(e) = driver.run().await {
-                tracing::debug!(error = %e, "websocket driver stopped");
-            }
-        });
-        let connection = Connection {
-            client: Some(client),
-            driver,
-        };
-        for (i, query) in chunk.iter().enumerate() {
-            let client = connection
-                .client
-                .as_ref()
-                .ok_or_else(|| "connection closed".to_owned())?;
-            let subscription = client
-                .subscribe(query.clone())
-                .await
-                .map_err(|e| format!("subscribe to {query}: {}", summary(&e)))?;
-            let key = group
-                .saturating_mul(SUBSCRIPTIONS_PER_CONNECTION_MAX)
-                .saturating_add(i);
-            streams.insert(key, subscription);
+impl Hub {
+    /// A hub that is not connected to anything; [`Hub::start`] runs one.
+    fn detached(ws_url: &str) -> Self {
+        let (blocks, _) = broadcast::channel(BLOCKS_BUFFERED);
+        let (link, _) = watch::channel(Link::default());
+        Self {
+            inner: Arc::new(HubInner {
+                ws_url: ws_url.to_owned(),
+                blocks,
+                link,
+                nudge: Notify::new(),
+            }),
         }
-        connections.push(connection);
     }
-    Ok((connections, streams))
-}
 
-/// Streams events matching `filter` into `out` until the receiver is dropped.
-pub struct Subscriber {
-    /// Where the subscriber listens.
-    pub ws_url: String,
-    /// For catching up after a reconnect.
-    pub relay: Relay,
-    /// What to forward.
-    pub filter: Filter,
-    /// The gRPC stream's sender.
-    pub out: mpsc::Sender<Result<pb::ChainEvent, Status>>,
-    /// Counters.
-    pub metrics: std::sync::Arc<Metrics>,
-    /// Told once the first connection is subscribed (or why it could not be).
-    pub ready: Option<oneshot::Sender<Result<(), String>>>,
-}
-
-struct State {
-    seen: Seen,
-    /// Every matching event at this height or below has been forwarded.
-    synced_height: Option<u64>,
-}
-
-impl Subscriber {
-    /// Runs until the client goes away; reconnects with backoff on failure.
-    /// When the very first connection fails, reports it through `ready` and
-    /// stops, so that the caller can answer with an error instead of a stream.
-    pub async fn run(mut self) {
-        let queries = self.filter.queries();
-        let mut state = State {
-            seen: Seen::default(),
-            synced_height: None,
-        };
-        let mut backoff_ms = BACKOFF_MIN_MS;
-        // A second handle only to notice the client leaving.
-        let watcher = self.out.clone();
-        loop {
-            let outcome = tokio::select! {
-                _ = watcher.closed() => return,
-                outcome = self.session(&queries, &mut state, &mut backoff_ms) => outcome,
-            };
-            match outcome {
-                Ok(()) => return,
-                Err(why) if self.ready.is_some() => {
-                    if let Some(ready) = self.ready.take() {
-                        let _ = ready.send(Err(why));
-                    }
-                    return;
-                }
-                Err(why) => {
-                    tracing::warn!(filter = ?self.filter, %why, backoff_ms, "subscription lost; reconnecting");
-                    self.metrics.subscription_reconnect();
-                }
-            }
+    /// Starts the hub's connection task, which runs until `shutdown` turns
+    /// true.
+    pub fn start(
+        ws_url: &str,
+        relay: Relay,
+        metrics: Arc<Metrics>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let hub = Self::detached(ws_url);
+        let runner = hub.clone();
+        tokio::spawn(async move {
             tokio::select! {
-                _ = watcher.closed() => return,
-                _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+                () = runner.run(&relay, &metrics) => {}
+                _ = shutdown.wait_for(|stop| *stop) => {}
+            }
+            metrics.cometbft_subscriptions_set(0);
+        });
+        hub
+    }
+
+    /// The hub's current link state.
+    pub fn link(&self) -> Link {
+        self.inner.link.borrow().clone()
+    }
+
+    /// A cursor on the published blocks, answered once the hub is
+    /// subscribed, so that a client that subscribes and then sends a
+    /// transaction sees its events. When the hub is down it is asked to
+    /// retry at once, and the outcome of that attempt is answered.
+    ///
+    /// # Errors
+    /// Why CometBFT cannot be subscribed to.
+    pub async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<Published>>, String> {
+        // The cursor first: every block published from now on reaches it,
+        // including those caught up after a reconnect.
+        let blocks = self.inner.blocks.subscribe();
+        let mut link = self.inner.link.subscribe();
+        let before = link.borrow_and_update().clone();
+        if before.connected {
+            return Ok(blocks);
+        }
+        self.inner.nudge.notify_one();
+        let wait = link.wait_for(|l| l.connected || l.attempts > before.attempts);
+        let outcome = tokio::time::timeout(
+            Duration::from_millis(CONNECT_TIMEOUT_MS.saturating_mul(2)),
+            wait,
+        )
+        .await;
+        match outcome {
+            Ok(Ok(l)) if l.connected => Ok(blocks),
+            Ok(Ok(l)) => Err(l
+                .error
+                .clone()
+                .unwrap_or_else(|| "not subscribed".to_owned())),
+            Ok(Err(_)) => Err("the gateway is shutting down".to_owned()),
+            Err(_) => Err(format!(
+                "subscribing at {} did not finish in time",
+                self.inner.ws_url
+            )),
+        }
+    }
+
+    /// The number of `Subscribe` streams reading the published blocks.
+    pub fn receivers(&self) -> usize {
+        self.inner.blocks.receiver_count()
+    }
+
+    /// Keeps the block's events that some filter can match and publishes
+    /// them if there are any.
+    fn publish<'a>(
+        &self,
+        height: i64,
+        block: &'a [abci::Event],
+        txs: impl Iterator<Item = &'a [abci::Event]>,
+    ) {
+        let events: Vec<abci::Event> = block
+            .iter()
+            .chain(txs.flatten())
+            .filter(|e| JOB_KINDS.contains(&e.kind.as_str()))
+            .cloned()
+            .collect();
+        if events.is_empty() {
+            return;
+        }
+        // An error only means that nobody listens right now.
+        let _ = self
+            .inner
+            .blocks
+            .send(Arc::new(Published { height, events }));
+    }
+
+    fn set_link(&self, connected: bool, attempt_done: bool, error: Option<String>) {
+        self.inner.link.send_modify(|l| {
+            l.connected = connected;
+            if attempt_done {
+                l.attempts = l.attempts.saturating_add(1);
+            }
+            l.error = error;
+        });
+    }
+
+    /// Keeps the subscription up: reconnects with backoff, forever.
+    async fn run(&self, relay: &Relay, metrics: &Metrics) {
+        // Every event at this height or below has been published.
+        let mut synced: Option<u64> = None;
+        let mut backoff_ms = BACKOFF_MIN_MS;
+        loop {
+            let why = self
+                .session(relay, metrics, &mut synced, &mut backoff_ms)
+                .await;
+            metrics.cometbft_subscriptions_set(0);
+            let was_connected = self.inner.link.borrow().connected;
+            self.set_link(false, !was_connected, Some(why.clone()));
+            if was_connected {
+                metrics.subscription_reconnect();
+            }
+            tracing::warn!(ws = %self.inner.ws_url, %why, backoff_ms, "CometBFT subscription lost; reconnecting");
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+                () = async {
+                    // A new subscriber is waiting: retry soon, not later.
+                    self.inner.nudge.notified().await;
+                    tokio::time::sleep(Duration::from_millis(BACKOFF_MIN_MS)).await;
+                } => {}
             }
             backoff_ms = backoff_ms.saturating_mul(2).min(BACKOFF_MAX_MS);
         }
     }
 
-    /// One connection's life: subscribe, catch up, forward. `Ok` means the
-    /// client went away; `Err` says why the connection must be reopened.
+    /// One connection's life: subscribe, catch up, publish. Answers why it
+    /// ended.
     async fn session(
-        &mut self,
-        queries: &[Query],
-        state: &mut State,
+        &self,
+        relay: &Relay,
+        metrics: &Metrics,
+        synced: &mut Option<u64>,
         backoff_ms: &mut u64,
-    ) -> Result<(), String> {
-        let (_connections, mut streams) = tokio::time::timeout(
-            Duration::from_millis(CONNECT_TIMEOUT_MS),
-            connect(&self.ws_url, queries),
-        )
-        .await
-        .map_err(|_| format!("subscribing at {} timed out", self.ws_url))??;
+    ) -> String {
+        let ws_url = self.inner.ws_url.clone();
+        let connecting = async {
+            let (client, driver) = WebSocketClient::new(ws_url.as_str())
+                .await
+                .map_err(|e| format!("connect to {ws_url}: {}", summary(&e)))?;
+            let driver = tokio::spawn(async move {
+                if let Err(e) = driver.run().await {
+                    tracing::debug!(error = %e, "websocket driver stopped");
+                }
+            });
+            let subscription = client
+                .subscribe(hub_query())
+                .await
+                .map_err(|e| format!("subscribe to {}: {}", hub_query(), summary(&e)))?;
+            Ok::<_, String>((
+                Connection {
+                    client: Some(client),
+                    driver,
+                },
+                subscription,
+            ))
+        };
+        let connected =
+            tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connecting).await;
+        let (_connection, mut subscription) = match connected {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(why)) => return why,
+            Err(_) => return format!("subscribing at {ws_url} timed out"),
+        };
+        metrics.cometbft_subscriptions_set(1);
         // Subscribed first, then the height read: a block above it arrives
-        // through the subscriptions, one at or below it through the catch-up.
-        let now = self
-            .relay
-            .latest_height()
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Some(synced) = state.synced_height {
-            self.catch_up(synced, now, state).await?;
-        }
-        state.synced_height = Some(state.synced_height.map_or(now, |s| s.max(now)));
-        *backoff_ms = BACKOFF_MIN_MS;
-        tracing::debug!(filter = ?self.filter, height = now, "subscribed");
-        if let Some(ready) = self.ready.take() {
-            let _ = ready.send(Ok(()));
-        }
-        loop {
-            let Some((_, item)) = streams.next().await else {
-                return Err("every subscription ended".to_owned());
-            };
-            let event = item.map_err(|e| format!("subscription error: {}", summary(&e)))?;
-            if !self.forward_rpc_event(&event, state).await {
-                return Ok(());
+        // through the subscription, one at or below it through the catch-up.
+        let now = match relay.latest_height().await {
+            Ok(now) => now,
+            Err(e) => return e.to_string(),
+        };
+        if let Some(done) = *synced {
+            if let Err(why) = self.catch_up(relay, done, now, synced).await {
+                return why;
             }
+        }
+        *synced = Some(synced.map_or(now, |s| s.max(now)));
+        *backoff_ms = BACKOFF_MIN_MS;
+        self.set_link(true, true, None);
+        tracing::info!(ws = %ws_url, query = %hub_query(), height = now, "subscribed to CometBFT");
+        loop {
+            let event = match subscription.next().await {
+                Some(Ok(event)) => event,
+                Some(Err(e)) => return format!("subscription error: {}", summary(&e)),
+                None => return "the subscription ended".to_owned(),
+            };
+            let EventData::NewBlock {
+                block,
+                result_finalize_block,
+                ..
+            } = &event.data
+            else {
+                tracing::debug!(data = ?event.data, "unexpected event data; skipped");
+                continue;
+            };
+            let Some(block) = block else {
+                tracing::warn!("NewBlock event without a block; skipped");
+                continue;
+            };
+            let height = block.header.height.value();
+            let done = synced.unwrap_or(0);
+            if height <= done {
+                continue;
+            }
+            if height > done.saturating_add(1) {
+                // A gap (never expected from CometBFT): read it back.
+                if let Err(why) = self
+                    .catch_up(relay, done, height.saturating_sub(1), synced)
+                    .await
+                {
+                    return why;
+                }
+            }
+            match result_finalize_block {
+                Some(result) => self.publish(
+                    i64::try_from(height).unwrap_or(i64::MAX),
+                    &result.events,
+                    result.tx_results.iter().map(|t| t.events.as_slice()),
+                ),
+                None => {
+                    if let Err(why) = self
+                        .catch_up(relay, height.saturating_sub(1), height, synced)
+                        .await
+                    {
+                        return why;
+                    }
+                }
+            }
+            *synced = Some(height);
         }
     }
 
-    /// Reads blocks `synced + 1 ..= now` (at most the last
-    /// [`CATCH_UP_BLOCKS_MAX`]) and forwards their matching events.
-    async fn catch_up(&self, synced: u64, now: u64, state: &mut State) -> Result<(), String> {
-        let mut from = synced.saturating_add(1);
+    /// Reads blocks `done + 1 ..= now` (at most the last
+    /// [`CATCH_UP_BLOCKS_MAX`]) and publishes their events.
+    async fn catch_up(
+        &self,
+        relay: &Relay,
+        done: u64,
+        now: u64,
+        synced: &mut Option<u64>,
+    ) -> Result<(), String> {
+        let mut from = done.saturating_add(1);
         if now.saturating_sub(from) >= CATCH_UP_BLOCKS_MAX {
             let skipped_to = now.saturating_sub(CATCH_UP_BLOCKS_MAX).saturating_add(1);
             tracing::warn!(
@@ -363,86 +485,67 @@ impl Subscriber {
             from = skipped_to;
         }
         for height in from..=now {
-            let block = self
-                .relay
+            let block = relay
                 .block_events(height)
                 .await
                 .map_err(|e| e.to_string())?;
-            if !self
-                .forward(block.height, Origin::Block, &block.block, state)
-                .await
-            {
-                return Ok(());
-            }
-            for (index, events) in block.txs.iter().enumerate() {
-                let origin = Origin::Tx(u64::try_from(index).unwrap_or(u64::MAX));
-                if !self.forward(block.height, origin, events, state).await {
-                    return Ok(());
-                }
-            }
-            state.synced_height = Some(height);
+            self.publish(
+                block.height,
+                &block.block,
+                block.txs.iter().map(Vec::as_slice),
+            );
+            *synced = Some(height);
         }
         Ok(())
     }
+}
 
-    /// Forwards the matching events of a websocket event; false when the
-    /// client went away.
-    async fn forward_rpc_event(&self, event: &Event, state: &mut State) -> bool {
-        let (height, origin, events) = match &event.data {
-            EventData::NewBlock {
-                block,
-                result_finalize_block,
-                ..
-            } => {
-                let Some(block) = block else {
-                    tracing::warn!("NewBlock event without a block; skipped");
-                    return true;
-                };
-                let events = result_finalize_block
-                    .as_ref()
-                    .map(|r| r.events.as_slice())
-                    .unwrap_or_default();
-                let height = i64::try_from(block.header.height.value()).unwrap_or(i64::MAX);
-                (height, Origin::Block, events)
-            }
-            EventData::Tx { tx_result } => {
-                let origin = match tx_result.index.and_then(|i| u64::try_from(i).ok()) {
-                    Some(index) => Origin::Tx(index),
-                    None => Origin::TxBytes(compute_proto::sha3_256(&tx_result.tx)),
-                };
-                (tx_result.height, origin, tx_result.result.events.as_slice())
-            }
-            other => {
-                tracing::debug!(?other, "unexpected event data; skipped");
-                return true;
-            }
+/// Forwards the events of `blocks` that match `filter` into `out`, until
+/// the client goes away. A subscriber that fell more than
+/// [`BLOCKS_BUFFERED`] blocks behind gets `RESOURCE_EXHAUSTED` after the
+/// events already queued for it, and its stream ends.
+pub async fn forward(
+    filter: Filter,
+    mut blocks: broadcast::Receiver<Arc<Published>>,
+    out: mpsc::Sender<Result<pb::ChainEvent, Status>>,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        let received = tokio::select! {
+            () = out.closed() => return,
+            received = blocks.recv() => received,
         };
-        let alive = self.forward(height, origin, events, state).await;
-        if let Ok(h) = u64::try_from(height) {
-            // CometBFT publishes blocks in order: every earlier height is done.
-            let done = h.saturating_sub(1);
-            state.synced_height = Some(state.synced_height.map_or(done, |s| s.max(done)));
-        }
-        alive
-    }
-
-    async fn forward(
-        &self,
-        height: i64,
-        origin: Origin,
-        events: &[abci::Event],
-        state: &mut State,
-    ) -> bool {
-        for (position, event) in events.iter().enumerate() {
-            if !self.filter.matches(event) || !state.seen.insert((height, origin, position)) {
-                continue;
+        match received {
+            Ok(block) => {
+                for event in block.events.iter().filter(|e| filter.matches(e)) {
+                    if out
+                        .send(Ok(chain_event(block.height, event)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    metrics.subscription_event();
+                }
             }
-            if self.out.send(Ok(chain_event(height, event))).await.is_err() {
-                return false;
+            Err(RecvError::Lagged(missed)) => {
+                metrics.subscription_lagged();
+                tracing::info!(?filter, missed, "subscriber fell behind; its stream ends");
+                let _ = out
+                    .send(Err(Status::resource_exhausted(format!(
+                        "this subscriber read too slowly and fell more than {BLOCKS_BUFFERED} blocks behind; \
+                         {missed} blocks of events were dropped for it: subscribe again and read the current state through Query"
+                    ))))
+                    .await;
+                return;
             }
-            self.metrics.subscription_event();
+            Err(RecvError::Closed) => {
+                let _ = out
+                    .send(Err(Status::unavailable("the gateway's event hub stopped")))
+                    .await;
+                return;
+            }
         }
-        true
     }
 }
 
@@ -487,24 +590,6 @@ mod tests {
     }
 
     #[test]
-    fn queries_cover_block_and_tx_events_of_every_kind() {
-        let worker = AccountId([1; 32]);
-        let queries: Vec<String> = Filter::Worker(worker)
-            .queries()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert_eq!(queries.len(), 4);
-        assert!(queries.contains(&format!(
-            "tm.event = 'NewBlock' AND task_assigned.worker = '{worker}'"
-        )));
-        assert!(queries.contains(&format!(
-            "tm.event = 'Tx' AND task_reveal_open.worker = '{worker}'"
-        )));
-        assert_eq!(Filter::Job(JobId([2; 32])).queries().len(), 12);
-    }
-
-    #[test]
     fn filters_are_read_from_requests_and_checked() {
         use pb::subscribe_request::Filter as F;
         let ok = pb::SubscribeRequest {
@@ -528,16 +613,160 @@ mod tests {
     }
 
     #[test]
-    fn repeats_are_dropped_and_memory_is_bounded() {
-        let mut seen = Seen::default();
-        assert!(seen.insert((5, Origin::Block, 0)));
-        assert!(!seen.insert((5, Origin::Block, 0)));
-        assert!(seen.insert((5, Origin::Tx(0), 0)));
-        for i in 0..(SEEN_EVENTS_MAX * 2) {
-            seen.insert((6, Origin::Block, i));
+    fn every_worker_kind_is_a_published_kind() {
+        for kind in WORKER_KINDS {
+            assert!(JOB_KINDS.contains(kind), "{kind}");
         }
-        assert_eq!(seen.set.len(), SEEN_EVENTS_MAX);
-        assert_eq!(seen.order.len(), SEEN_EVENTS_MAX);
+        assert_eq!(hub_query().to_string(), "tm.event = 'NewBlock'");
+    }
+
+    fn assigned(job: &JobId, worker: &AccountId) -> abci::Event {
+        event(
+            "task_assigned",
+            &[("job", &job.to_hex()), ("worker", &worker.to_hex())],
+        )
+    }
+
+    #[tokio::test]
+    async fn only_blocks_with_relevant_events_are_published_once_for_all() {
+        let hub = Hub::detached("ws://unused");
+        hub.set_link(true, true, None);
+        let mut a = hub.subscribe().await.unwrap();
+        let mut b = hub.subscribe().await.unwrap();
+        assert_eq!(hub.receivers(), 2);
+        let job = JobId([1; 32]);
+        let worker = AccountId([2; 32]);
+        hub.publish(4, &[event("transfer", &[("to", "x")])], std::iter::empty());
+        let txs = [
+            vec![event("transfer", &[])],
+            vec![assigned(&job, &worker), event("other", &[])],
+        ];
+        hub.publish(
+            5,
+            &[event("task_settled", &[("job", &job.to_hex())])],
+            txs.iter().map(Vec::as_slice),
+        );
+        for rx in [&mut a, &mut b] {
+            let block = rx.recv().await.unwrap();
+            assert_eq!(block.height, 5, "block 4 had nothing relevant");
+            let kinds: Vec<&str> = block.events.iter().map(|e| e.kind.as_str()).collect();
+            assert_eq!(kinds, ["task_settled", "task_assigned"]);
+            assert!(rx.try_recv().is_err());
+        }
+    }
+
+    #[tokio::test]
+    async fn many_subscribers_each_get_their_own_events_from_one_feed() {
+        let hub = Hub::detached("ws://unused");
+        hub.set_link(true, true, None);
+        let metrics = Arc::new(Metrics::default());
+        let job = JobId([9; 32]);
+        let mut streams = Vec::new();
+        for i in 0..200u8 {
+            let filter = if i % 2 == 0 {
+                Filter::Job(job)
+            } else {
+                Filter::Worker(AccountId([i; 32]))
+            };
+            let (tx, rx) = mpsc::channel(4);
+            let blocks = hub.subscribe().await.unwrap();
+            tokio::spawn(forward(filter, blocks, tx, Arc::clone(&metrics)));
+            streams.push((i, rx));
+        }
+        // One block assigns the job's tasks to every odd worker.
+        let txs: Vec<Vec<abci::Event>> = (0..200u8)
+            .filter(|i| i % 2 == 1)
+            .map(|i| vec![assigned(&job, &AccountId([i; 32]))])
+            .collect();
+        hub.publish(7, &[], txs.iter().map(Vec::as_slice));
+        for (i, rx) in &mut streams {
+            let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert_eq!(first.height, 7);
+            if *i % 2 == 1 {
+                let mine = AccountId([*i; 32]).to_hex();
+                assert!(first.attributes.iter().any(|a| a.value == mine));
+                assert!(rx.try_recv().is_err(), "a worker sees only its own");
+            }
+        }
+        assert!(metrics
+            .render(0)
+            .contains("compute_gateway_subscription_events_total"));
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_is_cut_off_without_holding_up_the_others() {
+        let hub = Hub::detached("ws://unused");
+        hub.set_link(true, true, None);
+        let metrics = Arc::new(Metrics::default());
+        let job = JobId([3; 32]);
+        let worker = AccountId([4; 32]);
+        let (slow_tx, mut slow_rx) = mpsc::channel(1);
+        let (fast_tx, mut fast_rx) = mpsc::channel(1);
+        let slow = tokio::spawn(forward(
+            Filter::Job(job),
+            hub.subscribe().await.unwrap(),
+            slow_tx,
+            Arc::clone(&metrics),
+        ));
+        tokio::spawn(forward(
+            Filter::Job(job),
+            hub.subscribe().await.unwrap(),
+            fast_tx,
+            Arc::clone(&metrics),
+        ));
+        let blocks = i64::try_from(BLOCKS_BUFFERED).unwrap() + 10;
+        for height in 1..=blocks {
+            let tx = [assigned(&job, &worker)];
+            hub.publish(height, &[], std::iter::once(tx.as_slice()));
+            // The fast subscriber reads every event as it comes.
+            let got = tokio::time::timeout(Duration::from_secs(5), fast_rx.recv())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.height, height);
+        }
+        // The slow one gets what was queued for it, then the error.
+        let mut heights = Vec::new();
+        let status = loop {
+            match tokio::time::timeout(Duration::from_secs(5), slow_rx.recv())
+                .await
+                .unwrap()
+            {
+                Some(Ok(event)) => heights.push(event.height),
+                Some(Err(status)) => break status,
+                None => panic!("the stream ended without a status"),
+            }
+            assert!(heights.len() <= BLOCKS_BUFFERED + 2);
+        };
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+        assert!(status.message().contains("fell more than"), "{status}");
+        assert!(heights.first() == Some(&1), "{heights:?}");
+        tokio::time::timeout(Duration::from_secs(5), slow)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(metrics
+            .render(0)
+            .contains("compute_gateway_subscriptions_lagged_total 1"));
+    }
+
+    #[tokio::test]
+    async fn a_hub_that_cannot_connect_answers_why_quickly() {
+        let (_stop, stopped) = watch::channel(false);
+        let metrics = Arc::new(Metrics::default());
+        let relay = Relay::new("http://127.0.0.1:9").unwrap();
+        let hub = Hub::start("ws://127.0.0.1:9/websocket", relay, metrics, stopped);
+        let why = tokio::time::timeout(Duration::from_secs(15), hub.subscribe())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(why.contains("127.0.0.1:9"), "{why}");
+        assert!(!hub.link().connected);
     }
 
     #[test]

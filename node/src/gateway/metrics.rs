@@ -30,6 +30,8 @@ pub struct Metrics {
     subscriptions_active: AtomicU64,
     subscription_events: AtomicU64,
     subscription_reconnects: AtomicU64,
+    subscriptions_lagged: AtomicU64,
+    cometbft_subscriptions: AtomicU64,
 }
 
 impl Metrics {
@@ -76,6 +78,21 @@ impl Metrics {
     /// Counts one reconnection of a subscription's websocket.
     pub fn subscription_reconnect(&self) {
         self.subscription_reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one `Subscribe` stream ended because it fell behind.
+    pub fn subscription_lagged(&self) {
+        self.subscriptions_lagged.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets the number of CometBFT websocket subscriptions the gateway holds.
+    pub fn cometbft_subscriptions_set(&self, n: u64) {
+        self.cometbft_subscriptions.store(n, Ordering::Relaxed);
+    }
+
+    /// The number of CometBFT websocket subscriptions the gateway holds.
+    pub fn cometbft_subscriptions(&self) -> u64 {
+        self.cometbft_subscriptions.load(Ordering::Relaxed)
     }
 
     /// The metrics in Prometheus' text exposition format.
@@ -138,8 +155,20 @@ impl Metrics {
         counter(
             &mut out,
             "compute_gateway_subscription_reconnects_total",
-            "Websocket reconnections of subscriptions.",
+            "Reconnections of the shared CometBFT websocket subscription.",
             self.subscription_reconnects.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "compute_gateway_subscriptions_lagged_total",
+            "Subscribe streams ended because they fell too far behind.",
+            self.subscriptions_lagged.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "compute_gateway_cometbft_subscriptions",
+            "CometBFT websocket subscriptions held, shared by every Subscribe stream.",
+            self.cometbft_subscriptions(),
         );
         out
     }
@@ -297,6 +326,12 @@ mod tests {
         assert!(text.contains("compute_gateway_blob_bytes_in_total 10"));
         assert!(text.contains("compute_gateway_store_bytes 42"));
         assert!(text.contains("compute_gateway_subscriptions 1"));
+        assert!(text.contains("compute_gateway_cometbft_subscriptions 0"));
+        metrics.cometbft_subscriptions_set(1);
+        metrics.subscription_lagged();
+        let text = metrics.render(42);
+        assert!(text.contains("compute_gateway_cometbft_subscriptions 1"));
+        assert!(text.contains("compute_gateway_subscriptions_lagged_total 1"));
         drop(guard);
         assert!(metrics
             .render(0)

@@ -10,13 +10,13 @@ use compute_proto::{pb, BlobId, Code as AbciCode, JobId, SignedTx};
 use prost::Message;
 use sha3::{Digest, Sha3_256};
 use tokio::io::AsyncReadExt;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::error::{GatewayError, NodeError};
-use super::events::{Filter, Subscriber};
+use super::events::{forward, Filter, Hub};
 use super::metrics::Metrics;
 use super::relay::{Mode, Relay};
 use super::store::{BlobStore, Stored};
@@ -30,7 +30,8 @@ pub const TX_BYTES_MAX: usize = 4 << 20;
 /// that sees it serves only what it has, so two gateways that name each
 /// other as peers never ask each other in a loop.
 pub const PEER_HOP_HEADER: &str = "x-compute-peer-fetch";
-/// How many events may wait for a slow subscriber.
+/// How many events may wait in one subscriber's gRPC buffer; past it, the
+/// subscriber's cursor on the shared block ring falls behind instead.
 const SUBSCRIBER_BUFFER: usize = 256;
 /// How long connecting to a peer may take.
 const PEER_CONNECT_TIMEOUT_MS: u64 = 5_000;
@@ -44,7 +45,8 @@ pub struct ServiceConfig {
     pub peers: Vec<String>,
     /// CometBFT's websocket URL.
     pub ws_url: String,
-    /// The most `Subscribe` streams open at once.
+    /// The most `Subscribe` streams open at once (they all share one
+    /// CometBFT subscription).
     pub subscriptions_max: usize,
 }
 
@@ -57,14 +59,17 @@ pub struct GatewayService {
     metrics: Arc<Metrics>,
     config: Arc<ServiceConfig>,
     subscription_slots: Arc<Semaphore>,
+    hub: Hub,
     shutdown: watch::Receiver<bool>,
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 impl GatewayService {
-    /// A service over these parts; its event streams end when `shutdown`
-    /// turns true, so that a graceful shutdown is not held open by them.
+    /// A service over these parts; starts the shared CometBFT subscription
+    /// (so it must run inside a Tokio runtime). Its event streams end when
+    /// `shutdown` turns true, so that a graceful shutdown is not held open
+    /// by them.
     pub fn new(
         relay: Relay,
         store: BlobStore,
@@ -73,12 +78,19 @@ impl GatewayService {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let subscription_slots = Arc::new(Semaphore::new(config.subscriptions_max));
+        let hub = Hub::start(
+            &config.ws_url,
+            relay.clone(),
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        );
         Self {
             relay,
             store,
             metrics,
             config: Arc::new(config),
             subscription_slots,
+            hub,
             shutdown,
         }
     }
@@ -351,43 +363,31 @@ impl GatewayService {
             .try_acquire_owned()
             .map_err(|_| {
                 GatewayError::Busy(format!(
-                    "this gateway already serves {} subscriptions; try again later or use another gateway",
+                    "this gateway already serves {} Subscribe streams (--max-subscribers); try again later or use another gateway",
                     self.config.subscriptions_max
                 ))
             })?;
+        // Answers once CometBFT holds the shared subscription, so that a
+        // client that subscribes and then sends a transaction sees its events.
+        let blocks = self.hub.subscribe().await.map_err(|why| {
+            GatewayError::Node(NodeError::Unreachable {
+                url: self.config.ws_url.clone(),
+                detail: why,
+            })
+        })?;
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
-        let (ready_tx, ready_rx) = oneshot::channel();
         let guard = self.metrics.subscription_opened();
-        let subscriber = Subscriber {
-            ws_url: self.config.ws_url.clone(),
-            relay: self.relay.clone(),
-            filter,
-            out: tx,
-            metrics: Arc::clone(&self.metrics),
-            ready: Some(ready_tx),
-        };
+        let metrics = Arc::clone(&self.metrics);
         let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _guard = guard;
             tokio::select! {
-                () = subscriber.run() => {}
+                () = forward(filter, blocks, tx, metrics) => {}
                 _ = shutdown.wait_for(|stop| *stop) => {}
             }
         });
-        // Answer only once CometBFT has the subscriptions, so that a client
-        // that subscribes and then sends a transaction sees its events.
-        match ready_rx.await {
-            Ok(Ok(())) => Ok(Box::pin(ReceiverStream::new(rx))),
-            Ok(Err(why)) => Err(GatewayError::Node(NodeError::Unreachable {
-                url: self.config.ws_url.clone(),
-                detail: why,
-            })),
-            Err(_) => Err(GatewayError::Node(NodeError::Unreachable {
-                url: self.config.ws_url.clone(),
-                detail: "the subscription stopped before it started".to_owned(),
-            })),
-        }
+        Ok(Box::pin(ReceiverStream::new(rx)))
     }
 }
 
