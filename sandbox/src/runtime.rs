@@ -14,7 +14,7 @@ use crate::limits::{ModuleLimits, TaskLimits};
 use crate::outcome::{Execution, Failure, Outcome, Verdict, Verification, WorkerFault};
 use crate::validate::{analyze, ModuleInfo, ValidationError};
 use compute_proto::{sha3_256_concat as sha3_256_parts, ModuleId};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -31,8 +31,12 @@ pub struct SandboxConfig {
     pub module_limits: ModuleLimits,
     /// Directory of compiled artifacts; `None` keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
-    /// Compiled modules kept in memory.
+    /// Compiled modules kept in memory, at most.
     pub memory_cache_modules_max: usize,
+    /// Bytes of compiled modules kept in memory, at most (each module
+    /// counted by [`PreparedModule::cache_bytes`]); least recently used
+    /// modules are evicted first.
+    pub memory_cache_bytes_max: usize,
     /// Period of the watchdog's clock.
     pub watchdog_tick_ms: u64,
 }
@@ -44,6 +48,7 @@ impl Default for SandboxConfig {
             module_limits: ModuleLimits::default(),
             cache_dir: None,
             memory_cache_modules_max: 256,
+            memory_cache_bytes_max: 256 * 1024 * 1024,
             watchdog_tick_ms: 10,
         }
     }
@@ -121,6 +126,8 @@ pub struct PreparedModule {
     exports: AbiExports,
     /// Fuel charged for instantiating, whatever the memory strategy.
     instantiate_fuel: u64,
+    /// What the module counts for in the memory cache.
+    cache_bytes: usize,
 }
 
 impl std::fmt::Debug for PreparedModule {
@@ -149,6 +156,17 @@ impl PreparedModule {
     #[must_use]
     pub fn instantiate_fuel(&self) -> u64 {
         self.instantiate_fuel
+    }
+
+    /// What this module counts for against
+    /// [`SandboxConfig::memory_cache_bytes_max`]: the length of its compiled
+    /// image in memory (machine code and metadata, wasmtime's
+    /// `Module::image_range`) plus its active data bytes (the most its
+    /// copy-on-write memory image can hold). Fixed once the module is
+    /// compiled, the same for every load of one module on one engine build.
+    #[must_use]
+    pub fn cache_bytes(&self) -> usize {
+        self.cache_bytes
     }
 }
 
@@ -274,15 +292,73 @@ impl Drop for Watchdog {
     }
 }
 
-/// Compiled modules kept in memory, oldest evicted first, and the
-/// preparations under way.
+/// Compiled modules kept in memory, least recently used evicted first,
+/// and the preparations under way.
 #[derive(Default)]
 struct MemoryCache {
-    modules: HashMap<ModuleId, Arc<PreparedModule>>,
-    order: VecDeque<ModuleId>,
+    modules: HashMap<ModuleId, CacheEntry>,
+    /// The cached modules by last use, oldest first.
+    recency: BTreeMap<u64, ModuleId>,
+    /// The next use's stamp: increases with every insertion and hit.
+    clock: u64,
+    /// Sum of the cached modules' [`PreparedModule::cache_bytes`].
+    bytes: usize,
     /// One entry per module being prepared: the threads that ask for it
     /// meanwhile wait for that preparation instead of compiling it again.
     in_flight: HashMap<ModuleId, Arc<Flight>>,
+}
+
+/// A cached module and the stamp of its last use.
+struct CacheEntry {
+    module: Arc<PreparedModule>,
+    used: u64,
+}
+
+impl MemoryCache {
+    /// The cached module with this id, marked as used now.
+    fn hit(&mut self, id: ModuleId) -> Option<Arc<PreparedModule>> {
+        let stamp = self.clock;
+        let entry = self.modules.get_mut(&id)?;
+        self.recency.remove(&entry.used);
+        entry.used = stamp;
+        self.recency.insert(stamp, id);
+        self.clock += 1;
+        Some(Arc::clone(&entry.module))
+    }
+
+    /// Adds a module as used now, then evicts the least recently used
+    /// until both bounds hold. A module larger than the whole byte budget
+    /// is evicted too: it is returned to its caller but not kept.
+    fn insert(
+        &mut self,
+        id: ModuleId,
+        module: &Arc<PreparedModule>,
+        modules_max: usize,
+        bytes_max: usize,
+    ) {
+        if self.modules.contains_key(&id) {
+            return;
+        }
+        let stamp = self.clock;
+        self.clock += 1;
+        self.bytes = self.bytes.saturating_add(module.cache_bytes);
+        self.modules.insert(
+            id,
+            CacheEntry {
+                module: Arc::clone(module),
+                used: stamp,
+            },
+        );
+        self.recency.insert(stamp, id);
+        while self.modules.len() > modules_max.max(1) || self.bytes > bytes_max {
+            let Some((_, oldest)) = self.recency.pop_first() else {
+                break;
+            };
+            if let Some(evicted) = self.modules.remove(&oldest) {
+                self.bytes = self.bytes.saturating_sub(evicted.module.cache_bytes);
+            }
+        }
+    }
 }
 
 /// One preparation under way and, once it ends, its result.
@@ -480,8 +556,8 @@ impl Sandbox {
     ) -> Result<Arc<PreparedModule>, PrepareError> {
         let role = {
             let mut cache = self.lock_cache();
-            if let Some(found) = cache.modules.get(&id) {
-                return Ok(Arc::clone(found));
+            if let Some(found) = cache.hit(id) {
+                return Ok(found);
             }
             match cache.in_flight.get(&id) {
                 Some(flight) => Role::Wait(Arc::clone(flight)),
@@ -518,19 +594,23 @@ impl Sandbox {
         self.link(module, analysis.info)
     }
 
-    /// Puts a prepared module in the memory cache, evicting the oldest.
+    /// Puts a prepared module in the memory cache, evicting the least
+    /// recently used beyond either bound.
     fn remember(&self, cache: &mut MemoryCache, id: ModuleId, module: &Arc<PreparedModule>) {
-        if cache.modules.contains_key(&id) {
-            return;
-        }
-        while cache.modules.len() >= self.config.memory_cache_modules_max.max(1) {
-            let Some(oldest) = cache.order.pop_front() else {
-                break;
-            };
-            cache.modules.remove(&oldest);
-        }
-        cache.modules.insert(id, Arc::clone(module));
-        cache.order.push_back(id);
+        cache.insert(
+            id,
+            module,
+            self.config.memory_cache_modules_max,
+            self.config.memory_cache_bytes_max,
+        );
+    }
+
+    /// Modules in the memory cache and the sum of their
+    /// [`PreparedModule::cache_bytes`]; for tests and metrics.
+    #[must_use]
+    pub fn memory_cache_usage(&self) -> (usize, usize) {
+        let cache = self.lock_cache();
+        (cache.modules.len(), cache.bytes)
     }
 
     /// Modules compiled by cranelift since this sandbox was built (loads
@@ -543,10 +623,10 @@ impl Sandbox {
 
     /// The prepared module with this id, if it is in the memory cache: the
     /// warm path when the caller already knows the id (from the chain), which
-    /// skips hashing the module bytes.
+    /// skips hashing the module bytes. A hit counts as a use for eviction.
     #[must_use]
     pub fn cached(&self, id: ModuleId) -> Option<Arc<PreparedModule>> {
-        self.lock_cache().modules.get(&id).cloned()
+        self.lock_cache().hit(id)
     }
 
     /// Compiles without any cache and returns how long it took; for
@@ -561,9 +641,9 @@ impl Sandbox {
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, MemoryCache> {
-        // A panic while holding the lock cannot leave the map half-updated
-        // (each operation is a single insert or remove), so a poisoned lock
-        // is still usable.
+        // A panic while holding the lock cannot leave the cache half-updated
+        // (its operations are map and counter updates that do not panic;
+        // an allocation failure aborts), so a poisoned lock is still usable.
         self.memory_cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -637,11 +717,18 @@ impl Sandbox {
             .instantiate_pre(&module)
             .map_err(|e| PrepareError::Compile(format!("{e:#}")))?;
         let instantiate_fuel = instantiation_fuel(info.active_data_bytes);
+        let image = module.image_range();
+        let cache_bytes = image
+            .end
+            .addr()
+            .saturating_sub(image.start.addr())
+            .saturating_add(usize::try_from(info.active_data_bytes).unwrap_or(usize::MAX));
         Ok(PreparedModule {
             info,
             pre,
             exports,
             instantiate_fuel,
+            cache_bytes,
         })
     }
 
@@ -1074,6 +1161,98 @@ mod tests {
                 (func (export "run") (param i32 i32) (result i64) i64.const 0))"#,
         )
         .expect("valid WAT")
+    }
+
+    /// A distinct small module per `n`: the constant `run` returns.
+    fn variant(n: u32) -> Vec<u8> {
+        wat::parse_str(format!(
+            r#"(module (memory (export "memory") 1)
+                (func (export "alloc") (param i32) (result i32) i32.const 0)
+                (func (export "run") (param i32 i32) (result i64) i64.const {n}))"#
+        ))
+        .expect("valid WAT")
+    }
+
+    fn sandbox_with_cache(modules_max: usize, bytes_max: usize) -> Sandbox {
+        let mut config = SandboxConfig::default();
+        config.engine.instances_max = 2;
+        config.memory_cache_modules_max = modules_max;
+        config.memory_cache_bytes_max = bytes_max;
+        Sandbox::new(config).expect("sandbox builds")
+    }
+
+    /// Each variant's `cache_bytes`, measured with unbounded caches.
+    fn sizes(count: u32) -> Vec<usize> {
+        let sandbox = sandbox_with_cache(usize::MAX, usize::MAX);
+        (0..count)
+            .map(|n| {
+                let module = sandbox.prepare(&variant(n)).expect("prepares");
+                assert!(module.cache_bytes() > 0);
+                module.cache_bytes()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_memory_cache_evicts_by_bytes() {
+        let sizes = sizes(4);
+        // Room for the first three, not for a fourth.
+        let budget = sizes[..3].iter().sum::<usize>();
+        let sandbox = sandbox_with_cache(usize::MAX, budget);
+        let ids: Vec<_> = (0..4).map(|n| ModuleId::of(&variant(n))).collect();
+        for n in 0..3 {
+            sandbox.prepare(&variant(n)).expect("prepares");
+        }
+        assert_eq!(sandbox.memory_cache_usage(), (3, budget));
+        sandbox.prepare(&variant(3)).expect("prepares");
+        let (modules, bytes) = sandbox.memory_cache_usage();
+        assert!(bytes <= budget, "{bytes} > {budget}");
+        assert!(modules < 4);
+        assert!(sandbox.cached(ids[0]).is_none(), "the oldest goes first");
+        assert!(sandbox.cached(ids[3]).is_some(), "the newest stays");
+        // A module larger than the whole budget is returned, not kept.
+        let tiny = sandbox_with_cache(usize::MAX, 1);
+        let module = tiny.prepare(&variant(0)).expect("prepares");
+        assert_eq!(module.id(), ids[0]);
+        assert_eq!(tiny.memory_cache_usage(), (0, 0));
+        // The count bound still holds on its own.
+        let counted = sandbox_with_cache(2, usize::MAX);
+        for n in 0..4 {
+            counted.prepare(&variant(n)).expect("prepares");
+        }
+        assert_eq!(counted.memory_cache_usage().0, 2);
+        assert!(counted.cached(ids[1]).is_none());
+        assert!(counted.cached(ids[3]).is_some());
+    }
+
+    #[test]
+    fn the_memory_cache_evicts_the_least_recently_used() {
+        let sizes = sizes(3);
+        let ids: Vec<_> = (0..3).map(|n| ModuleId::of(&variant(n))).collect();
+        // Room for any two of the three.
+        let budget = sizes.iter().sum::<usize>() - 1;
+        let sandbox = sandbox_with_cache(usize::MAX, budget);
+        sandbox.prepare(&variant(0)).expect("prepares");
+        sandbox.prepare(&variant(1)).expect("prepares");
+        // A hit through `prepare` makes 0 the most recently used: 1 goes.
+        sandbox.prepare(&variant(0)).expect("a hit");
+        sandbox.prepare(&variant(2)).expect("prepares");
+        assert_eq!(sandbox.compiles(), 3, "the hit compiled nothing");
+        assert!(sandbox.cached(ids[1]).is_none());
+        assert!(sandbox.cached(ids[0]).is_some());
+        assert!(sandbox.cached(ids[2]).is_some());
+        // The `cached` calls above are hits too: 0, then 2, were used last,
+        // so bringing 1 back evicts 0.
+        assert!(sandbox.cached(ids[2]).is_some());
+        sandbox.prepare(&variant(1)).expect("prepares");
+        assert!(sandbox.cached(ids[0]).is_none());
+        assert!(sandbox.cached(ids[1]).is_some());
+        assert!(sandbox.cached(ids[2]).is_some());
+        assert_eq!(
+            sandbox.memory_cache_usage(),
+            (2, sizes[1] + sizes[2]),
+            "the byte count follows evictions"
+        );
     }
 
     #[test]
