@@ -5,12 +5,14 @@
 //! offers gRPC reflection, health checking and Prometheus metrics. Its event
 //! streams outlive a CometBFT restart.
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use compute_proto::pb::gateway_client::GatewayClient;
-use compute_proto::{pb, sha3_256, BlobId, JobId, ModuleId, SigningKey};
+use compute_proto::{pb, sha3_256, BlobId, JobId, SigningKey};
+use compute_tests::gateway_calls::{
+    commit, post_one_task_job, register_worker_and_store_module, scrape,
+};
 use compute_tests::{transfer, Gateway, NetConfig, Node};
 use prost::Message;
 use tokio_stream::StreamExt;
@@ -294,82 +296,6 @@ async fn streams_the_events_of_a_worker_and_a_job(
     Ok(())
 }
 
-fn commit(tx: Vec<u8>) -> pb::BroadcastTxRequest {
-    pb::BroadcastTxRequest {
-        tx,
-        mode: pb::BroadcastMode::Commit as i32,
-    }
-}
-
-/// Registers `worker` (capacity 1) and stores the primes module for `alice`.
-async fn register_worker_and_store_module(
-    node: &Node,
-    client: &mut GatewayClient<Channel>,
-    alice: &SigningKey,
-    worker: &SigningKey,
-) -> Result<()> {
-    let chain = node.tx_builder();
-    let register = chain.sign(
-        worker,
-        node.nonce(&worker.account()).await?,
-        pb::tx_body::Msg::RegisterWorker(pb::RegisterWorker {
-            capacity: 1,
-            stake: 0,
-        }),
-    );
-    let answer = client.broadcast_tx(commit(register)).await?.into_inner();
-    assert_eq!(answer.code, 0, "register worker: {}", answer.log);
-    let store = chain.sign(
-        alice,
-        node.nonce(&alice.account()).await?,
-        pb::tx_body::Msg::StoreModule(pb::StoreModule {
-            wasm: compute_jobs::PRIMES_WASM.to_vec(),
-        }),
-    );
-    let answer = client.broadcast_tx(commit(store)).await?.into_inner();
-    assert_eq!(answer.code, 0, "store module: {}", answer.log);
-    node.wait_for_height(u64::try_from(answer.height)? + 1, Duration::from_secs(20))
-        .await?;
-    Ok(())
-}
-
-/// Posts a one-task, one-replica primes job through the typed call.
-async fn post_one_task_job(
-    node: &Node,
-    client: &mut GatewayClient<Channel>,
-    alice: &SigningKey,
-    nonce: u64,
-) -> Result<pb::PostJobResponse> {
-    let post = pb::PostJob {
-        module_id: ModuleId::of(compute_jobs::PRIMES_WASM).0.to_vec(),
-        tasks: vec![pb::TaskInput {
-            source: Some(pb::task_input::Source::Inline(b"abc".to_vec())),
-            size: 3,
-        }],
-        policy: Some(pb::Policy {
-            kind: Some(pb::policy::Kind::Quorum(pb::QuorumPolicy {
-                replicas: 1,
-                quorum: 1,
-                max_replicas: 1,
-            })),
-        }),
-        fuel_limit: 2_000_000,
-        price_per_mfuel: 1,
-        deadline_blocks: 100,
-        min_reputation_ppm: 0,
-        max_tasks_per_worker: 0,
-    };
-    let tx = pb::Tx::decode(
-        node.tx_builder()
-            .sign(alice, nonce, pb::tx_body::Msg::PostJob(post))
-            .as_slice(),
-    )?;
-    Ok(client
-        .post_job(pb::SignedTx { tx: Some(tx) })
-        .await?
-        .into_inner())
-}
-
 fn attribute<'a>(event: &'a pb::ChainEvent, key: &str) -> Option<&'a str> {
     event
         .attributes
@@ -589,17 +515,4 @@ async fn reflection_health_and_metrics_are_served(gateway: &Gateway) -> Result<(
         );
     }
     Ok(())
-}
-
-/// `GET /metrics` from a gateway.
-fn scrape(gateway: &Gateway) -> Result<String> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", gateway.metrics_port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply)?;
-    if !reply.starts_with("HTTP/1.1 200") {
-        bail!("metrics answered {reply}");
-    }
-    Ok(reply)
 }
