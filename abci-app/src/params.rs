@@ -29,7 +29,6 @@ pub fn defaults() -> pb::Params {
         max_pending_txs_per_account: 64,
         // 64 MiB of guest memory.
         sandbox_memory_pages: 1024,
-        sandbox_max_call_depth: 10_000,
         max_worker_capacity: 64,
         min_worker_stake: 0,
         stake_weight_cap: 1_000_000,
@@ -164,9 +163,6 @@ pub fn validate(p: &pb::Params) -> Result<(), ParamsError> {
             "sandbox_memory_pages {} must be between 1 and 65536 (4 GiB)",
             p.sandbox_memory_pages
         ));
-    }
-    if p.sandbox_max_call_depth == 0 {
-        return fail("sandbox_max_call_depth must be at least 1".into());
     }
     if p.max_worker_capacity == 0 || p.max_workers == 0 || p.max_open_jobs == 0 {
         return fail(
