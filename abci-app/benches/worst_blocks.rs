@@ -72,6 +72,19 @@ impl Chain {
         }
     }
 
+    /// A chain where `requesters[0]` stored the primes module and every
+    /// key of `pool` is a worker of the largest capacity.
+    fn with_pool(requesters: &[&SigningKey], pool: &[SigningKey]) -> Self {
+        let refs: Vec<&SigningKey> = requesters.iter().copied().chain(pool).collect();
+        let mut chain = Chain::new(&refs, json!({}));
+        let mut setup = vec![chain.sign(requesters[0], store(compute_jobs::PRIMES_WASM))];
+        for w in pool {
+            setup.push(chain.sign(w, register(64)));
+        }
+        chain.setup(&setup);
+        chain
+    }
+
     fn sign(&mut self, key: &SigningKey, msg: Msg) -> Vec<u8> {
         let nonce = self.nonces.entry(key.account().0).or_default();
         let tx = self.builder.sign(key, *nonce, msg);
@@ -295,14 +308,7 @@ fn verify_flood(tasks: usize, verify_fuel: u64, burn: bool) -> (Duration, usize)
 fn assignment_storm(workers: usize, scatter: bool) -> (Duration, usize) {
     let requester = key(4, 0);
     let pool: Vec<SigningKey> = (0..workers).map(|i| key(5, i)).collect();
-    let mut refs: Vec<&SigningKey> = pool.iter().collect();
-    refs.push(&requester);
-    let mut chain = Chain::new(&refs, json!({}));
-    let mut setup = vec![chain.sign(&requester, store(compute_jobs::PRIMES_WASM))];
-    for w in &pool {
-        setup.push(chain.sign(w, register(64)));
-    }
-    chain.setup(&setup);
+    let mut chain = Chain::with_pool(&[&requester], &pool);
     let params = chain.query("/params");
     let tasks = params["max_tasks_per_job"].as_u64().unwrap() as usize;
     let replicas = params["max_replicas"].as_u64().unwrap() as u32;
@@ -343,14 +349,7 @@ fn assignment_storm(workers: usize, scatter: bool) -> (Duration, usize) {
 fn deadline_storm(workers: usize) -> (Duration, usize) {
     let requester = key(6, 0);
     let pool: Vec<SigningKey> = (0..workers).map(|i| key(7, i)).collect();
-    let mut refs: Vec<&SigningKey> = pool.iter().collect();
-    refs.push(&requester);
-    let mut chain = Chain::new(&refs, json!({}));
-    let mut setup = vec![chain.sign(&requester, store(compute_jobs::PRIMES_WASM))];
-    for w in &pool {
-        setup.push(chain.sign(w, register(64)));
-    }
-    chain.setup(&setup);
+    let mut chain = Chain::with_pool(&[&requester], &pool);
     let params = chain.query("/params");
     let tasks = params["max_tasks_per_job"].as_u64().unwrap() as usize;
     let window = params["commit_window_blocks"].as_u64().unwrap();
@@ -401,13 +400,8 @@ fn deadline_storm(workers: usize) -> (Duration, usize) {
 fn maximal_posts(workers: usize) -> (Duration, usize) {
     let requesters: Vec<SigningKey> = (0..32).map(|i| key(8, i)).collect();
     let pool: Vec<SigningKey> = (0..workers).map(|i| key(9, i)).collect();
-    let refs: Vec<&SigningKey> = requesters.iter().chain(&pool).collect();
-    let mut chain = Chain::new(&refs, json!({}));
-    let mut setup = vec![chain.sign(&requesters[0], store(compute_jobs::PRIMES_WASM))];
-    for w in &pool {
-        setup.push(chain.sign(w, register(64)));
-    }
-    chain.setup(&setup);
+    let refs: Vec<&SigningKey> = requesters.iter().collect();
+    let mut chain = Chain::with_pool(&refs, &pool);
     let params = chain.query("/params");
     let tasks = params["max_tasks_per_job"].as_u64().unwrap() as usize;
     let max_tx = params["max_tx_bytes"].as_u64().unwrap() as usize;

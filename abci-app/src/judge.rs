@@ -137,16 +137,19 @@ fn judge_one(
     policy: &pb::VerifiedPolicy,
 ) -> Judgement {
     let module = stored_module(&job.module_id);
-    let code = state.module_code(&module).unwrap_or_else(|| {
-        panic!("module {module} of a job is not stored; the state is corrupt, halting")
-    });
+    let code = || {
+        state.module_code(&module).unwrap_or_else(|| {
+            panic!("module {module} of a job is not stored; the state is corrupt, halting")
+        })
+    };
     let input = match task.input.as_ref().and_then(|i| i.source.as_ref()) {
         Some(pb::task_input::Source::Inline(bytes)) => bytes.as_slice(),
         _ => panic!("a Verified task has no inline input; the state is corrupt, halting"),
     };
     let output = &task.replicas[position].output;
     match ctx.verifier.judge(
-        &code,
+        module,
+        code,
         input,
         output,
         policy.verify_fuel,

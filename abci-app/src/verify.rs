@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use compute_sandbox::{
-    EngineSettings, PrepareError, PreparedModule, Sandbox, SandboxConfig, TaskLimits, Verdict,
+    EngineSettings, ModuleId, PrepareError, PreparedModule, Sandbox, SandboxConfig, TaskLimits,
+    Verdict,
 };
 
 /// Native stack of the thread `verify` runs on: the sandbox needs its wasm
@@ -123,14 +124,17 @@ impl Verifier {
         prepare_on(sandbox, wasm)
     }
 
-    /// Judges `output` for `input` with `module`'s `verify` under `fuel`
-    /// and a memory of `memory_pages` pages.
+    /// Judges `output` for `input` with the `verify` of module `id` under
+    /// `fuel` and a memory of `memory_pages` pages. The module's bytes are
+    /// read with `code` only when it is not compiled in memory already: the
+    /// warm path neither reads nor hashes them.
     ///
     /// # Errors
     /// [`VerifierFault`] when this validator cannot reach a verdict.
     pub fn judge(
         &self,
-        module: &[u8],
+        id: ModuleId,
+        code: impl FnOnce() -> Vec<u8>,
         input: &[u8],
         output: &[u8],
         fuel: u64,
@@ -148,13 +152,19 @@ impl Verifier {
             timeout_ms: VERIFY_TIMEOUT_MS,
             ..TaskLimits::default()
         };
+        let cached = sandbox.cached(id);
+        let bytes = if cached.is_none() { Some(code()) } else { None };
         let run = || -> Result<Judgement, VerifierFault> {
             // Stored modules were compiled when they were stored; this finds
             // them in the cache (or, after a restart without a disk cache,
             // compiles again: this validator's own cost, never a verdict).
-            let prepared = prepare_on(sandbox, module).map_err(|e| {
-                VerifierFault(format!("a stored module does not compile here: {e}"))
-            })?;
+            let prepared = match (cached, &bytes) {
+                (Some(prepared), _) => prepared,
+                (None, bytes) => prepare_on(sandbox, bytes.as_deref().unwrap_or_default())
+                    .map_err(|e| {
+                        VerifierFault(format!("a stored module does not compile here: {e}"))
+                    })?,
+            };
             let verification = sandbox
                 .verify(&prepared, input, output, &limits)
                 .map_err(|fault| VerifierFault(format!("verify could not run: {fault}")))?;

@@ -249,12 +249,7 @@ impl World {
                 *who,
                 pb::tx_body::Msg::PostJob(pb::PostJob {
                     module_id: self.lying.0.to_vec(),
-                    tasks: (0..*tasks)
-                        .map(|i| pb::TaskInput {
-                            source: Some(pb::task_input::Source::Inline(vec![i as u8])),
-                            size: 1,
-                        })
-                        .collect(),
+                    tasks: one_byte_inputs(*tasks),
                     policy: Some(pb::Policy {
                         kind: Some(pb::policy::Kind::Verified(pb::VerifiedPolicy {
                             verify_fuel: 100_000,
@@ -278,12 +273,7 @@ impl World {
                 *who,
                 pb::tx_body::Msg::PostJob(pb::PostJob {
                     module_id: self.module.0.to_vec(),
-                    tasks: (0..*tasks)
-                        .map(|i| pb::TaskInput {
-                            source: Some(pb::task_input::Source::Inline(vec![i as u8])),
-                            size: 1,
-                        })
-                        .collect(),
+                    tasks: one_byte_inputs(*tasks),
                     policy: [None, Some((1, 1, 2)), Some((2, 2, 3))][*policy].map(
                         |(replicas, quorum, max_replicas)| pb::Policy {
                             kind: Some(pb::policy::Kind::Quorum(pb::QuorumPolicy {
@@ -465,6 +455,16 @@ impl World {
         let slashed = stats["credits_slashed"].as_u64().unwrap();
         held - i128::from(GENESIS_BALANCE * KEYS as u64) - i128::from(minted) + i128::from(slashed)
     }
+}
+
+/// `count` inline inputs of one byte each.
+fn one_byte_inputs(count: usize) -> Vec<pb::TaskInput> {
+    (0..count)
+        .map(|i| pb::TaskInput {
+            source: Some(pb::task_input::Source::Inline(vec![i as u8])),
+            size: 1,
+        })
+        .collect()
 }
 
 /// A transfer from the identity point: R = identity, S = 0.

@@ -230,17 +230,10 @@ fn the_helpers_match_their_standards() {
 // ---------------------------------------------------------------------------
 // A protobuf writer for the re-encodings the chain must refuse.
 
-fn varint(mut value: u64) -> Vec<u8> {
+fn varint(value: u64) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
+    prost::encoding::encode_varint(value, &mut out);
+    out
 }
 
 fn field_varint(field: u64, value: u64) -> Vec<u8> {

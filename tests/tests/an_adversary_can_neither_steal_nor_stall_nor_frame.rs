@@ -75,17 +75,10 @@ async fn assert_keeps_making_blocks(node: &Node) -> Result<()> {
 }
 
 /// The protobuf varint encoding of `value`.
-fn varint(mut value: u64) -> Vec<u8> {
+fn varint(value: u64) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
+    prost::encoding::encode_varint(value, &mut out);
+    out
 }
 
 /// A field key: field number and wire type.
