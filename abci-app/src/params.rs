@@ -239,5 +239,14 @@ mod tests {
             from_genesis(Some(&json!([1]))),
             Err(ParamsError::Format(_))
         ));
+        // Budgets that could never admit the largest verification or module.
+        assert!(matches!(
+            from_genesis(Some(&json!({"max_verify_fuel_per_block": 100_000_000}))),
+            Err(ParamsError::Inconsistent(m)) if m.contains("max_verify_fuel_per_block")
+        ));
+        assert!(matches!(
+            from_genesis(Some(&json!({"max_compile_units_per_block": 1}))),
+            Err(ParamsError::Inconsistent(m)) if m.contains("max_compile_units_per_block")
+        ));
     }
 }

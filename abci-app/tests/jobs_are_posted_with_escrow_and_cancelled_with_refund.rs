@@ -206,6 +206,19 @@ fn bad_job_terms_are_refused_with_the_field_at_fault() {
             "StoreModule",
         ),
         (
+            "verified with more workers than the chain's max_replicas",
+            job(
+                &module,
+                vec![inline(b"x")],
+                Some(pb::policy::Kind::Verified(pb::VerifiedPolicy {
+                    verify_fuel: 1000,
+                    max_workers: 99,
+                })),
+            ),
+            Code::InvalidMessage,
+            "max_workers 99",
+        ),
+        (
             "verified without verify export",
             job(
                 &module,
