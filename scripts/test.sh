@@ -20,6 +20,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 # PyNaCl from python3-nacl (a python3 earlier on PATH may not).
 echo "checking the golden vectors in Python (scripts/check-vectors.py)"
 /usr/bin/python3 scripts/check-vectors.py
+echo "checking that no modules import each other in a circle"
+/usr/bin/python3 scripts/check-import-cycles.py abci-app/src sandbox/src sandbox/worker/src
 
 echo "building (target directory: $CARGO_TARGET_DIR)"
 cargo build --workspace --bins

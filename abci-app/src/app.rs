@@ -6,25 +6,16 @@ use compute_proto::tx::verify_batch;
 use compute_proto::{pb, SignedTx, TxError};
 use sha2::{Digest, Sha256};
 
-use crate::apphash;
+use crate::apphash::{self, LastCommit};
 use crate::codes::{Code, Rejection};
 use crate::events::Event;
 use crate::genesis::{Genesis, GenesisError};
-use crate::jobs;
-use crate::msg::{self, Ctx};
+use crate::ledger::{self, Ctx};
+use crate::msg;
 use crate::reputation;
 use crate::state::{keys, StateRead};
 use crate::store::{Delta, Layered, StateTx, Store};
 use crate::verify::Verifier;
-
-/// The last committed height and app hash, as `Info` reports them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LastCommit {
-    /// 0 before the first block is committed.
-    pub height: i64,
-    /// The app hash after that height (the genesis hash at height 0).
-    pub app_hash: [u8; 32],
-}
 
 /// The verdict on one transaction.
 #[derive(Clone, Debug, PartialEq)]
@@ -416,7 +407,7 @@ impl<S: Store> App<S> {
                 },
             };
             let ok = outcome.code == Code::Ok;
-            msg::update_stats(&mut block, |s| {
+            ledger::update_stats(&mut block, |s| {
                 if ok {
                     s.txs_ok = s.txs_ok.saturating_add(1);
                 } else {
@@ -430,8 +421,12 @@ impl<S: Store> App<S> {
         // every open slot.
         let mut protocol = StateTx::new(&block);
         let mut events = crate::judge::judge_queue(&mut protocol, &ctx);
-        events.extend(jobs::visit_deadlines(&mut protocol, &ctx));
-        events.extend(jobs::assign_pending(&mut protocol, &ctx, input.hash));
+        events.extend(crate::deadlines::visit_deadlines(&mut protocol, &ctx));
+        events.extend(crate::assignment::assign_pending(
+            &mut protocol,
+            &ctx,
+            input.hash,
+        ));
         let delta = protocol.into_delta();
         block.absorb(delta);
         let signers = input

@@ -11,6 +11,15 @@ use compute_proto::hash::{Hasher, Tag};
 
 use crate::store::Delta;
 
+/// The last committed height and app hash, as `Info` reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastCommit {
+    /// 0 before the first block is committed.
+    pub height: i64,
+    /// The app hash after that height (the genesis hash at height 0).
+    pub app_hash: [u8; 32],
+}
+
 /// The app hash after applying `writes` at `height` on top of `prev`.
 pub fn next(prev: &[u8; 32], height: u64, writes: &Delta) -> [u8; 32] {
     let mut h = Hasher::new(Tag::State);

@@ -13,7 +13,7 @@
 //! slashed) only when another worker's output for the same task passes. When
 //! the job's `max_workers` outputs were all refused, nobody is slashed: the
 //! task fails, each refused worker is paid its fuel from the escrow, and the
-//! requester's `verifications_failed` rises (see [`crate::jobs::pay_refused`]).
+//! requester's `verifications_failed` rises (see [`crate::settlement::pay_refused`]).
 //! A task that ends otherwise (its job's deadline, a cancel) leaves refused
 //! outputs unpaid and unpunished: honest workers never reveal an output
 //! their own `verify` refuses, so only a worker that skipped that check can
@@ -23,16 +23,18 @@
 //! Each verification's fuel is paid from the job's escrow (which holds it
 //! from `PostJob` on) to the block's proposer, who ran it first.
 
-use compute_proto::{pb, JobId};
+use compute_proto::{pb, JobId, ReplicaStatus, TaskStatus};
 
 use crate::events::{task_event, Event};
-use crate::jobs;
-use crate::msg::{credit, update_stats, Ctx};
-use crate::state::{keys, stored_account, stored_job, stored_module, StateRead};
+use crate::ledger::{credit, update_stats, Ctx};
+use crate::price::price_of;
+use crate::settlement::{advance, fail_task, pay_refused, settle, store};
+use crate::state::{
+    keys, replica_status, stored_account, stored_job, stored_module, task_status, StateRead,
+};
 use crate::store::{KvRead, StateTx};
+use crate::task::{release, TaskRef};
 use crate::verify::Judgement;
-
-use pb::ReplicaStatus as R;
 
 /// Fuel each verification counts against the block budget at least: the
 /// fixed part of a run (an instance, copying input and output in), which
@@ -48,7 +50,7 @@ pub fn enqueue(state: &mut StateTx<'_>, ctx: &Ctx<'_>, id: &JobId, index: u32, w
         job_id: id.0.to_vec(),
         task: index,
         worker: worker.to_vec(),
-        height: i64::try_from(ctx.height).unwrap_or(i64::MAX),
+        height: ctx.height_i64(),
     };
     state.put_record(keys::verify_queue(next), &item);
     state.put_raw(
@@ -94,9 +96,8 @@ pub fn judge_queue(state: &mut StateTx<'_>, ctx: &Ctx<'_>) -> Vec<Event> {
         let position = task
             .replicas
             .iter()
-            .position(|r| r.worker == item.worker && r.status == R::Revealed as i32);
-        let (Some(position), true) = (position, task.status == pb::TaskStatus::Reveal as i32)
-        else {
+            .position(|r| r.worker == item.worker && replica_status(r) == ReplicaStatus::Revealed);
+        let (Some(position), TaskStatus::Reveal) = (position, task_status(&task)) else {
             state.delete_raw(key);
             continue;
         };
@@ -105,48 +106,52 @@ pub fn judge_queue(state: &mut StateTx<'_>, ctx: &Ctx<'_>) -> Vec<Event> {
             break;
         }
         state.delete_raw(key);
-        let judgement = judge_one(state, ctx, &job, &task, position, &policy);
+        let mut t = TaskRef {
+            id,
+            index: item.task,
+            job: &mut job,
+            task: &mut task,
+        };
+        let judgement = judge_one(state, ctx, &t, position, &policy);
         let fuel_used = match &judgement {
             Judgement::Accepted { fuel_used } | Judgement::Refused { fuel_used, .. } => *fuel_used,
         };
         budget = budget.saturating_sub(cost);
-        pay_verification(state, ctx, &mut job, fuel_used);
+        pay_verification(state, ctx, t.job, fuel_used);
         apply(
             state,
             ctx,
-            &id,
-            &mut job,
-            item.task,
-            &mut task,
-            position,
-            judgement,
+            &mut t,
+            Judged {
+                position,
+                judgement,
+            },
             &mut events,
         );
-        jobs::store(state, ctx, &id, &mut job, item.task, &task, &mut events);
+        store(state, ctx, &mut t, &mut events);
     }
     events
 }
 
-/// Runs `verify` on the replica's output.
+/// Runs `verify` on the output of the replica at `position` in the task.
 fn judge_one(
     state: &StateTx<'_>,
     ctx: &Ctx<'_>,
-    job: &pb::Job,
-    task: &pb::Task,
+    t: &TaskRef<'_>,
     position: usize,
     policy: &pb::VerifiedPolicy,
 ) -> Judgement {
-    let module = stored_module(&job.module_id);
+    let module = stored_module(&t.job.module_id);
     let code = || {
         state.module_code(&module).unwrap_or_else(|| {
             panic!("module {module} of a job is not stored; the state is corrupt, halting")
         })
     };
-    let input = match task.input.as_ref().and_then(|i| i.source.as_ref()) {
+    let input = match t.task.input.as_ref().and_then(|i| i.source.as_ref()) {
         Some(pb::task_input::Source::Inline(bytes)) => bytes.as_slice(),
         _ => panic!("a Verified task has no inline input; the state is corrupt, halting"),
     };
-    let output = &task.replicas[position].output;
+    let output = &t.task.replicas[position].output;
     match ctx.verifier.judge(
         module,
         code,
@@ -173,67 +178,79 @@ fn pay_verification(state: &mut StateTx<'_>, ctx: &Ctx<'_>, job: &mut pb::Job, f
     let Some(proposer) = ctx.proposer else {
         return;
     };
-    let cost = jobs::price_of(fuel_used, job.price_per_mfuel).min(job.escrow);
+    let cost = price_of(fuel_used, job.price_per_mfuel).min(job.escrow);
     if cost > 0 && credit(state, &proposer, cost).is_ok() {
         job.escrow = job.escrow.saturating_sub(cost);
     }
 }
 
+/// The verdict on the output of one replica of a task.
+struct Judged {
+    /// Where the replica is in the task.
+    position: usize,
+    /// What `verify` said of its output.
+    judgement: Judgement,
+}
+
 /// Applies a verdict: an accepted output settles the task (and proves every
 /// refused one a cheat); a refused one waits for proof while another worker
 /// is drawn, or fails the task when no worker is left to draw.
-#[allow(clippy::too_many_arguments)]
 fn apply(
     state: &mut StateTx<'_>,
     ctx: &Ctx<'_>,
-    id: &JobId,
-    job: &mut pb::Job,
-    index: u32,
-    task: &mut pb::Task,
-    position: usize,
-    judgement: Judgement,
+    t: &mut TaskRef<'_>,
+    judged: Judged,
     events: &mut Vec<Event>,
 ) {
+    let Judged {
+        position,
+        judgement,
+    } = judged;
     match judgement {
         Judgement::Accepted { fuel_used } => {
             events.push(task_event(
                 "output_verified",
-                id,
-                index,
+                &t.id,
+                t.index,
                 &[
-                    ("worker", hex::encode(&task.replicas[position].worker), true),
+                    (
+                        "worker",
+                        hex::encode(&t.task.replicas[position].worker),
+                        true,
+                    ),
                     ("verify_fuel", fuel_used.to_string(), false),
                 ],
             ));
-            jobs::settle(state, ctx, id, job, index, task, &[position], events);
+            settle(state, ctx, t, &[position], events);
         }
         Judgement::Refused { why, fuel_used } => {
-            let worker = stored_account(&task.replicas[position].worker);
-            jobs::release(state, &worker, id, index);
-            task.replicas[position].status = R::Refused as i32;
+            let worker = stored_account(&t.task.replicas[position].worker);
+            release(state, &worker, &t.id, t.index);
+            t.task.replicas[position].status = ReplicaStatus::Refused.into();
             events.push(task_event(
                 "output_refused",
-                id,
-                index,
+                &t.id,
+                t.index,
                 &[
                     ("worker", worker.to_hex(), true),
                     ("reason", why, false),
                     ("verify_fuel", fuel_used.to_string(), false),
                 ],
             ));
-            let refused = task
+            let refused = t
+                .task
                 .replicas
                 .iter()
-                .filter(|r| r.status == R::Refused as i32)
+                .filter(|r| replica_status(r) == ReplicaStatus::Refused)
                 .count();
-            if u32::try_from(refused).unwrap_or(u32::MAX) >= job.max_replicas {
+            if u32::try_from(refused).unwrap_or(u32::MAX) >= t.job.max_replicas {
                 let reason = format!(
                     "verify refused the outputs of all {refused} workers the job allows (max_workers); nobody is punished and they are paid their fuel"
                 );
-                jobs::pay_refused(state, job, task);
-                jobs::fail_task(state, ctx, id, job, index, task, &reason, events);
+                pay_refused(state, t);
+                fail_task(state, ctx, t, &reason, events);
             } else {
-                jobs::advance(state, ctx, id, job, index, task, events);
+                advance(state, ctx, t, events);
             }
         }
     }

@@ -12,18 +12,24 @@
 pub mod abci;
 pub mod app;
 pub mod apphash;
+pub mod assignment;
 pub mod codes;
+pub mod deadlines;
 pub mod events;
 pub mod genesis;
-pub mod jobs;
 pub mod judge;
+pub mod ledger;
 pub mod msg;
 pub mod params;
+pub mod price;
 pub mod query;
 pub mod reputation;
+pub mod settlement;
 pub mod state;
 pub mod store;
+pub mod task;
 pub mod verify;
 
-pub use app::{App, BlockInput, BlockOutput, LastCommit, TxOutcome};
+pub use app::{App, BlockInput, BlockOutput, TxOutcome};
+pub use apphash::LastCommit;
 pub use codes::{Code, Rejection, CODESPACE};

@@ -4,7 +4,7 @@ use compute_proto::{pb, AccountId};
 
 use crate::codes::Rejection;
 use crate::events::{event, Event};
-use crate::msg::{credit, update_stats};
+use crate::ledger::{credit, update_stats};
 use crate::store::StateTx;
 
 /// `score_ppm = 1_000_000 * (agreed + 1) / (agreed + 2 + 4 * cheats + missed)`:

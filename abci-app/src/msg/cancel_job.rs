@@ -1,14 +1,16 @@
 //! `CancelJob{job_id}`: the requester stops an open job and gets back the
 //! escrow that is not owed.
 
-use compute_proto::{pb, AccountId, JobId};
+use compute_proto::{pb, AccountId, JobId, JobStatus, TaskStatus};
 
 use crate::codes::Rejection;
 use crate::events::{event, Event};
-use crate::jobs;
-use crate::msg::{credit, update_stats, Ctx};
-use crate::state::{job_status_name, keys, StateRead};
+use crate::ledger::{credit, update_stats, Ctx};
+use crate::price::task_reserve;
+use crate::settlement::finish_job_if_done;
+use crate::state::{job_status, keys, stored_account, task_status, StateRead};
 use crate::store::StateTx;
+use crate::task::{is_live, release};
 
 /// Shape: a 32-byte job id.
 pub fn check_stateless(msg: &pb::CancelJob) -> Result<JobId, Rejection> {
@@ -28,13 +30,14 @@ pub fn check_stateful(
     if job.requester != signer.0 {
         return Err(Rejection::NotJobOwner {
             job: *id,
-            requester: crate::state::stored_account(&job.requester),
+            requester: stored_account(&job.requester),
         });
     }
-    if job.status != pb::JobStatus::Open as i32 {
+    let status = job_status(&job);
+    if status != JobStatus::Open {
         return Err(Rejection::JobNotOpen {
             job: *id,
-            status: job_status_name(job.status),
+            status: status.name(),
         });
     }
     Ok(job)
@@ -55,22 +58,21 @@ pub fn execute(
     let mut events = Vec::new();
     let mut reserve: u64 = 0;
     for (index, mut task) in state.tasks(id, job.task_count as usize) {
-        match pb::TaskStatus::try_from(task.status) {
-            Ok(pb::TaskStatus::Commit) => {
+        match task_status(&task) {
+            TaskStatus::Commit => {
                 for replica in &task.replicas {
-                    if jobs::is_live(replica) {
-                        let worker = crate::state::stored_account(&replica.worker);
-                        jobs::release(state, &worker, id, index);
+                    if is_live(replica) {
+                        release(state, &stored_account(&replica.worker), id, index);
                     }
                 }
-                task.status = pb::TaskStatus::Cancelled as i32;
-                task.ended_height = i64::try_from(ctx.height).unwrap_or(i64::MAX);
+                task.status = TaskStatus::Cancelled.into();
+                task.ended_height = ctx.height_i64();
                 state.delete_raw(keys::pending(id, index));
                 state.put_task(id, index, &task);
                 job.tasks_cancelled = job.tasks_cancelled.saturating_add(1);
             }
-            Ok(pb::TaskStatus::Reveal) => {
-                let owed = jobs::task_reserve(&job, &task);
+            TaskStatus::Reveal => {
+                let owed = task_reserve(&job, &task);
                 reserve = reserve.saturating_add(owed);
             }
             _ => {}
@@ -80,7 +82,7 @@ pub fn execute(
     let refund = job.escrow.saturating_sub(reserve);
     credit(state, signer, refund)?;
     job.escrow = reserve;
-    job.status = pb::JobStatus::Cancelled as i32;
+    job.status = JobStatus::Cancelled.into();
     update_stats(state, |s| s.jobs_open = s.jobs_open.saturating_sub(1));
     events.push(event(
         "job_cancelled",
@@ -90,7 +92,7 @@ pub fn execute(
             ("reserved", reserve.to_string(), false),
         ],
     ));
-    jobs::finish_job_if_done(state, ctx, id, &mut job, &mut events);
+    finish_job_if_done(state, ctx, id, &mut job, &mut events);
     state.put_job(id, &job);
     Ok(events)
 }

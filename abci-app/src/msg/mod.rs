@@ -7,13 +7,22 @@
 //!   nonce gap and a failed message still pays for its place in the block.
 //! * `check_stateful` and `execute` of the message, in a buffer dropped when
 //!   they fail.
+//!
+//! Each message's three phases live in its own file; [`replica`] holds what
+//! the three messages of a drawn worker share. The ledger primitives they
+//! use are in [`crate::ledger`], the task's life after a message in
+//! [`crate::settlement`].
 
 pub mod cancel_job;
+pub mod commit;
+pub mod decline;
 pub mod post_job;
-pub mod results;
+pub mod register_worker;
+pub mod replica;
+pub mod reveal;
 pub mod store_module;
 pub mod transfer;
-pub mod workers;
+pub mod unregister_worker;
 
 use compute_proto::pb::tx_body::Msg;
 use compute_proto::{pb, AccountId, JobId, SignedTx};
@@ -21,30 +30,12 @@ use compute_sandbox::ModuleInfo;
 
 use crate::codes::Rejection;
 use crate::events::{event, Event};
+use crate::ledger::{credit, update_stats, Ctx};
 use crate::state::StateRead;
 use crate::store::StateTx;
+use replica::Target;
 
-/// What a transaction needs to know about the block it runs in.
-#[derive(Clone, Debug)]
-pub struct Ctx<'a> {
-    /// The chain parameters.
-    pub params: &'a pb::Params,
-    /// The chain id.
-    pub chain_id: &'a str,
-    /// The height being built (in CheckTx, the next height).
-    pub height: u64,
-    /// The account credited with fees; `None` in CheckTx.
-    pub proposer: Option<AccountId>,
-    /// The block time in seconds since the Unix epoch (0 in CheckTx).
-    pub time_seconds: i64,
-    /// Compiles stored modules and runs `verify` for Verified jobs.
-    pub verifier: &'a crate::verify::Verifier,
-    /// Whether this runs in a block (FinalizeBlock) rather than in CheckTx:
-    /// a fault of this validator halts it in a block and only refuses the
-    /// transaction in CheckTx.
-    pub in_block: bool,
-}
-
+/// The name of a message, as events and logs print it.
 pub use compute_proto::tx::msg_name as name;
 
 /// A message whose shape is checked, with its parsed fields.
@@ -62,67 +53,11 @@ pub enum Checked<'a> {
     /// Cancelling a job.
     CancelJob(JobId),
     /// A sealed result.
-    CommitResult(&'a pb::CommitResult, results::Target),
+    CommitResult(&'a pb::CommitResult, Target),
     /// An opened result.
-    RevealResult(&'a pb::RevealResult, results::Target),
+    RevealResult(&'a pb::RevealResult, Target),
     /// A drawn task given back.
-    DeclineTask(&'a pb::DeclineTask, results::Target),
-}
-
-/// Checks that `payer` holds `amount` after its ante step paid `fee`; the
-/// error reports both as the person sees them, before the fee.
-pub fn require_funds(
-    state: &impl StateRead,
-    payer: &AccountId,
-    amount: u64,
-    fee: u64,
-) -> Result<(), Rejection> {
-    // What the person asked to spend in all, which must itself be a number.
-    amount
-        .checked_add(fee)
-        .ok_or(Rejection::Overflow("amount + fee"))?;
-    let balance = state.account(payer).balance;
-    if balance < amount {
-        return Err(Rejection::InsufficientFunds {
-            account: *payer,
-            needed: amount.saturating_add(fee),
-            available: balance.saturating_add(fee),
-        });
-    }
-    Ok(())
-}
-
-/// Applies `change` to the chain-wide counters.
-pub fn update_stats(state: &mut StateTx<'_>, change: impl FnOnce(&mut pb::Stats)) {
-    let mut stats = state.stats();
-    change(&mut stats);
-    state.put_stats(&stats);
-}
-
-/// Takes `amount` from `id`'s balance.
-pub fn debit(state: &mut StateTx<'_>, id: &AccountId, amount: u64) -> Result<(), Rejection> {
-    let mut account = state.account(id);
-    account.balance = account
-        .balance
-        .checked_sub(amount)
-        .ok_or(Rejection::InsufficientFunds {
-            account: *id,
-            needed: amount,
-            available: account.balance,
-        })?;
-    state.put_account(id, &account);
-    Ok(())
-}
-
-/// Adds `amount` to `id`'s balance.
-pub fn credit(state: &mut StateTx<'_>, id: &AccountId, amount: u64) -> Result<(), Rejection> {
-    let mut account = state.account(id);
-    account.balance = account
-        .balance
-        .checked_add(amount)
-        .ok_or(Rejection::Overflow("balance"))?;
-    state.put_account(id, &account);
-    Ok(())
+    DeclineTask(&'a pb::DeclineTask, Target),
 }
 
 /// Checks everything that needs no state. The signature is checked apart
@@ -147,27 +82,24 @@ pub fn check_stateless<'t>(tx: &'t SignedTx, ctx: &Ctx<'_>) -> Result<Checked<'t
             store_module::check_stateless(m, ctx.params)?,
         )),
         Msg::RegisterWorker(m) => {
-            workers::check_register_stateless(m, ctx.params)?;
+            register_worker::check_stateless(m, ctx.params)?;
             Ok(Checked::RegisterWorker(m))
         }
-        Msg::UnregisterWorker(_) => Ok(Checked::UnregisterWorker),
+        Msg::UnregisterWorker(m) => {
+            unregister_worker::check_stateless(m)?;
+            Ok(Checked::UnregisterWorker)
+        }
         Msg::PostJob(m) => Ok(Checked::PostJob(
             m,
             post_job::check_stateless(m, ctx.params)?,
         )),
         Msg::CancelJob(m) => Ok(Checked::CancelJob(cancel_job::check_stateless(m)?)),
-        Msg::CommitResult(m) => Ok(Checked::CommitResult(
-            m,
-            results::check_commit_stateless(m)?,
-        )),
+        Msg::CommitResult(m) => Ok(Checked::CommitResult(m, commit::check_stateless(m)?)),
         Msg::RevealResult(m) => Ok(Checked::RevealResult(
             m,
-            results::check_reveal_stateless(m, ctx.params)?,
+            reveal::check_stateless(m, ctx.params)?,
         )),
-        Msg::DeclineTask(m) => Ok(Checked::DeclineTask(
-            m,
-            results::check_decline_stateless(m)?,
-        )),
+        Msg::DeclineTask(m) => Ok(Checked::DeclineTask(m, decline::check_stateless(m)?)),
         other => Err(Rejection::NotYetSupported(name(other))),
     }
 }
@@ -230,8 +162,8 @@ pub fn run(
             store_module::execute(m, info, &tx.signer, ctx, state)
         }
         Checked::RegisterWorker(m) => {
-            workers::check_register_stateful(m, &tx.signer, tx.body.fee, ctx.params, state)?;
-            workers::execute_register(m, &tx.signer, ctx.height, state)
+            register_worker::check_stateful(m, &tx.signer, tx.body.fee, ctx.params, state)?;
+            register_worker::execute(m, &tx.signer, ctx.height, state)
         }
         Checked::PostJob(m, checked) => {
             post_job::check_stateful(checked, &tx.signer, tx.body.fee, ctx.params, state)?;
@@ -242,20 +174,20 @@ pub fn run(
             cancel_job::execute(id, job, &tx.signer, state, ctx)
         }
         Checked::CommitResult(m, target) => {
-            let found = results::check_commit_stateful(target, &tx.signer, state)?;
-            results::execute_commit(m, target, &tx.signer, found, state, ctx)
+            let found = commit::check_stateful(target, &tx.signer, state)?;
+            commit::execute(m, &tx.signer, found, state, ctx)
         }
         Checked::DeclineTask(m, target) => {
-            let found = results::check_decline_stateful(target, &tx.signer, state)?;
-            results::execute_decline(m, target, &tx.signer, found, state, ctx)
+            let found = decline::check_stateful(target, &tx.signer, state)?;
+            decline::execute(m, &tx.signer, found, state, ctx)
         }
         Checked::RevealResult(m, target) => {
-            let found = results::check_reveal_stateful(m, target, &tx.signer, state)?;
-            results::execute_reveal(m, target, &tx.signer, found, state, ctx)
+            let found = reveal::check_stateful(m, target, &tx.signer, state)?;
+            reveal::execute(m, &tx.signer, found, state, ctx)
         }
         Checked::UnregisterWorker => {
-            let record = workers::check_unregister_stateful(&tx.signer, state)?;
-            workers::execute_unregister(&record, &tx.signer, state)
+            let record = unregister_worker::check_stateful(&tx.signer, state)?;
+            unregister_worker::execute(&record, &tx.signer, state)
         }
         Checked::Transfer(m, to) => {
             transfer::check_stateful(m, &tx.signer, tx.body.fee, state)?;

@@ -8,11 +8,12 @@
 //! never run short and an attack on the verify queue costs its requester.
 //! What is not owed is refunded when the job ends.
 
-use compute_proto::{pb, AccountId, JobId, ModuleId};
+use compute_proto::{pb, AccountId, JobId, JobStatus, ModuleId, TaskStatus};
 
 use crate::codes::Rejection;
 use crate::events::{event, Event};
-use crate::msg::{debit, require_funds, update_stats, Ctx};
+use crate::ledger::{debit, require_funds, update_stats, Ctx};
+use crate::price::escrow;
 use crate::state::{keys, StateRead};
 use crate::store::StateTx;
 
@@ -219,15 +220,6 @@ fn check_quorum(q: &pb::QuorumPolicy, params: &pb::Params) -> Result<u32, Reject
     Ok(ceiling)
 }
 
-/// `ceil(tasks * replicas * fuel * price / 1e6)`, or `None` past `u64`.
-pub fn escrow(tasks: u64, replicas: u32, fuel_limit: u64, price_per_mfuel: u64) -> Option<u64> {
-    let product = u128::from(tasks)
-        .checked_mul(u128::from(replicas))?
-        .checked_mul(u128::from(fuel_limit))?
-        .checked_mul(u128::from(price_per_mfuel))?;
-    u64::try_from(product.div_ceil(1_000_000)).ok()
-}
-
 /// The module exists (with `verify` for a verified job), the chain has room
 /// and the requester can pay the escrow.
 pub fn check_stateful(
@@ -284,7 +276,7 @@ pub fn execute(
             task_count,
             deadline_height: deadline,
             posted_height: posted,
-            status: pb::JobStatus::Open as i32,
+            status: JobStatus::Open.into(),
             escrow: checked.escrow,
             max_replicas: checked.max_replicas,
             ..Default::default()
@@ -300,7 +292,7 @@ pub fn execute(
             index,
             &pb::Task {
                 input: Some(input.clone()),
-                status: pb::TaskStatus::Commit as i32,
+                status: TaskStatus::Commit.into(),
                 wanted,
                 ..Default::default()
             },
@@ -331,18 +323,4 @@ pub fn execute(
             ("escrow", checked.escrow.to_string(), false),
         ],
     )])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escrow_rounds_up_and_refuses_overflow() {
-        assert_eq!(escrow(1, 1, 1, 1), Some(1));
-        assert_eq!(escrow(2, 3, 1_000_000, 5), Some(30));
-        assert_eq!(escrow(1, 1, 999_999, 1), Some(1));
-        assert_eq!(escrow(0, 3, 1_000_000, 5), Some(0));
-        assert_eq!(escrow(1024, 7, u64::MAX, u64::MAX), None);
-    }
 }

@@ -13,7 +13,7 @@ use compute_sandbox::{validate_module, ModuleInfo, ModuleLimits};
 
 use crate::codes::Rejection;
 use crate::events::{event, Event};
-use crate::msg::{credit, debit, require_funds, update_stats, Ctx};
+use crate::ledger::{credit, debit, require_funds, update_stats, Ctx};
 use crate::state::{keys, StateRead};
 use crate::store::StateTx;
 use crate::verify::CompileError;

@@ -4,7 +4,7 @@ use compute_proto::{pb, AccountId};
 
 use crate::codes::Rejection;
 use crate::events::{event, Event};
-use crate::msg::{credit, debit, require_funds};
+use crate::ledger::{credit, debit, require_funds};
 use crate::state::StateRead;
 use crate::store::StateTx;
 

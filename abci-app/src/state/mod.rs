@@ -3,7 +3,7 @@
 
 pub mod keys;
 
-use compute_proto::{pb, AccountId, JobId, ModuleId};
+use compute_proto::{pb, AccountId, JobId, JobStatus, ModuleId, ReplicaStatus, TaskStatus};
 use prost::Message;
 
 use crate::store::{KvRead, StateTx};
@@ -61,6 +61,21 @@ pub(crate) fn stored_module(bytes: &[u8]) -> ModuleId {
             hex::encode(bytes)
         )
     })
+}
+
+/// The `<job 32><index u32 BE>` end of an index key (pending, deadline)
+/// this state machine wrote; anything else is corruption, which halts the
+/// node.
+pub(crate) fn stored_job_task(rest: &[u8]) -> (JobId, u32) {
+    let parsed = rest.len() == 36;
+    assert!(
+        parsed,
+        "index key ending {} is not <job><task>; the state is corrupt, halting",
+        hex::encode(rest)
+    );
+    let id = stored_job(&rest[..32]);
+    let index = u32::from_be_bytes([rest[32], rest[33], rest[34], rest[35]]);
+    (id, index)
 }
 
 /// Typed reads, available on every view of the state.
@@ -199,40 +214,37 @@ impl StateTx<'_> {
     }
 }
 
-/// A task status as people read it.
+/// The status of a stored job. One that is unspecified or out of range was
+/// never written by this state machine: the state is corrupt, and the node
+/// halts rather than move the job on from a made-up phase.
+pub(crate) fn job_status(job: &pb::Job) -> JobStatus {
+    JobStatus::try_from(job.status)
+        .unwrap_or_else(|e| panic!("stored {e}; the state is corrupt, halting"))
+}
+
+/// The status of a stored task; see [`job_status`].
+pub(crate) fn task_status(task: &pb::Task) -> TaskStatus {
+    TaskStatus::try_from(task.status)
+        .unwrap_or_else(|e| panic!("stored {e}; the state is corrupt, halting"))
+}
+
+/// The status of a stored replica; see [`job_status`].
+pub(crate) fn replica_status(replica: &pb::Replica) -> ReplicaStatus {
+    ReplicaStatus::try_from(replica.status)
+        .unwrap_or_else(|e| panic!("stored {e}; the state is corrupt, halting"))
+}
+
+/// A task status as people read it ("unknown" for a value no status has).
 pub fn task_status_name(status: i32) -> &'static str {
-    match pb::TaskStatus::try_from(status) {
-        Ok(pb::TaskStatus::Commit) => "commit",
-        Ok(pb::TaskStatus::Reveal) => "reveal",
-        Ok(pb::TaskStatus::Settled) => "settled",
-        Ok(pb::TaskStatus::Failed) => "failed",
-        Ok(pb::TaskStatus::Cancelled) => "cancelled",
-        Ok(pb::TaskStatus::Unspecified) | Err(_) => "unknown",
-    }
+    TaskStatus::try_from(status).map_or("unknown", TaskStatus::name)
 }
 
-/// A replica status as people read it.
+/// A replica status as people read it ("unknown" for a value no status has).
 pub fn replica_status_name(status: i32) -> &'static str {
-    match pb::ReplicaStatus::try_from(status) {
-        Ok(pb::ReplicaStatus::Assigned) => "assigned",
-        Ok(pb::ReplicaStatus::Committed) => "committed",
-        Ok(pb::ReplicaStatus::Revealed) => "revealed",
-        Ok(pb::ReplicaStatus::Agreed) => "agreed",
-        Ok(pb::ReplicaStatus::Cheated) => "cheated",
-        Ok(pb::ReplicaStatus::Missed) => "missed",
-        Ok(pb::ReplicaStatus::Declined) => "declined",
-        Ok(pb::ReplicaStatus::Refused) => "refused",
-        Ok(pb::ReplicaStatus::Unspecified) | Err(_) => "unknown",
-    }
+    ReplicaStatus::try_from(status).map_or("unknown", ReplicaStatus::name)
 }
 
-/// A job status as people read it.
+/// A job status as people read it ("unknown" for a value no status has).
 pub fn job_status_name(status: i32) -> &'static str {
-    match pb::JobStatus::try_from(status) {
-        Ok(pb::JobStatus::Open) => "open",
-        Ok(pb::JobStatus::Completed) => "completed",
-        Ok(pb::JobStatus::Failed) => "failed",
-        Ok(pb::JobStatus::Cancelled) => "cancelled",
-        Ok(pb::JobStatus::Unspecified) | Err(_) => "unknown",
-    }
+    JobStatus::try_from(status).map_or("unknown", JobStatus::name)
 }

@@ -1,23 +1,19 @@
-//! `RegisterWorker{capacity, stake}` and `UnregisterWorker{}`: joining and
-//! leaving the pool the chain assigns tasks from. The stake is moved from the
-//! balance into the worker record, where it can be slashed, and returned on
-//! leaving.
+//! `RegisterWorker{capacity, stake}`: joining the pool the chain assigns
+//! tasks from. The stake moves from the balance into the worker record,
+//! where it can be slashed; `UnregisterWorker` returns it.
 
 use compute_proto::{pb, AccountId};
 
 use crate::codes::Rejection;
 use crate::events::{event, Event};
-use crate::msg::{credit, debit, require_funds, update_stats};
-use crate::state::{keys, StateRead};
+use crate::ledger::{debit, require_funds, update_stats};
+use crate::state::StateRead;
 use crate::store::StateTx;
 
 const MSG: &str = "RegisterWorker";
 
-/// Shape: a capacity within the chain's bounds.
-pub fn check_register_stateless(
-    msg: &pb::RegisterWorker,
-    params: &pb::Params,
-) -> Result<(), Rejection> {
+/// Shape: a capacity within the chain's bounds, a stake at its floor.
+pub fn check_stateless(msg: &pb::RegisterWorker, params: &pb::Params) -> Result<(), Rejection> {
     if msg.capacity == 0 || msg.capacity > params.max_worker_capacity {
         return Err(Rejection::InvalidMessage {
             msg: MSG,
@@ -37,7 +33,7 @@ pub fn check_register_stateless(
 }
 
 /// Room in the pool, not yet registered, and the stake is affordable.
-pub fn check_register_stateful(
+pub fn check_stateful(
     msg: &pb::RegisterWorker,
     worker: &AccountId,
     fee: u64,
@@ -56,7 +52,7 @@ pub fn check_register_stateful(
 }
 
 /// Locks the stake and adds the worker to the pool.
-pub fn execute_register(
+pub fn execute(
     msg: &pb::RegisterWorker,
     worker: &AccountId,
     height: u64,
@@ -79,41 +75,6 @@ pub fn execute_register(
             ("worker", worker.to_hex(), true),
             ("capacity", msg.capacity.to_string(), false),
             ("stake", msg.stake.to_string(), false),
-        ],
-    )])
-}
-
-/// Registered and idle.
-pub fn check_unregister_stateful(
-    worker: &AccountId,
-    state: &impl StateRead,
-) -> Result<pb::Worker, Rejection> {
-    let record = state
-        .worker(worker)
-        .ok_or(Rejection::UnknownWorker(*worker))?;
-    if record.active_tasks > 0 {
-        return Err(Rejection::WorkerBusy {
-            worker: *worker,
-            active: record.active_tasks,
-        });
-    }
-    Ok(record)
-}
-
-/// Returns the stake and removes the worker from the pool.
-pub fn execute_unregister(
-    record: &pb::Worker,
-    worker: &AccountId,
-    state: &mut StateTx<'_>,
-) -> Result<Vec<Event>, Rejection> {
-    credit(state, worker, record.stake)?;
-    state.delete_raw(keys::worker(worker));
-    update_stats(state, |s| s.workers = s.workers.saturating_sub(1));
-    Ok(vec![event(
-        "worker_unregistered",
-        &[
-            ("worker", worker.to_hex(), true),
-            ("stake_returned", record.stake.to_string(), false),
         ],
     )])
 }
