@@ -14,13 +14,17 @@
 //! | `/completions?job=<id>` or `?worker=<hex>` (`&limit=&after=`) | completion records |
 //! | `/reputation/<hex>` | a key's reputation counters and score |
 
-use base64::Engine;
-use compute_proto::{pb, AccountId, JobId, ModuleId};
-use serde_json::json;
+use compute_proto::views::{
+    AccountView, AssignmentView, AssignmentsView, Base64, CompletionView, CompletionsPage,
+    InputView, JobSummary, JobView, JobsPage, ModuleView, PolicyView, ProgressView, ReplicaView,
+    ReputationView, StatsView, TaskView, WorkerListing, WorkerView, WorkersPage,
+};
+use compute_proto::{pb, AccountId, Hash32, JobId, JobStatus, ModuleId, ReplicaStatus, TaskStatus};
+use serde::Serialize;
 
-use crate::app::LastCommit;
+use crate::apphash::LastCommit;
 use crate::codes::Code;
-use crate::state::{keys, replica_status_name, task_status_name, StateRead};
+use crate::state::{keys, StateRead};
 use crate::store::KvRead;
 
 /// The paths this node serves, for error messages.
@@ -49,22 +53,20 @@ pub fn route(
 ) -> Result<Vec<u8>, QueryError> {
     let (route, query) = path.split_once('?').unwrap_or((path, ""));
     let segments: Vec<&str> = route.trim_matches('/').split('/').collect();
-    let value = match segments.as_slice() {
+    match segments.as_slice() {
         ["account", hex] => {
             let id = parse_account(hex)?;
             let account = state.account(&id);
-            json!({
-                "address": id,
-                "balance": account.balance,
-                "nonce": account.nonce,
+            encode(&AccountView {
+                address: id,
+                balance: account.balance,
+                nonce: account.nonce,
             })
         }
-        ["account"] => {
-            return Err((
-                Code::BadQuery,
-                "missing account id: ask /account/<64 hex characters>".to_owned(),
-            ))
-        }
+        ["account"] => Err((
+            Code::BadQuery,
+            "missing account id: ask /account/<64 hex characters>".to_owned(),
+        )),
         ["module", hex] => {
             let id = ModuleId::from_hex(hex).map_err(|e| {
                 (
@@ -78,127 +80,109 @@ pub fn route(
             let record = state
                 .module(&id)
                 .ok_or_else(|| (Code::NotFound, format!("no module {id} is stored")))?;
-            let mut value = json!({
-                "module": id,
-                "owner": hex::encode(&record.owner),
-                "size": record.size,
-                "has_verify": record.has_verify,
-                "height": record.height,
-                "functions": record.functions,
-            });
-            if with_code {
-                let code = state.module_code(&id).unwrap_or_default();
-                value["code"] = json!(base64::engine::general_purpose::STANDARD.encode(code));
-            }
-            value
+            encode(&ModuleView {
+                module: id,
+                owner: stored_account(&record.owner)?,
+                size: record.size,
+                has_verify: record.has_verify,
+                height: record.height,
+                functions: record.functions,
+                code: with_code.then(|| Base64(state.module_code(&id).unwrap_or_default())),
+            })
         }
         ["worker", hex] => {
             let id = parse_account(hex)?;
             let worker = state
                 .worker(&id)
                 .ok_or_else(|| (Code::NotFound, format!("{id} is not a registered worker")))?;
-            json!({
-                "worker": id,
-                "capacity": worker.capacity,
-                "stake": worker.stake,
-                "active_tasks": worker.active_tasks,
-                "registered_height": worker.registered_height,
+            encode(&WorkerView {
+                worker: id,
+                capacity: worker.capacity,
+                stake: worker.stake,
+                active_tasks: worker.active_tasks,
+                registered_height: worker.registered_height,
             })
         }
         ["worker", hex, "assignments"] => {
             let id = parse_account(hex)?;
-            let prefix = keys::assignments_of(&id);
-            let assignments: Vec<serde_json::Value> = state
-                .scan(&prefix, None, MAX_PAGE)
-                .into_iter()
-                .filter_map(|(key, _)| {
-                    let rest = key.get(prefix.len()..)?;
-                    let job = JobId::from_slice(rest.get(..32)?).ok()?;
-                    let index = u32::from_be_bytes(rest.get(32..36)?.try_into().ok()?);
-                    let task = state.task(&job, index)?;
-                    let replica = task.replicas.iter().find(|r| r.worker == id.0)?;
-                    let record = state.job(&job)?;
-                    Some(json!({
-                        "job": job,
-                        "task": index,
-                        "task_status": task_status_name(task.status),
-                        "replica_status": replica_status_name(replica.status),
-                        "deadline_height": replica.deadline_height,
-                        "module": hex::encode(&record.module_id),
-                        "fuel_limit": record.fuel_limit,
-                        "policy": policy_json(&record),
-                        "input": input_json(task.input.as_ref()),
-                        "input_size": task.input.as_ref().map_or(0, |i| i.size),
-                    }))
-                })
-                .collect();
-            json!({"worker": id, "assignments": assignments})
+            encode(&assignments(state, id)?)
         }
         ["job", hex] => {
             let id = parse_job(hex)?;
             let job = state
                 .job(&id)
                 .ok_or_else(|| (Code::NotFound, format!("no job {id} exists")))?;
-            job_view(state, &id, &job, query)?
+            encode(&job_view(state, &id, &job, query)?)
         }
-        ["jobs"] => list_jobs(state, query)?,
-        ["workers"] => list_workers(state, query)?,
-        ["completions"] => list_completions(state, query)?,
+        ["jobs"] => encode(&list_jobs(state, query)?),
+        ["workers"] => encode(&list_workers(state, query)?),
+        ["completions"] => encode(&list_completions(state, query)?),
         ["reputation", hex] => {
             let id = parse_account(hex)?;
             let r = state.reputation(&id);
-            json!({
-                "key": id,
-                "score_ppm": crate::reputation::score_ppm(&r),
-                "agreed": r.agreed,
-                "fuel_worked": r.fuel_worked,
-                "tasks_received": r.tasks_received,
-                "fuel_received": r.fuel_received,
-                "cheats": r.cheats,
-                "cheaters_reported": r.cheaters_reported,
-                "missed": r.missed,
-                "blocks_signed": r.blocks_signed,
-                "blocks_proposed": r.blocks_proposed,
-                "verifications_failed": r.verifications_failed,
+            encode(&ReputationView {
+                key: id,
+                score_ppm: crate::reputation::score_ppm(&r),
+                agreed: r.agreed,
+                fuel_worked: r.fuel_worked,
+                tasks_received: r.tasks_received,
+                fuel_received: r.fuel_received,
+                cheats: r.cheats,
+                cheaters_reported: r.cheaters_reported,
+                missed: r.missed,
+                blocks_signed: r.blocks_signed,
+                blocks_proposed: r.blocks_proposed,
+                verifications_failed: r.verifications_failed,
             })
         }
         ["params"] => {
             let params = state
                 .params()
                 .ok_or_else(|| (Code::NotFound, "the chain has no genesis yet".to_owned()))?;
-            serde_json::to_value(params).map_err(internal)?
+            encode(&params)
         }
         ["stats"] => {
             let stats = state.stats();
-            json!({
-                "height": height,
-                "app_hash": hex::encode(last.app_hash),
-                "chain_id": state.chain_id(),
-                "txs_ok": stats.txs_ok,
-                "txs_failed": stats.txs_failed,
-                "transfers": stats.transfers,
-                "fees_collected": stats.fees_collected,
-                "credits_minted": stats.credits_minted,
-                "modules": stats.modules,
-                "workers": stats.workers,
-                "jobs_posted": stats.jobs_posted,
-                "jobs_open": stats.jobs_open,
-                "assignments": stats.assignments,
-                "verifications": stats.verifications,
-                "verify_fuel_used": stats.verify_fuel_used,
-                "tasks_settled": stats.tasks_settled,
-                "tasks_failed": stats.tasks_failed,
-                "credits_slashed": stats.credits_slashed,
+            encode(&StatsView {
+                height,
+                app_hash: Hash32(last.app_hash),
+                chain_id: state.chain_id(),
+                txs_ok: stats.txs_ok,
+                txs_failed: stats.txs_failed,
+                transfers: stats.transfers,
+                fees_collected: stats.fees_collected,
+                credits_minted: stats.credits_minted,
+                modules: stats.modules,
+                workers: stats.workers,
+                jobs_posted: stats.jobs_posted,
+                jobs_open: stats.jobs_open,
+                assignments: stats.assignments,
+                verifications: stats.verifications,
+                verify_fuel_used: stats.verify_fuel_used,
+                tasks_settled: stats.tasks_settled,
+                tasks_failed: stats.tasks_failed,
+                credits_slashed: stats.credits_slashed,
             })
         }
-        _ => {
-            return Err((
-                Code::UnknownQuery,
-                format!("unknown query path '{path}': this node serves {KNOWN_PATHS}"),
-            ))
-        }
-    };
-    serde_json::to_vec(&value).map_err(internal)
+        _ => Err((
+            Code::UnknownQuery,
+            format!("unknown query path '{path}': this node serves {KNOWN_PATHS}"),
+        )),
+    }
+}
+
+/// The JSON bytes of an answer.
+fn encode<T: Serialize>(view: &T) -> Result<Vec<u8>, QueryError> {
+    serde_json::to_vec(view)
+        .map_err(|e| (Code::BadQuery, format!("could not encode the answer: {e}")))
+}
+
+/// The answer to a query that found state no transaction could have written.
+fn corrupt(what: &str) -> QueryError {
+    (
+        Code::BadQuery,
+        format!("stored state is corrupt ({what}); the node's database needs repair"),
+    )
 }
 
 fn parse_account(hex: &str) -> Result<AccountId, QueryError> {
@@ -219,120 +203,177 @@ fn parse_job(hex: &str) -> Result<JobId, QueryError> {
     })
 }
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+fn stored_account(bytes: &[u8]) -> Result<AccountId, QueryError> {
+    AccountId::from_slice(bytes).map_err(|_| corrupt("an account id is not 32 bytes"))
+}
+
+fn stored_hash(bytes: &[u8]) -> Result<Option<Hash32>, QueryError> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    Hash32::from_slice(bytes)
+        .map(Some)
+        .map_err(|_| corrupt("a hash is not 32 bytes"))
+}
+
+fn task_status(task: &pb::Task) -> Result<TaskStatus, QueryError> {
+    TaskStatus::try_from(task.status).map_err(|e| corrupt(&e.to_string()))
+}
+
+fn replica_status(replica: &pb::Replica) -> Result<ReplicaStatus, QueryError> {
+    ReplicaStatus::try_from(replica.status).map_err(|e| corrupt(&e.to_string()))
+}
+
+fn bytes_view(bytes: &[u8]) -> Option<Base64> {
+    (!bytes.is_empty()).then(|| Base64(bytes.to_vec()))
 }
 
 /// A task's input: `{"inline": <base64>}` or `{"hash": <hex>}`.
-fn input_json(input: Option<&pb::TaskInput>) -> serde_json::Value {
-    match input.and_then(|i| i.source.as_ref()) {
-        Some(pb::task_input::Source::Inline(bytes)) => json!({"inline": b64(bytes)}),
-        Some(pb::task_input::Source::Hash(hash)) => json!({"hash": hex::encode(hash)}),
-        None => serde_json::Value::Null,
-    }
+fn input_view(input: Option<&pb::TaskInput>) -> Result<Option<InputView>, QueryError> {
+    Ok(match input.and_then(|i| i.source.as_ref()) {
+        Some(pb::task_input::Source::Inline(bytes)) => {
+            Some(InputView::Inline(Base64(bytes.clone())))
+        }
+        Some(pb::task_input::Source::Hash(hash)) => Some(InputView::Hash(
+            Hash32::from_slice(hash).map_err(|_| corrupt("an input hash is not 32 bytes"))?,
+        )),
+        None => None,
+    })
 }
 
-fn completion_json(c: &pb::Completion) -> serde_json::Value {
-    json!({
-        "job": hex::encode(&c.job_id),
-        "task": c.task,
-        "result_hash": hex::encode(&c.result_hash),
-        "fuel_used": c.fuel_used,
-        "workers": c.workers.iter().map(hex::encode).collect::<Vec<_>>(),
-        "height": c.height,
-        "time_seconds": c.time_seconds,
-        "output": (!c.output.is_empty()).then(|| b64(&c.output)),
-        "paid": c.paid,
+fn completion_view(c: &pb::Completion) -> Result<CompletionView, QueryError> {
+    Ok(CompletionView {
+        job: JobId::from_slice(&c.job_id).map_err(|_| corrupt("a job id is not 32 bytes"))?,
+        task: c.task,
+        result_hash: stored_hash(&c.result_hash)?
+            .ok_or_else(|| corrupt("a completion has no result hash"))?,
+        fuel_used: c.fuel_used,
+        workers: c
+            .workers
+            .iter()
+            .map(|w| stored_account(w))
+            .collect::<Result<_, _>>()?,
+        height: c.height,
+        time_seconds: c.time_seconds,
+        output: bytes_view(&c.output),
+        paid: c.paid,
     })
 }
 
 /// A job's policy as queries show it.
-fn policy_json(job: &pb::Job) -> serde_json::Value {
-    match job.policy.and_then(|p| p.kind) {
-        Some(pb::policy::Kind::Quorum(q)) => json!({"quorum": {
-            "replicas": q.replicas, "quorum": q.quorum, "max_replicas": q.max_replicas,
-        }}),
-        Some(pb::policy::Kind::Verified(v)) => json!({"verified": {
-            "verify_fuel": v.verify_fuel,
-            "max_workers": job.max_replicas,
-        }}),
-        None => serde_json::Value::Null,
+fn policy_view(job: &pb::Job) -> Option<PolicyView> {
+    match job.policy.and_then(|p| p.kind)? {
+        pb::policy::Kind::Quorum(q) => Some(PolicyView::Quorum {
+            replicas: q.replicas,
+            quorum: q.quorum,
+            max_replicas: q.max_replicas,
+        }),
+        pb::policy::Kind::Verified(v) => Some(PolicyView::Verified {
+            verify_fuel: v.verify_fuel,
+            max_workers: job.max_replicas,
+        }),
     }
 }
 
-fn job_summary(id: &JobId, job: &pb::Job) -> serde_json::Value {
-    let policy = policy_json(job);
-    json!({
-        "job": id,
-        "requester": hex::encode(&job.requester),
-        "module": hex::encode(&job.module_id),
-        "status": crate::state::job_status_name(job.status),
-        "policy": policy,
-        "fuel_limit": job.fuel_limit,
-        "price_per_mfuel": job.price_per_mfuel,
-        "escrow": job.escrow,
-        "max_replicas": job.max_replicas,
-        "min_reputation_ppm": job.min_reputation_ppm,
-        "max_tasks_per_worker": job.max_tasks_per_worker,
-        "posted_height": job.posted_height,
-        "deadline_height": job.deadline_height,
-        "ended_height": job.ended_height,
-        "task_count": job.task_count,
-        "tasks_settled": job.tasks_settled,
-        "tasks_failed": job.tasks_failed,
-        "tasks_cancelled": job.tasks_cancelled,
+/// `/worker/<hex>/assignments`: the tasks `id` holds now.
+fn assignments(state: &dyn KvRead, id: AccountId) -> Result<AssignmentsView, QueryError> {
+    let prefix = keys::assignments_of(&id);
+    let mut assignments = Vec::new();
+    for (key, _) in state.scan(&prefix, None, MAX_PAGE) {
+        let rest = key.get(prefix.len()..).unwrap_or_default();
+        let (Some(job), Some(index)) = (
+            rest.get(..32).and_then(|b| JobId::from_slice(b).ok()),
+            rest.get(32..36)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes),
+        ) else {
+            return Err(corrupt("an assignment key is malformed"));
+        };
+        let (Some(task), Some(record)) = (state.task(&job, index), state.job(&job)) else {
+            continue;
+        };
+        let Some(replica) = task.replicas.iter().find(|r| r.worker == id.0) else {
+            continue;
+        };
+        assignments.push(AssignmentView {
+            job,
+            task: index,
+            task_status: task_status(&task)?,
+            replica_status: replica_status(replica)?,
+            deadline_height: replica.deadline_height,
+            module: ModuleId::from_slice(&record.module_id)
+                .map_err(|_| corrupt("a module id is not 32 bytes"))?,
+            fuel_limit: record.fuel_limit,
+            policy: policy_view(&record),
+            input: input_view(task.input.as_ref())?,
+            input_size: task.input.as_ref().map_or(0, |i| i.size),
+        });
+    }
+    Ok(AssignmentsView {
+        worker: id,
+        assignments,
     })
 }
 
-fn job_json(
-    id: &JobId,
-    job: &pb::Job,
-    tasks: &[(u32, pb::Task)],
-    completions: &[(u32, pb::Completion)],
-) -> serde_json::Value {
-    let tasks: Vec<_> = tasks
+fn job_summary(id: &JobId, job: &pb::Job) -> Result<JobSummary, QueryError> {
+    Ok(JobSummary {
+        job: *id,
+        requester: stored_account(&job.requester)?,
+        module: ModuleId::from_slice(&job.module_id)
+            .map_err(|_| corrupt("a module id is not 32 bytes"))?,
+        status: JobStatus::try_from(job.status).map_err(|e| corrupt(&e.to_string()))?,
+        policy: policy_view(job),
+        fuel_limit: job.fuel_limit,
+        price_per_mfuel: job.price_per_mfuel,
+        escrow: job.escrow,
+        max_replicas: job.max_replicas,
+        min_reputation_ppm: job.min_reputation_ppm,
+        max_tasks_per_worker: job.max_tasks_per_worker,
+        posted_height: job.posted_height,
+        deadline_height: job.deadline_height,
+        ended_height: job.ended_height,
+        task_count: job.task_count,
+        tasks_settled: job.tasks_settled,
+        tasks_failed: job.tasks_failed,
+        tasks_cancelled: job.tasks_cancelled,
+    })
+}
+
+fn task_view(
+    index: u32,
+    task: &pb::Task,
+    completion: Option<&pb::Completion>,
+) -> Result<TaskView, QueryError> {
+    let replicas = task
+        .replicas
         .iter()
-        .map(|(index, task)| {
-            let replicas: Vec<_> = task
-                .replicas
-                .iter()
-                .map(|r| {
-                    json!({
-                        "worker": hex::encode(&r.worker),
-                        "status": replica_status_name(r.status),
-                        "slot": r.slot,
-                        "assigned_height": r.assigned_height,
-                        "deadline_height": r.deadline_height,
-                        "commitment": (!r.commitment.is_empty()).then(|| hex::encode(&r.commitment)),
-                        "result_hash": (!r.result_hash.is_empty()).then(|| hex::encode(&r.result_hash)),
-                        "fuel_used": r.fuel_used,
-                        "output": (!r.output.is_empty()).then(|| b64(&r.output)),
-                        "output_bytes": r.output.len(),
-                    })
-                })
-                .collect();
-            let completion = completions
-                .iter()
-                .find(|(i, _)| i == index)
-                .map(|(_, c)| completion_json(c));
-            let mut value = json!({
-                "index": index,
-                "input": input_json(task.input.as_ref()),
-                "size": task.input.as_ref().map_or(0, |i| i.size),
-            });
-            value["status"] = json!(task_status_name(task.status));
-            value["replicas_wanted"] = json!(task.wanted);
-            value["attempts"] = json!(task.attempts);
-            value["replicas"] = json!(replicas);
-            value["failure"] = json!((!task.failure.is_empty()).then_some(&task.failure));
-            value["ended_height"] = json!(task.ended_height);
-            value["completion"] = json!(completion);
-            value
+        .map(|r| {
+            Ok(ReplicaView {
+                worker: stored_account(&r.worker)?,
+                status: replica_status(r)?,
+                slot: r.slot,
+                assigned_height: r.assigned_height,
+                deadline_height: r.deadline_height,
+                commitment: stored_hash(&r.commitment)?,
+                result_hash: stored_hash(&r.result_hash)?,
+                fuel_used: r.fuel_used,
+                output: bytes_view(&r.output),
+                output_bytes: r.output.len() as u64,
+            })
         })
-        .collect();
-    let mut value = job_summary(id, job);
-    value["tasks"] = json!(tasks);
-    value
+        .collect::<Result<_, QueryError>>()?;
+    Ok(TaskView {
+        index,
+        input: input_view(task.input.as_ref())?,
+        size: task.input.as_ref().map_or(0, |i| i.size),
+        status: task_status(task)?,
+        replicas_wanted: task.wanted,
+        attempts: task.attempts,
+        replicas,
+        failure: (!task.failure.is_empty()).then(|| task.failure.clone()),
+        ended_height: task.ended_height,
+        completion: completion.map(completion_view).transpose()?,
+    })
 }
 
 /// `/job/<id>[?tasks=false][&after=<index>][&limit=<n>]`: the job, its
@@ -343,7 +384,7 @@ fn job_view(
     id: &JobId,
     job: &pb::Job,
     query: &str,
-) -> Result<serde_json::Value, QueryError> {
+) -> Result<JobView, QueryError> {
     let mut with_tasks = true;
     let mut after = None;
     let mut limit = job.task_count as usize;
@@ -373,76 +414,63 @@ fn job_view(
         }
     }
     let all = state.tasks(id, job.task_count as usize);
-    let mut progress = Progress::default();
+    let mut progress = ProgressView::default();
     for (_, task) in &all {
-        progress.add(task);
+        add_progress(&mut progress, task)?;
     }
-    let mut value = if with_tasks {
+    let (tasks, next) = if with_tasks {
         let page: Vec<(u32, pb::Task)> = all
             .into_iter()
             .filter(|(index, _)| after.is_none_or(|a| *index > a))
             .take(limit)
             .collect();
-        let completions: Vec<(u32, pb::Completion)> = page
-            .iter()
-            .filter_map(|(index, _)| Some((*index, state.completion(id, *index)?)))
-            .collect();
         let next = (page.len() == limit)
             .then(|| page.last().map(|(index, _)| *index))
             .flatten()
             .filter(|last| last.saturating_add(1) < job.task_count);
-        let mut value = job_json(id, job, &page, &completions);
-        value["next"] = json!(next);
-        value
+        let tasks = page
+            .iter()
+            .map(|(index, task)| task_view(*index, task, state.completion(id, *index).as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        (Some(tasks), next)
     } else {
-        job_summary(id, job)
+        (None, None)
     };
-    value["progress"] = serde_json::to_value(progress).map_err(internal)?;
-    Ok(value)
+    Ok(JobView {
+        summary: job_summary(id, job)?,
+        progress,
+        tasks,
+        next,
+    })
 }
 
-/// Replica and task counts over a job, for progress displays.
-#[derive(Default, serde::Serialize)]
-struct Progress {
-    /// Replicas wanted now, over all tasks.
-    wanted: u64,
-    /// Replicas drawn and still live or done (missed ones excluded).
-    assigned: u64,
-    /// Of those, committed or further.
-    committed: u64,
-    /// Of those, revealed or judged.
-    revealed: u64,
-    /// Tasks settled.
-    settled: u64,
-    /// Tasks failed or cancelled.
-    failed: u64,
-}
-
-impl Progress {
-    fn add(&mut self, task: &pb::Task) {
-        use pb::ReplicaStatus as R;
-        self.wanted = self.wanted.saturating_add(u64::from(task.wanted));
-        match pb::TaskStatus::try_from(task.status) {
-            Ok(pb::TaskStatus::Settled) => self.settled = self.settled.saturating_add(1),
-            Ok(pb::TaskStatus::Failed | pb::TaskStatus::Cancelled) => {
-                self.failed = self.failed.saturating_add(1)
-            }
-            _ => {}
+/// Adds one task's replicas and ending to a job's progress counts.
+fn add_progress(progress: &mut ProgressView, task: &pb::Task) -> Result<(), QueryError> {
+    progress.wanted = progress.wanted.saturating_add(u64::from(task.wanted));
+    match task_status(task)? {
+        TaskStatus::Settled => progress.settled = progress.settled.saturating_add(1),
+        TaskStatus::Failed | TaskStatus::Cancelled => {
+            progress.failed = progress.failed.saturating_add(1)
         }
-        for r in &task.replicas {
-            let status = R::try_from(r.status).unwrap_or(R::Unspecified);
-            if matches!(status, R::Missed | R::Declined | R::Unspecified) {
-                continue;
-            }
-            self.assigned = self.assigned.saturating_add(1);
-            if status != R::Assigned {
-                self.committed = self.committed.saturating_add(1);
-            }
-            if matches!(status, R::Revealed | R::Agreed | R::Cheated) {
-                self.revealed = self.revealed.saturating_add(1);
-            }
+        TaskStatus::Commit | TaskStatus::Reveal => {}
+    }
+    for r in &task.replicas {
+        let status = replica_status(r)?;
+        if matches!(status, ReplicaStatus::Missed | ReplicaStatus::Declined) {
+            continue;
+        }
+        progress.assigned = progress.assigned.saturating_add(1);
+        if status != ReplicaStatus::Assigned {
+            progress.committed = progress.committed.saturating_add(1);
+        }
+        if matches!(
+            status,
+            ReplicaStatus::Revealed | ReplicaStatus::Agreed | ReplicaStatus::Cheated
+        ) {
+            progress.revealed = progress.revealed.saturating_add(1);
         }
     }
+    Ok(())
 }
 
 /// Parsed `name=value` pairs of a listing; unknown names are refused.
@@ -476,7 +504,7 @@ fn page_limit(value: &str) -> Result<usize, QueryError> {
 
 /// `/jobs?status=&master=&limit=&after=`: jobs in id order, or those of one
 /// requester; `next` is the `after` of the following page.
-fn list_jobs(state: &dyn KvRead, query: &str) -> Result<serde_json::Value, QueryError> {
+fn list_jobs(state: &dyn KvRead, query: &str) -> Result<JobsPage, QueryError> {
     let mut status = None;
     let mut master = None;
     let mut limit = DEFAULT_PAGE;
@@ -484,21 +512,15 @@ fn list_jobs(state: &dyn KvRead, query: &str) -> Result<serde_json::Value, Query
     for (key, value) in query_args(query, &["status", "master", "limit", "after"])? {
         match key {
             "status" => {
-                let wanted = match value {
-                    "open" => pb::JobStatus::Open,
-                    "completed" => pb::JobStatus::Completed,
-                    "failed" => pb::JobStatus::Failed,
-                    "cancelled" => pb::JobStatus::Cancelled,
-                    other => {
-                        return Err((
-                            Code::BadQuery,
-                            format!(
-                                "status '{other}' is not one of open, completed, failed, cancelled"
-                            ),
-                        ))
-                    }
-                };
-                status = Some(wanted as i32);
+                let wanted = JobStatus::from_name(value).map_err(|_| {
+                    (
+                        Code::BadQuery,
+                        format!(
+                            "status '{value}' is not one of open, completed, failed, cancelled"
+                        ),
+                    )
+                })?;
+                status = Some(i32::from(wanted));
             }
             "master" => master = Some(parse_account(value)?),
             "limit" => limit = page_limit(value)?,
@@ -528,7 +550,7 @@ fn list_jobs(state: &dyn KvRead, query: &str) -> Result<serde_json::Value, Query
                 full = true;
                 break;
             }
-            jobs.push(job_summary(&id, &job));
+            jobs.push(job_summary(&id, &job)?);
         }
         next = Some(id);
     }
@@ -536,12 +558,12 @@ fn list_jobs(state: &dyn KvRead, query: &str) -> Result<serde_json::Value, Query
     if !full && scanned_all {
         next = None;
     }
-    Ok(json!({"jobs": jobs, "next": next}))
+    Ok(JobsPage { jobs, next })
 }
 
 /// `/workers?limit=&after=`: registered workers in key order with their
 /// reputation, a page at a time.
-fn list_workers(state: &dyn KvRead, query: &str) -> Result<serde_json::Value, QueryError> {
+fn list_workers(state: &dyn KvRead, query: &str) -> Result<WorkersPage, QueryError> {
     let mut limit = DEFAULT_PAGE;
     let mut after = None;
     for (key, value) in query_args(query, &["limit", "after"])? {
@@ -566,28 +588,28 @@ fn list_workers(state: &dyn KvRead, query: &str) -> Result<serde_json::Value, Qu
             continue;
         };
         let r = state.reputation(&id);
-        workers.push(json!({
-            "worker": id,
-            "capacity": worker.capacity,
-            "stake": worker.stake,
-            "active_tasks": worker.active_tasks,
-            "score_ppm": crate::reputation::score_ppm(&r),
-            "agreed": r.agreed,
-            "fuel_worked": r.fuel_worked,
-            "cheats": r.cheats,
-            "missed": r.missed,
-        }));
+        workers.push(WorkerListing {
+            worker: id,
+            capacity: worker.capacity,
+            stake: worker.stake,
+            active_tasks: worker.active_tasks,
+            score_ppm: crate::reputation::score_ppm(&r),
+            agreed: r.agreed,
+            fuel_worked: r.fuel_worked,
+            cheats: r.cheats,
+            missed: r.missed,
+        });
         next = Some(id);
     }
     if !full {
         next = None;
     }
-    Ok(json!({"workers": workers, "next": next}))
+    Ok(WorkersPage { workers, next })
 }
 
 /// `/completions?job=<id>` or `?worker=<hex>`, with `limit` and `after`
 /// (`after` is a task index for a job, `<job>:<task>` for a worker).
-fn list_completions(state: &dyn KvRead, query: &str) -> Result<serde_json::Value, QueryError> {
+fn list_completions(state: &dyn KvRead, query: &str) -> Result<CompletionsPage, QueryError> {
     let mut job = None;
     let mut worker = None;
     let mut limit = DEFAULT_PAGE;
@@ -653,10 +675,10 @@ fn list_completions(state: &dyn KvRead, query: &str) -> Result<serde_json::Value
             <pb::Completion as prost::Message>::decode(raw.as_slice()).ok()
         };
         if let Some(record) = record {
-            completions.push(completion_json(&record));
+            completions.push(completion_view(&record)?);
         }
     }
-    Ok(json!({"completions": completions}))
+    Ok(CompletionsPage { completions })
 }
 
 /// Whether `name=true` is set in a query string; other names are refused so
@@ -676,8 +698,4 @@ fn query_flag(query: &str, name: &str) -> Result<bool, QueryError> {
         }
     }
     Ok(set)
-}
-
-fn internal(e: serde_json::Error) -> QueryError {
-    (Code::BadQuery, format!("could not encode the answer: {e}"))
 }
