@@ -7,7 +7,8 @@
 //! to them, and any change is a protocol upgrade checked against the pinned
 //! reference jobs in the tests.
 
-use crate::instrument::{DEPTH_UNITS_MAX, FRAME_BASE_UNITS};
+use crate::features::wasm_features;
+use crate::limits::{DEPTH_UNITS_MAX, FRAME_BASE_UNITS};
 use compute_proto::sha3_256_concat as sha3_256_parts;
 use wasmtime::{OperatorCost, VariableOperatorCost, WasmFeatures};
 
@@ -26,27 +27,6 @@ pub const COST_TABLE_VERSION: u32 = 1;
 /// The calling thread must have this much stack free plus a margin for the
 /// host: 512 KiB fits in the 2 MiB of a default spawned Rust thread.
 pub const MAX_WASM_STACK_BYTES: usize = 512 * 1024;
-
-/// The WebAssembly features a module may use: the MVP plus the finished,
-/// deterministic proposals that Rust's `wasm32-unknown-unknown` emits. The
-/// validator of the chain and the engine of the worker use this one set.
-///
-/// Left out on purpose: threads (shared memory races), relaxed SIMD
-/// (results differ between CPUs), memory64 and multi-memory (larger attack
-/// surface, nothing needs them), GC, exceptions, tail calls and stack
-/// switching (they change how frames and the depth counter behave),
-/// component model.
-#[must_use]
-pub fn wasm_features() -> WasmFeatures {
-    WasmFeatures::MUTABLE_GLOBAL
-        | WasmFeatures::SATURATING_FLOAT_TO_INT
-        | WasmFeatures::SIGN_EXTENSION
-        | WasmFeatures::REFERENCE_TYPES
-        | WasmFeatures::MULTI_VALUE
-        | WasmFeatures::BULK_MEMORY
-        | WasmFeatures::SIMD
-        | WasmFeatures::FLOATS
-}
 
 /// Fuel charged for one operator, by its name in `wasmparser`.
 ///

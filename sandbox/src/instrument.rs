@@ -5,31 +5,26 @@
 //! and even CPU feature sets. A module therefore gets a logical counter: a
 //! new mutable global, raised by the callee's frame cost before every
 //! `call` and `call_indirect` and lowered after it returns. Past
-//! [`DEPTH_UNITS_MAX`] the module executes `unreachable`; the counter, exported
-//! as [`DEPTH_EXPORT`], tells the runtime that this trap was the depth limit.
+//! [`DEPTH_UNITS_MAX`] the module executes `unreachable`; the counter,
+//! exported as [`DEPTH_EXPORT`], tells the runtime that this trap was the
+//! depth limit.
 //!
-//! A frame's cost in units is [`FRAME_BASE_UNITS`] plus its locals (with
-//! parameters) plus its highest operand stack, so a function with a large
-//! frame gets proportionally fewer levels, as in Substrate's stack-height
-//! metering. An indirect call is charged the largest frame of any function
-//! of its type. A trap ends the instance, so the counter is never unwound
-//! after one.
+//! A frame's cost in units is
+//! [`FRAME_BASE_UNITS`](crate::limits::FRAME_BASE_UNITS) plus its locals
+//! (with parameters) plus its highest operand stack, so a function with a
+//! large frame gets proportionally fewer levels, as in Substrate's
+//! stack-height metering. An indirect call is charged the largest frame of
+//! any function of its type. A trap ends the instance, so the counter is
+//! never unwound after one. The frame costs are computed at admission
+//! ([`crate::validate`]); the budget is with the other limits
+//! ([`crate::limits`]).
 //!
 //! Everything else is copied byte for byte; custom sections are dropped.
 
+use crate::limits::DEPTH_UNITS_MAX;
 use crate::validate::Analysis;
 use wasm_encoder::{ConstExpr, Encode, ExportKind, GlobalType, Instruction, RawSection, ValType};
 use wasmparser::{BinaryReader, Operator, Parser, Payload};
-
-/// Units charged for the fixed part of a native frame (return address, frame
-/// pointer, saved registers, the context pointer).
-pub const FRAME_BASE_UNITS: u32 = 8;
-
-/// Units that nested calls may hold at once.
-pub const DEPTH_UNITS_MAX: u32 = 24_576;
-
-/// Largest frame admitted: at least 8 of them nest within the budget.
-pub const FRAME_UNITS_MAX: u32 = DEPTH_UNITS_MAX / 8;
 
 /// Export name of the depth counter.
 pub const DEPTH_EXPORT: &str = "__compute_depth";

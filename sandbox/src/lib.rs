@@ -7,7 +7,8 @@
 //!   their signatures, no imports, bounded counts and a bounded compile
 //!   time (compile units, [`limits`]), so that every admitted module
 //!   compiles, quickly; cheap and deterministic, for the chain's `CheckTx`
-//!   as much as for workers;
+//!   as much as for workers; the WebAssembly features admitted are one set
+//!   ([`features`]) that the engine compiles with too;
 //! - instruments them with a logical call-depth counter ([`instrument`]), so
 //!   that deep recursion ends the same way on every machine;
 //! - compiles them once with the network's wasmtime configuration
@@ -35,6 +36,7 @@
 
 pub mod bombs;
 pub mod engine;
+pub mod features;
 pub mod instrument;
 pub mod limits;
 pub mod outcome;

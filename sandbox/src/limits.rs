@@ -1,5 +1,6 @@
-//! Limits on modules and tasks, with their defaults, and the compile-unit
-//! model that bounds how long a module takes to compile.
+//! Limits on modules and tasks, with their defaults, the call-depth budget
+//! of the instrumentation, and the compile-unit model that bounds how long a
+//! module takes to compile.
 //!
 //! Module limits are checked at admission (the chain's `StoreModule` and the
 //! worker's compile step run the same checks). Task limits are named by the
@@ -43,6 +44,19 @@ pub const TABLES_MAX: u32 = 1;
 /// counting the default target; larger ones are valid WebAssembly that fails
 /// to compile.
 pub const BR_TABLE_TARGETS_ENGINE_MAX: u32 = 65_520;
+
+/// Units charged for the fixed part of a native frame (return address, frame
+/// pointer, saved registers, the context pointer) by the call-depth
+/// instrumentation (module `instrument`).
+pub const FRAME_BASE_UNITS: u32 = 8;
+
+/// Units that nested calls may hold at once: the logical call-depth budget
+/// that the instrumentation enforces, sized to stay well inside the native
+/// stack the engine gives WebAssembly (`MAX_WASM_STACK_BYTES`).
+pub const DEPTH_UNITS_MAX: u32 = 24_576;
+
+/// Largest frame admitted: at least 8 of them nest within the budget.
+pub const FRAME_UNITS_MAX: u32 = DEPTH_UNITS_MAX / 8;
 
 /// Compile units of every defined function, for its own compilation and
 /// linking, whatever its body.

@@ -9,8 +9,8 @@
 //! for the measured figures.
 
 use crate::engine::{build_engine, instantiation_fuel, runtime_hash, EngineSettings};
-use crate::instrument::{instrument, InstrumentError, DEPTH_EXPORT, DEPTH_UNITS_MAX};
-use crate::limits::{ModuleLimits, TaskLimits};
+use crate::instrument::{instrument, InstrumentError, DEPTH_EXPORT};
+use crate::limits::{ModuleLimits, TaskLimits, DEPTH_UNITS_MAX};
 use crate::outcome::{Execution, Failure, Outcome, Verdict, Verification, WorkerFault};
 use crate::validate::{analyze, ModuleInfo, ValidationError};
 use compute_proto::{sha3_256_concat as sha3_256_parts, ModuleId};

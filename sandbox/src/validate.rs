@@ -5,13 +5,13 @@
 //! bytes, deterministic, and allocates in proportion to the module, which
 //! is itself capped first.
 
-use crate::engine::wasm_features;
-use crate::instrument::{FRAME_BASE_UNITS, FRAME_UNITS_MAX};
+use crate::features::wasm_features;
 use crate::limits::{
     operator_joins, operator_units, ModuleLimits, BR_TABLE_TARGETS_ENGINE_MAX,
     BR_TABLE_TARGET_UNITS, DATA_SEGMENT_UNITS, ELEMENT_ITEM_UNITS, ELEMENT_SEGMENT_UNITS,
-    ESCAPING_FUNCTION_UNITS, ESCAPING_VALUE_UNITS, FUNCTION_UNITS, FUNCTION_VALUE_UNITS,
-    GLOBAL_UNITS, JOIN_LOCAL_PAIRS_PER_UNIT, STACK_HEIGHTS_PER_UNIT, TYPE_UNITS, TYPE_VALUE_UNITS,
+    ESCAPING_FUNCTION_UNITS, ESCAPING_VALUE_UNITS, FRAME_BASE_UNITS, FRAME_UNITS_MAX,
+    FUNCTION_UNITS, FUNCTION_VALUE_UNITS, GLOBAL_UNITS, JOIN_LOCAL_PAIRS_PER_UNIT,
+    STACK_HEIGHTS_PER_UNIT, TYPE_UNITS, TYPE_VALUE_UNITS,
 };
 use compute_proto::ModuleId;
 use wasmparser::{

@@ -1,9 +1,12 @@
 //! The chain's JSON answers that the worker reads, as typed values.
 //!
 //! Unknown fields are ignored, so the chain may add fields without breaking
-//! workers; missing fields the worker needs are errors.
+//! workers; missing fields the worker needs are errors, and so are statuses
+//! it does not know (they are `compute_proto`'s closed enums, read from
+//! their lower-case words). Every answer the worker reads is one of the
+//! types here, parsed by serde; nothing else reads the chain's JSON.
 
-use compute_proto::{JobId, ModuleId};
+use compute_proto::{JobId, ModuleId, ReplicaStatus, TaskStatus};
 use serde::{Deserialize, Deserializer};
 
 use crate::journal::TaskKey;
@@ -70,10 +73,11 @@ pub struct Assignment {
     pub job: JobId,
     /// The task's index.
     pub task: u32,
-    /// `commit`, `reveal`, `settled`, `failed`, `cancelled`.
-    pub task_status: String,
-    /// `assigned`, `committed`, `revealed`, `agreed`, `cheated`.
-    pub replica_status: String,
+    /// Where the task is; a word the worker does not know fails the whole
+    /// answer rather than being read as some status.
+    pub task_status: TaskStatus,
+    /// Where this worker's replica of the task is.
+    pub replica_status: ReplicaStatus,
     /// The replica's current deadline.
     pub deadline_height: u64,
     /// The job's module.
@@ -196,6 +200,13 @@ mod tests {
         assert_eq!(answer.assignments.len(), 2);
         let first = &answer.assignments[0];
         assert_eq!(first.key(), TaskKey { job, task: 3 });
+        assert_eq!(first.task_status, TaskStatus::Commit);
+        assert_eq!(first.replica_status, ReplicaStatus::Assigned);
+        assert_eq!(answer.assignments[1].task_status, TaskStatus::Reveal);
+        assert_eq!(
+            answer.assignments[1].replica_status,
+            ReplicaStatus::Committed
+        );
         assert_eq!(first.input, Some(InputRef::Inline("aGk=".to_owned())));
         assert_eq!(
             answer.assignments[1].input,
@@ -203,6 +214,36 @@ mod tests {
         );
         // Today's chain does not list the policy with an assignment.
         assert_eq!(first.policy, None);
+    }
+
+    #[test]
+    fn an_assignment_with_a_status_the_worker_does_not_know_is_an_error() {
+        let job = JobId([1; 32]);
+        let module = ModuleId([2; 32]);
+        let with = |task: &str, replica: &str| {
+            format!(
+                r#"{{"job":"{job}","task":0,"task_status":"{task}","replica_status":"{replica}",
+                  "deadline_height":40,"module":"{module}","fuel_limit":1000,
+                  "input":{{"inline":"aGk="}},"input_size":2}}"#
+            )
+        };
+        let parse = |task: &str, replica: &str| {
+            serde_json::from_str::<Assignment>(&with(task, replica))
+                .map(|a| (a.task_status, a.replica_status))
+        };
+        assert_eq!(
+            parse("settled", "agreed").unwrap(),
+            (TaskStatus::Settled, ReplicaStatus::Agreed)
+        );
+        for (task, replica) in [
+            ("unknown", "assigned"),
+            ("commit", "unknown"),
+            ("something-new", "assigned"),
+            ("Commit", "assigned"),
+            ("commit", ""),
+        ] {
+            assert!(parse(task, replica).is_err(), "{task} {replica}");
+        }
     }
 
     #[test]

@@ -7,8 +7,16 @@
 //! signs `CommitResult` and then `RevealResult`. It talks only to the gateway
 //! (gRPC), never to CometBFT.
 //!
-//! - [`worker`]: the service (registration, reconciliation, execution,
-//!   commit and reveal, shutdown);
+//! - [`worker`]: the service's configuration, startup and main loop
+//!   (events, periodic reconciliation, shutdown);
+//! - [`reconcile`]: each task's next step from the chain's view and the
+//!   journal ([`decide`]), and the handlers that take it;
+//! - [`pipeline`]: from an assignment to a sealed result (fetch module and
+//!   input, run, own verify, store the output, prepare the journal entry);
+//! - [`submit`]: the worker's transactions (register, commit, reveal,
+//!   decline) and its nonce;
+//! - [`home`]: the lock that keeps one worker process per home directory;
+//! - [`error`]: why the worker could not start or stopped;
 //! - [`journal`]: the write-ahead journal that makes restarts safe;
 //! - [`gateway`]: the gateway client, typed errors and retries;
 //! - [`chain`]: the chain's JSON answers and the ABCI codes the worker acts on;
@@ -22,14 +30,22 @@
 
 pub mod chain;
 pub mod deny;
+pub mod error;
 pub mod gateway;
+pub mod home;
 pub mod journal;
 pub mod modules;
+pub mod pipeline;
+pub mod reconcile;
 pub mod result;
 pub mod selfcheck;
+pub mod submit;
+mod sync;
 pub mod worker;
 
 pub use deny::DenyList;
+pub use error::WorkerError;
 pub use journal::{Entry, EntryState, Journal, TaskKey};
+pub use reconcile::{decide, Action};
 pub use result::TaskResult;
-pub use worker::{decide, Action, Worker, WorkerConfig, WorkerError};
+pub use worker::{Worker, WorkerConfig};
