@@ -57,6 +57,11 @@ init_home() {
   local genesis="$home/cometbft/config/genesis.json"
   sed -i "s/\"chain_id\": \"[^\"]*\"/\"chain_id\": \"$chain_id\"/" "$genesis"
   sed -i "s/^timeout_commit = .*/timeout_commit = \"$block_time\"/" "$home/cometbft/config/config.toml"
+  # CometBFT must carry the largest transaction any genesis may allow
+  # (TX_BYTES_CEILING, 4 MiB): its mempool limit and an RPC body holding the
+  # transaction in base64 (docs/PARAMETERS.md, "Limits CometBFT must match").
+  sed -i -e "s/^max_tx_bytes = .*/max_tx_bytes = 4194304/" \
+    -e "s/^max_body_bytes = .*/max_body_bytes = 5593432/" "$home/cometbft/config/config.toml"
   for who in demo friend; do
     [ -f "$home/keys/$who.json" ] || "$compute" keys new "$home/keys/$who.json" >/dev/null
   done

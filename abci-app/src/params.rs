@@ -1,11 +1,10 @@
 //! Chain parameters: their defaults, how genesis overrides them, and the
 //! checks that keep related limits consistent.
 
+use compute_proto::limits::{TX_BYTES_CEILING, TX_BYTES_FLOOR};
 use compute_proto::pb;
 
-/// Envelope bytes a transaction needs around its largest field (signature,
-/// signer, chain id, nonce, fee, message tags).
-pub const TX_ENVELOPE_BYTES: u64 = 1024;
+pub use compute_proto::limits::TX_ENVELOPE_BYTES;
 
 /// The parameters a chain gets when genesis names none.
 pub fn defaults() -> pb::Params {
@@ -96,9 +95,9 @@ pub fn from_genesis(overrides: Option<&serde_json::Value>) -> Result<pb::Params,
 /// [`ParamsError::Inconsistent`] naming the first contradiction.
 pub fn validate(p: &pb::Params) -> Result<(), ParamsError> {
     let fail = |msg: String| Err(ParamsError::Inconsistent(msg));
-    if p.max_tx_bytes < 4 * TX_ENVELOPE_BYTES || p.max_tx_bytes > 64 * 1024 * 1024 {
+    if !(TX_BYTES_FLOOR..=TX_BYTES_CEILING).contains(&p.max_tx_bytes) {
         return fail(format!(
-            "max_tx_bytes {} must be between 4096 and 64 MiB",
+            "max_tx_bytes {} must be between {TX_BYTES_FLOOR} and {TX_BYTES_CEILING} (4 MiB, the largest transaction a gateway relays)",
             p.max_tx_bytes
         ));
     }
@@ -248,5 +247,21 @@ mod tests {
             from_genesis(Some(&json!({"max_compile_units_per_block": 1}))),
             Err(ParamsError::Inconsistent(m)) if m.contains("max_compile_units_per_block")
         ));
+    }
+
+    #[test]
+    fn max_tx_bytes_stays_within_what_a_gateway_relays() {
+        let at_ceiling = json!({"max_tx_bytes": TX_BYTES_CEILING});
+        assert_eq!(
+            from_genesis(Some(&at_ceiling)).unwrap().max_tx_bytes,
+            TX_BYTES_CEILING
+        );
+        for bad in [TX_BYTES_CEILING + 1, 64 * 1024 * 1024, TX_BYTES_FLOOR - 1] {
+            assert!(matches!(
+                from_genesis(Some(&json!({"max_tx_bytes": bad, "max_module_bytes": 2048,
+                    "max_inline_input_bytes": 1024, "max_inline_output_bytes": 1024}))),
+                Err(ParamsError::Inconsistent(m)) if m.contains("max_tx_bytes")
+            ));
+        }
     }
 }

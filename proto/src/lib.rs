@@ -11,6 +11,7 @@ pub mod codes;
 pub mod hash;
 pub mod ids;
 pub mod keys;
+pub mod limits;
 pub mod status;
 pub mod tx;
 pub mod views;
