@@ -8,25 +8,23 @@
 //! Nothing here writes the journal or sends a transaction: the caller
 //! journals the entry before its commitment leaves the machine.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use base64::Engine as _;
-use compute_proto::{BlobId, JobId, ModuleId};
+use compute_proto::{BlobId, ModuleId};
 use compute_sandbox::{
     Execution, PrepareError, PreparedModule, Sandbox, TaskLimits, Verification, WorkerFault,
 };
 use rand_core::RngCore;
 use tokio::sync::{oneshot, watch, Semaphore};
 
-use crate::chain::{Assignment, ChainParams, InputRef, JobPolicy, JobTerms, ModuleCode};
+use crate::chain::{task_key, Assignment, ChainParams, InputView, JobPolicy, ModuleView};
 use crate::deny::DenyList;
 use crate::gateway::{retry, Gateway, GatewayError};
 use crate::journal::{Entry, EntryState, JournalError, JOURNAL_VERSION};
 use crate::modules::ModuleCache;
 use crate::result::TaskResult;
 use crate::selfcheck::{self, Decision, Step};
-use crate::sync::lock;
 
 /// Stack of a thread that runs a task: the sandbox needs 512 KiB of wasm
 /// stack, plus the host's own frames, plus a wide margin.
@@ -48,8 +46,6 @@ pub(crate) enum TaskError {
     Module { module: ModuleId, reason: String },
     #[error("input: {0}")]
     Input(String),
-    #[error("cannot read the job's terms: {0}")]
-    Terms(GatewayError),
     #[error("{}", prepare_reason(.0))]
     Prepare(#[from] PrepareError),
     #[error("worker fault (not a result, nothing committed): {0}")]
@@ -70,7 +66,7 @@ impl TaskError {
     /// Whether trying again at the next reconcile may help.
     pub(crate) fn is_retryable(&self) -> bool {
         match self {
-            TaskError::Gateway(e) | TaskError::Terms(e) => e.is_transient(),
+            TaskError::Gateway(e) => e.is_transient(),
             TaskError::Journal(_) | TaskError::ShuttingDown => true,
             _ => false,
         }
@@ -106,9 +102,6 @@ pub(crate) struct Pipeline {
     cheat: bool,
     /// One permit per task that may run at once (`--capacity`).
     slots: Arc<Semaphore>,
-    /// The policy of each job the worker holds tasks of: a job's terms
-    /// never change, so `/job/<id>` is read once per job, not per task.
-    policies: Mutex<BTreeMap<JobId, JobPolicy>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -135,25 +128,19 @@ impl Pipeline {
             slots: Arc::new(Semaphore::new(
                 usize::try_from(capacity.max(1)).unwrap_or(1),
             )),
-            policies: Mutex::new(BTreeMap::new()),
             shutdown,
         }
-    }
-
-    /// Forgets the policies of jobs the worker no longer holds tasks of.
-    pub(crate) fn retain_jobs(&self, jobs: &BTreeSet<JobId>) {
-        lock(&self.policies).retain(|job, _| jobs.contains(job));
     }
 
     /// Fetches, runs, stores the output and seals the result as a journal
     /// entry (not yet journaled).
     pub(crate) async fn compute(&self, assignment: &Assignment) -> Result<Entry, TaskError> {
-        let key = assignment.key();
+        let key = task_key(assignment);
         let module = assignment.module;
         if self.deny.denies(&module) {
             return Err(TaskError::Denied(module));
         }
-        let policy = self.job_policy(assignment).await?;
+        let policy = JobPolicy::from(assignment.policy);
         let mut shutdown = self.shutdown.clone();
         let permit = tokio::select! {
             permit = Arc::clone(&self.slots).acquire_owned() => {
@@ -265,26 +252,6 @@ impl Pipeline {
         })
     }
 
-    /// The policy of the assignment's job: from the assignment when the
-    /// chain lists it there, else from `/job/<id>?tasks=false`, read once per
-    /// job.
-    async fn job_policy(&self, assignment: &Assignment) -> Result<JobPolicy, TaskError> {
-        if let Some(policy) = assignment.policy {
-            return Ok(policy);
-        }
-        if let Some(policy) = lock(&self.policies).get(&assignment.job) {
-            return Ok(*policy);
-        }
-        let path = format!("/job/{}?tasks=false", assignment.job);
-        let terms: JobTerms = retry("job terms", &self.shutdown, || {
-            self.gateway.query::<JobTerms>(&path)
-        })
-        .await
-        .map_err(TaskError::Terms)?;
-        lock(&self.policies).insert(assignment.job, terms.policy);
-        Ok(terms.policy)
-    }
-
     /// The module's bytes, from the disk cache or the chain, checked against
     /// its id.
     async fn module_bytes(&self, module: &ModuleId) -> Result<Vec<u8>, TaskError> {
@@ -292,20 +259,17 @@ impl Pipeline {
             return Ok(bytes);
         }
         let path = format!("/module/{module}?code=true");
-        let answer: ModuleCode = retry("module", &self.shutdown, || {
-            self.gateway.query::<ModuleCode>(&path)
+        let answer: ModuleView = retry("module", &self.shutdown, || {
+            self.gateway.query::<ModuleView>(&path)
         })
         .await?;
-        let code = answer.code.ok_or_else(|| TaskError::Module {
-            module: *module,
-            reason: "the chain answered without its code".to_owned(),
-        })?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(code.as_bytes())
-            .map_err(|e| TaskError::Module {
+        let bytes = answer
+            .code
+            .ok_or_else(|| TaskError::Module {
                 module: *module,
-                reason: format!("code is not base64: {e}"),
-            })?;
+                reason: "the chain answered without its code".to_owned(),
+            })?
+            .0;
         let actual = ModuleId::of(&bytes);
         if actual != *module {
             return Err(TaskError::Module {
@@ -324,12 +288,9 @@ impl Pipeline {
     async fn input_bytes(&self, assignment: &Assignment) -> Result<Vec<u8>, TaskError> {
         let max_bytes = u64::from(TaskLimits::default().input_bytes_max);
         match &assignment.input {
-            Some(InputRef::Inline(text)) => base64::engine::general_purpose::STANDARD
-                .decode(text.as_bytes())
-                .map_err(|e| TaskError::Input(format!("inline input is not base64: {e}"))),
-            Some(InputRef::Hash(hex_id)) => {
-                let id = BlobId::from_hex(hex_id)
-                    .map_err(|e| TaskError::Input(format!("input hash '{hex_id}': {e}")))?;
+            Some(InputView::Inline(bytes)) => Ok(bytes.0.clone()),
+            Some(InputView::Hash(hash)) => {
+                let id = BlobId(hash.0);
                 if assignment.input_size > max_bytes {
                     return Err(TaskError::Input(format!(
                         "input {id} is {} bytes, more than the {max_bytes} this worker accepts",

@@ -11,10 +11,10 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use compute_proto::{AccountId, JobId, ReplicaStatus, TaskStatus};
+use compute_proto::{AccountId, ReplicaStatus, TaskStatus};
 use tokio::sync::watch;
 
-use crate::chain::{Assignment, Assignments};
+use crate::chain::{task_key, Assignment, AssignmentsView};
 use crate::error::WorkerError;
 use crate::gateway::{retry, Gateway};
 use crate::home::HomeLock;
@@ -146,16 +146,16 @@ impl Reconciler {
     /// When the assignments cannot be read.
     pub(crate) async fn reconcile(self: Arc<Self>) -> Result<(), WorkerError> {
         let path = format!("/worker/{}/assignments", self.account);
-        let answer: Assignments = retry("assignments", &self.shutdown, || {
-            self.gateway.query::<Assignments>(&path)
+        let answer: AssignmentsView = retry("assignments", &self.shutdown, || {
+            self.gateway.query::<AssignmentsView>(&path)
         })
         .await?;
-        let listed: BTreeSet<TaskKey> = answer.assignments.iter().map(Assignment::key).collect();
+        let listed: BTreeSet<TaskKey> = answer.assignments.iter().map(task_key).collect();
         for assignment in answer.assignments {
             if self.stopping() {
                 break;
             }
-            let key = assignment.key();
+            let key = task_key(&assignment);
             if lock(&self.busy).contains(&key) || lock(&self.skipped).contains(&key) {
                 continue;
             }
@@ -186,8 +186,6 @@ impl Reconciler {
         }
         // Forget what the chain no longer assigns to this worker.
         lock(&self.skipped).retain(|key| listed.contains(key));
-        let jobs: BTreeSet<JobId> = listed.iter().map(|key| key.job).collect();
-        self.pipeline.retain_jobs(&jobs);
         let stale: Vec<Entry> = self
             .journal()
             .entries()
@@ -238,7 +236,7 @@ impl Reconciler {
     }
 
     async fn run_task(self: Arc<Self>, assignment: Assignment) {
-        let key = assignment.key();
+        let key = task_key(&assignment);
         match self.compute(&assignment).await {
             Ok(entry) => self.commit(entry).await,
             Err(TaskError::ShuttingDown) => {}

@@ -6,7 +6,7 @@
 use compute_proto::{commitment, pb, AccountId, Code, SigningKey, TxBuilder};
 use tokio::sync::watch;
 
-use crate::chain::{Account, WorkerRecord};
+use crate::chain::{AccountView, WorkerView};
 use crate::error::WorkerError;
 use crate::gateway::{retry, Backoff, Gateway, GatewayError};
 use crate::journal::{Entry, EntryState, TaskKey};
@@ -97,7 +97,7 @@ impl Submitter {
     pub async fn register(&self, capacity: u32, stake: u64) -> Result<(), WorkerError> {
         let path = format!("/worker/{}", self.account);
         match retry("worker record", &self.shutdown, || {
-            self.gateway.query::<WorkerRecord>(&path)
+            self.gateway.query::<WorkerView>(&path)
         })
         .await
         {
@@ -163,8 +163,8 @@ impl Submitter {
                 Some(nonce) => nonce,
                 None => {
                     let path = format!("/account/{}", self.account);
-                    let account: Account = retry("account", &self.shutdown, || {
-                        self.gateway.query::<Account>(&path)
+                    let account: AccountView = retry("account", &self.shutdown, || {
+                        self.gateway.query::<AccountView>(&path)
                     })
                     .await?;
                     tracing::debug!(

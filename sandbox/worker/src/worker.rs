@@ -14,7 +14,7 @@ use compute_proto::{pb, AccountId, SigningKey, TxBuilder};
 use compute_sandbox::{Sandbox, SandboxConfig};
 use tokio::sync::{oneshot, watch, Notify};
 
-use crate::chain::{ChainParams, Stats};
+use crate::chain::{ChainParams, StatsView};
 use crate::deny::DenyList;
 use crate::error::WorkerError;
 use crate::gateway::{Backoff, Gateway};
@@ -95,15 +95,10 @@ impl Worker {
         })?;
         let gateway = Gateway::connect_lazy(&config.gateway_url)?;
 
-        let stats: Stats = wait_for_gateway(&gateway, "/stats", &shutdown).await?;
+        let (chain_id, height) = wait_for_genesis(&gateway, &shutdown).await?;
         let params: ChainParams = wait_for_gateway(&gateway, "/params", &shutdown).await?;
-        tracing::info!(
-            chain_id = %stats.chain_id,
-            height = stats.height,
-            gateway = gateway.url(),
-            "connected"
-        );
-        let mut builder = TxBuilder::new(stats.chain_id.clone());
+        tracing::info!(%chain_id, height, gateway = gateway.url(), "connected");
+        let mut builder = TxBuilder::new(chain_id);
         builder.fee = config.fee;
 
         let mut sandbox_config = SandboxConfig {
@@ -296,6 +291,30 @@ fn log_event(event: &pb::ChainEvent) {
 
 /// Queries `path` until the gateway answers (or shutdown): at startup the
 /// gateway may still be coming up.
+/// The chain id and height, once the chain has a genesis (its `/stats`
+/// names no chain id before).
+async fn wait_for_genesis(
+    gateway: &Gateway,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(String, i64), WorkerError> {
+    let mut backoff = Backoff::new(500, 5_000);
+    let mut shutdown = shutdown.clone();
+    loop {
+        let stats: StatsView = wait_for_gateway(gateway, "/stats", &shutdown).await?;
+        if let Some(chain_id) = stats.chain_id {
+            return Ok((chain_id, stats.height));
+        }
+        tracing::warn!(
+            gateway = gateway.url(),
+            "the chain has no genesis yet; waiting"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = shutdown.wait_for(|s| *s) => return Err(WorkerError::ShuttingDown),
+        }
+    }
+}
+
 async fn wait_for_gateway<T: serde::de::DeserializeOwned>(
     gateway: &Gateway,
     path: &str,
