@@ -3,32 +3,32 @@
 //! fetch its outputs with every hash checked.
 //!
 //! Transactions and queries go to a CometBFT node ([`ChainClient`]); blobs
-//! go to a gateway's data plane (`PutBlob` / `GetBlob`). Keys stay here.
+//! go to a gateway's data plane ([`Gateway`]), bounded and checked by
+//! `compute-client`. Keys stay here.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use base64::Engine;
+use compute_client::{ChainClient, ClientError, Gateway, Query, TxReceipt};
 use compute_proto::hash::{hash_parts, Tag};
-use compute_proto::pb::gateway_client::GatewayClient;
-use compute_proto::{pb, sha3_256, BlobId, Code, JobId, ModuleId, SigningKey};
-use serde_json::Value;
-use tonic::transport::Channel;
+use compute_proto::views::{CompletionView, JobView};
+use compute_proto::{
+    pb, sha3_256, AccountId, BlobId, Code, Hash32, JobId, JobStatus, ModuleId, SigningKey,
+};
 
-use crate::chain::{ChainClient, TxReceipt};
-
-/// Bytes per `PutBlob` chunk.
-const CHUNK_BYTES: usize = 1024 * 1024;
-
-/// Connects to a gateway's gRPC endpoint.
-pub async fn gateway(url: &str) -> Result<GatewayClient<Channel>> {
-    GatewayClient::connect(url.to_owned()).await.with_context(|| {
-        format!("cannot reach the gateway at {url}: is compute-node running? (scripts/devnet.sh starts one)")
-    })
+/// A client of the gateway at `url`; it connects on first use, so a
+/// command that needs no blob never needs a gateway.
+pub fn gateway(url: &str) -> Result<Gateway> {
+    Gateway::connect_lazy(url).with_context(|| format!("gateway URL '{url}'"))
 }
 
-/// Stores `wasm` on the chain unless it is there; returns its id and
-/// whether this call stored it.
+/// What to say when the gateway at `url` fails a blob transfer.
+fn gateway_hint(url: &str) -> String {
+    format!("the gateway at {url} (is compute-node running? scripts/devnet.sh starts one)")
+}
+
+/// Stores `wasm` on the chain unless it is there; returns its id and the
+/// receipt of the transaction that stored it, when this call did.
 pub async fn upload_module(
     chain: &ChainClient,
     key: &SigningKey,
@@ -36,12 +36,17 @@ pub async fn upload_module(
     fee: u64,
 ) -> Result<(ModuleId, Option<TxReceipt>)> {
     let id = ModuleId::of(wasm);
-    if chain.query(&format!("/module/{id}")).await.is_ok() {
-        return Ok((id, None));
+    match chain.module(&id).await {
+        Ok(_) => return Ok((id, None)),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e).context("ask whether the module is stored"),
     }
-    let params = chain.query("/params").await?;
-    check_module_size(wasm.len(), params["max_module_bytes"].as_u64())?;
-    let receipt = chain
+    let params = chain
+        .params()
+        .await
+        .context("read the chain's parameters")?;
+    check_module_size(wasm.len(), Some(params.max_module_bytes))?;
+    let stored = chain
         .submit(
             key,
             pb::tx_body::Msg::StoreModule(pb::StoreModule {
@@ -50,14 +55,15 @@ pub async fn upload_module(
             fee,
             None,
         )
-        .await?;
-    match Code::from_u32(receipt.code) {
-        Some(Code::Ok | Code::ModuleExists) => Ok((id, Some(receipt))),
-        _ => bail!(
-            "the module was refused (code {}): {}",
-            receipt.code,
-            receipt.log
-        ),
+        .await;
+    match stored {
+        Ok(receipt) => Ok((id, Some(receipt))),
+        // Stored by someone else meanwhile: what was wanted.
+        Err(ClientError::TxRejected {
+            code: Code::ModuleExists,
+            ..
+        }) => Ok((id, None)),
+        Err(e) => Err(e).context("the module was refused"),
     }
 }
 
@@ -71,51 +77,6 @@ pub fn check_module_size(size: usize, max_module_bytes: Option<u64>) -> Result<(
         }
         _ => Ok(()),
     }
-}
-
-/// Stores `bytes` in the gateway's blob store under their sha3-256.
-pub async fn put_blob(gateway: &mut GatewayClient<Channel>, bytes: &[u8]) -> Result<BlobId> {
-    let id = BlobId::of(bytes);
-    let mut chunks: Vec<pb::BlobChunk> = bytes
-        .chunks(CHUNK_BYTES)
-        .map(|data| pb::BlobChunk {
-            hash: Vec::new(),
-            data: data.to_vec(),
-        })
-        .collect();
-    if chunks.is_empty() {
-        chunks.push(pb::BlobChunk::default());
-    }
-    chunks[0].hash = id.0.to_vec();
-    let answer = gateway
-        .put_blob(tokio_stream::iter(chunks))
-        .await
-        .with_context(|| format!("upload blob {id}"))?
-        .into_inner();
-    if answer.hash != id.0 {
-        bail!("the gateway stored blob {id} under another hash: refusing it");
-    }
-    Ok(id)
-}
-
-/// Fetches a blob and checks its sha3-256 before returning it.
-pub async fn get_blob(gateway: &mut GatewayClient<Channel>, id: &[u8; 32]) -> Result<Vec<u8>> {
-    let mut stream = gateway
-        .get_blob(pb::GetBlobRequest { hash: id.to_vec() })
-        .await
-        .with_context(|| format!("fetch blob {}", hex::encode(id)))?
-        .into_inner();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.message().await? {
-        bytes.extend_from_slice(&chunk.data);
-    }
-    if sha3_256(&bytes) != *id {
-        bail!(
-            "blob {} came back with bytes that do not match its hash: refusing it",
-            hex::encode(id)
-        );
-    }
-    Ok(bytes)
 }
 
 /// The input files of a job: a directory's files in name order, or the
@@ -148,8 +109,7 @@ pub fn input_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 pub async fn task_inputs(
     files: &[PathBuf],
     max_inline: u64,
-    gateway: &mut Option<GatewayClient<Channel>>,
-    gateway_url: &str,
+    gateway: &Gateway,
 ) -> Result<Vec<pb::TaskInput>> {
     let mut tasks = Vec::with_capacity(files.len());
     for file in files {
@@ -158,11 +118,14 @@ pub async fn task_inputs(
         let source = if size <= max_inline {
             pb::task_input::Source::Inline(bytes)
         } else {
-            if gateway.is_none() {
-                *gateway = Some(self::gateway(gateway_url).await?);
-            }
-            let client = gateway.as_mut().context("gateway")?;
-            pb::task_input::Source::Hash(put_blob(client, &bytes).await?.0.to_vec())
+            let id = gateway.put_blob(&bytes).await.with_context(|| {
+                format!(
+                    "upload {} to {}",
+                    file.display(),
+                    gateway_hint(gateway.url())
+                )
+            })?;
+            pb::task_input::Source::Hash(id.0.to_vec())
         };
         tasks.push(pb::TaskInput {
             source: Some(source),
@@ -173,13 +136,13 @@ pub async fn task_inputs(
 }
 
 /// How far a job has come, counted over its tasks' replicas.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Progress {
     /// Tasks in the job.
     pub tasks: u64,
     /// Replicas wanted over all tasks.
     pub wanted: u64,
-    /// Replicas drawn (any status).
+    /// Replicas drawn and still live or done (missed and declined left out).
     pub assigned: u64,
     /// Replicas that committed (or went further).
     pub committed: u64,
@@ -190,29 +153,28 @@ pub struct Progress {
     /// Tasks failed or cancelled.
     pub failed: u64,
     /// The job's status.
-    pub status: String,
+    pub status: JobStatus,
 }
 
 impl Progress {
-    /// Reads the counts `/job/<id>` reports (with or without its tasks).
-    pub fn of(view: &Value) -> Self {
-        let p = &view["progress"];
-        let count = |name: &str| p[name].as_u64().unwrap_or(0);
+    /// The counts of a `/job/<id>` answer (with or without its tasks).
+    pub fn of(view: &JobView) -> Self {
+        let p = &view.progress;
         Progress {
-            tasks: view["task_count"].as_u64().unwrap_or(0),
-            wanted: count("wanted"),
-            assigned: count("assigned"),
-            committed: count("committed"),
-            revealed: count("revealed"),
-            settled: count("settled"),
-            failed: count("failed"),
-            status: view["status"].as_str().unwrap_or("unknown").to_owned(),
+            tasks: u64::from(view.summary.task_count),
+            wanted: p.wanted,
+            assigned: p.assigned,
+            committed: p.committed,
+            revealed: p.revealed,
+            settled: p.settled,
+            failed: p.failed,
+            status: view.summary.status,
         }
     }
 
     /// Whether the job has ended.
     pub fn ended(&self) -> bool {
-        self.status != "open"
+        self.status.is_final()
     }
 
     /// Replicas assigned out of those wanted, never more than wanted:
@@ -313,91 +275,57 @@ impl std::fmt::Display for TaskFailure {
 #[derive(Debug)]
 pub struct TaskOutput {
     /// The task index.
-    pub index: u64,
+    pub index: u32,
     /// The output bytes (empty for a failure outcome).
     pub bytes: Vec<u8>,
     /// The deterministic failure the task settled with, if it did.
     pub failure: Option<TaskFailure>,
     /// The result hash the chain accepted.
-    pub result_hash: String,
+    pub result_hash: Hash32,
     /// Workers that agreed.
-    pub workers: Vec<String>,
-}
-
-/// Every completion record of a job, a page at a time.
-pub async fn completions(chain: &ChainClient, job: &JobId) -> Result<Vec<Value>> {
-    let mut all = Vec::new();
-    let mut after: Option<u64> = None;
-    // A job has at most max_tasks_per_job tasks: the loop is bounded by it.
-    for _ in 0..10_000 {
-        let path = match after {
-            Some(a) => format!("/completions?job={job}&limit=500&after={a}"),
-            None => format!("/completions?job={job}&limit=500"),
-        };
-        let page = chain.query(&path).await?;
-        let records = page["completions"].as_array().cloned().unwrap_or_default();
-        let full = records.len() == 500;
-        after = records.last().and_then(|c| c["task"].as_u64());
-        all.extend(records);
-        if !full || after.is_none() {
-            break;
-        }
-    }
-    Ok(all)
+    pub workers: Vec<AccountId>,
 }
 
 /// Collects the outputs of a job's settled tasks from their completion
-/// records: inline from the chain, or by hash from the gateway; every one
-/// checked against its result hash.
+/// records: inline from the chain, or by hash from the gateway (at most
+/// `max_output_bytes` each); every one checked against its result hash.
 pub async fn outputs(
-    completions: &[Value],
-    gateway: &mut Option<GatewayClient<Channel>>,
-    gateway_url: &str,
+    completions: &[CompletionView],
+    gateway: &Gateway,
+    max_output_bytes: u64,
 ) -> Result<Vec<TaskOutput>> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(completions.len());
     for completion in completions {
-        let index = completion["task"].as_u64().unwrap_or(0);
-        let hash_hex = completion["result_hash"].as_str().unwrap_or_default();
-        let mut hash = [0u8; 32];
-        hex::decode_to_slice(hash_hex, &mut hash)
-            .with_context(|| format!("task {index}: bad result hash '{hash_hex}'"))?;
-        let failure = TaskFailure::of_hash(&hash);
-        let bytes = match completion["output"].as_str() {
+        let index = completion.task;
+        let hash = completion.result_hash;
+        let failure = TaskFailure::of_hash(&hash.0);
+        let bytes = match &completion.output {
             // A failure outcome has no output bytes.
             _ if failure.is_some() => Vec::new(),
             // Nor has an empty output, which the chain shows as no output.
-            None if hash == sha3_256(&[]) => Vec::new(),
-            Some(b64) => {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .with_context(|| format!("task {index}: output is not base64"))?;
-                if sha3_256(&bytes) != hash {
+            None if hash.0 == sha3_256(&[]) => Vec::new(),
+            Some(inline) => {
+                if sha3_256(&inline.0) != hash.0 {
                     bail!("task {index}: the chain's inline output does not match its result hash");
                 }
-                bytes
+                inline.0.clone()
             }
-            None => {
-                if gateway.is_none() {
-                    *gateway = Some(self::gateway(gateway_url).await?);
-                }
-                let client = gateway.as_mut().context("gateway")?;
-                get_blob(client, &hash).await.with_context(|| {
-                    format!("task {index}: output {hash_hex} is neither on the chain nor on the data plane")
-                })?
-            }
+            None => gateway
+                .get_blob(&BlobId(hash.0), max_output_bytes)
+                .await
+                .with_context(|| {
+                    format!(
+                        "task {index}: output {hash} is not on the chain and was not served by {}",
+                        gateway_hint(gateway.url())
+                    )
+                })?,
         };
-        let workers = completion["workers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|w| w.as_str().map(str::to_owned))
-            .collect();
         out.push(TaskOutput {
             index,
             bytes,
             failure,
-            result_hash: hash_hex.to_owned(),
-            workers,
+            result_hash: hash,
+            workers: completion.workers.clone(),
         });
     }
     Ok(out)
@@ -461,23 +389,27 @@ mod tests {
 
     #[tokio::test]
     async fn failures_are_reported_and_the_other_outputs_written() {
-        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        use compute_proto::views::Base64;
+        let completion = |task: u32, result_hash: [u8; 32], output: Option<&[u8]>| CompletionView {
+            job: JobId([9; 32]),
+            task,
+            result_hash: Hash32(result_hash),
+            fuel_used: 1,
+            workers: vec![AccountId([1; 32])],
+            height: 3,
+            time_seconds: 0,
+            output: output.map(|b| Base64(b.to_vec())),
+            paid: 1,
+        };
         let completions = vec![
-            serde_json::json!({"task": 0, "result_hash": hex::encode(sha3_256(b"zero")),
-                "output": b64(b"zero"), "workers": ["a"]}),
-            serde_json::json!({"task": 1, "result_hash": hex::encode(failure_hash(16)),
-                "output": null, "workers": ["a"]}),
-            serde_json::json!({"task": 2, "result_hash": hex::encode(failure_hash(1)),
-                "output": null, "workers": ["a"]}),
-            serde_json::json!({"task": 3, "result_hash": hex::encode(sha3_256(b"")),
-                "output": null, "workers": ["a"]}),
+            completion(0, sha3_256(b"zero"), Some(b"zero")),
+            completion(1, failure_hash(16), None),
+            completion(2, failure_hash(1), None),
+            completion(3, sha3_256(b""), None),
         ];
         // No gateway is needed (nor reachable): nothing is fetched.
-        let mut gateway = None;
-        let outputs = outputs(&completions, &mut gateway, "http://127.0.0.1:9")
-            .await
-            .unwrap();
-        assert!(gateway.is_none());
+        let gateway = gateway("http://127.0.0.1:9").unwrap();
+        let outputs = outputs(&completions, &gateway, 1 << 20).await.unwrap();
         let failures: Vec<_> = outputs
             .iter()
             .map(|o| o.failure.map(|f| f.to_string()))
@@ -511,7 +443,7 @@ mod tests {
             revealed: 2,
             settled: 0,
             failed: 0,
-            status: "open".into(),
+            status: JobStatus::Open,
         };
         let line = p.line();
         assert!(

@@ -8,13 +8,12 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
+use compute_client::{blob, Gateway};
 use compute_node::gateway::{self, GatewayConfig};
-use compute_proto::pb::gateway_client::GatewayClient;
-use compute_proto::pb::gateway_server::{Gateway, GatewayServer};
-use compute_proto::{pb, sha3_256};
+use compute_proto::pb::gateway_server::{self as server, GatewayServer};
+use compute_proto::{pb, sha3_256, BlobId};
 use tokio::sync::oneshot;
 use tokio_stream::Stream;
-use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 /// A gateway served in-process until dropped.
@@ -51,47 +50,39 @@ async fn start(peers: Vec<String>, max_blob_bytes: u64, quota_bytes: u64) -> Run
     }
 }
 
-async fn client(gateway: &Running) -> GatewayClient<Channel> {
-    GatewayClient::connect(gateway.url.clone()).await.unwrap()
+async fn client(gateway: &Running) -> Gateway {
+    Gateway::connect(&gateway.url).await.unwrap()
 }
 
+/// Uploads `bytes` as the client crate cuts them, naming `named` (which a
+/// test may choose to be wrong), and returns the gateway's raw answer.
 async fn put(
-    client: &mut GatewayClient<Channel>,
+    client: &Gateway,
     named: Option<[u8; 32]>,
     bytes: &[u8],
 ) -> Result<pb::PutBlobResponse, tonic::Status> {
-    let mut chunks: Vec<pb::BlobChunk> = bytes
-        .chunks(100_000)
-        .map(|d| pb::BlobChunk {
-            hash: Vec::new(),
-            data: d.to_vec(),
-        })
-        .collect();
-    if chunks.is_empty() {
-        chunks.push(pb::BlobChunk::default());
-    }
-    if let (Some(hash), Some(first)) = (named, chunks.first_mut()) {
-        first.hash = hash.to_vec();
-    }
+    let chunks = blob::chunks(bytes, named.map(BlobId), 100_000);
     client
+        .grpc()
         .put_blob(tokio_stream::iter(chunks))
         .await
         .map(tonic::Response::into_inner)
 }
 
-async fn get(client: &mut GatewayClient<Channel>, hash: &[u8]) -> Result<Vec<u8>, tonic::Status> {
-    let mut stream = client
-        .get_blob(pb::GetBlobRequest {
-            hash: hash.to_vec(),
+/// Downloads a blob through the client crate (bounded, hash-checked); a
+/// failure is the gateway's gRPC code.
+async fn get(client: &Gateway, hash: &[u8; 32]) -> Result<Vec<u8>, Code> {
+    client
+        .get_blob(&BlobId(*hash), BLOB_BYTES_MAX)
+        .await
+        .map_err(|e| {
+            e.grpc_code()
+                .unwrap_or_else(|| panic!("not a gRPC error: {e}"))
         })
-        .await?
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.message().await? {
-        out.extend_from_slice(&chunk.data);
-    }
-    Ok(out)
 }
+
+/// The bound of every download here: larger than any blob the tests store.
+const BLOB_BYTES_MAX: u64 = 8 << 20;
 
 #[tokio::test]
 async fn gateway_serves_verified_blobs_without_a_chain() {
@@ -102,41 +93,42 @@ async fn gateway_serves_verified_blobs_without_a_chain() {
 
 async fn scenario() {
     let first = start(Vec::new(), 4 << 20, 8 << 20).await;
-    let mut a = client(&first).await;
+    let a = client(&first).await;
 
     // Exactly 2 MiB: a whole number of chunks on the way out.
     let bytes: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 253) as u8).collect();
     let hash = sha3_256(&bytes);
-    let stored = put(&mut a, Some(hash), &bytes).await.unwrap();
+    let stored = put(&a, Some(hash), &bytes).await.unwrap();
     assert_eq!(stored.hash, hash.to_vec());
-    assert_eq!(get(&mut a, &hash).await.unwrap(), bytes);
-    let empty = put(&mut a, None, b"").await.unwrap();
+    assert_eq!(get(&a, &hash).await.unwrap(), bytes);
+    let empty = put(&a, None, b"").await.unwrap();
     assert_eq!(empty.hash, sha3_256(b"").to_vec());
-    assert_eq!(get(&mut a, &empty.hash).await.unwrap(), b"");
+    assert_eq!(get(&a, &sha3_256(b"")).await.unwrap(), b"");
 
-    let refused = put(&mut a, Some(sha3_256(b"x")), b"y").await.unwrap_err();
+    let refused = put(&a, Some(sha3_256(b"x")), b"y").await.unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused}");
-    let too_big = put(&mut a, None, &vec![0; 5 << 20]).await.unwrap_err();
+    let too_big = put(&a, None, &vec![0; 5 << 20]).await.unwrap_err();
     assert_eq!(too_big.code(), Code::ResourceExhausted, "{too_big}");
-    let bad_hash = put(&mut a, Some([0; 32]), b"").await.unwrap_err();
+    let bad_hash = put(&a, Some([0; 32]), b"").await.unwrap_err();
     assert_eq!(bad_hash.code(), Code::InvalidArgument);
 
     // A second gateway fetches from the first. In a chain of peers a blob
     // nobody has is NOT_FOUND, and a fetch goes one hop only.
     let second = start(vec![first.url.clone()], 4 << 20, 8 << 20).await;
-    let mut b = client(&second).await;
-    assert_eq!(get(&mut b, &hash).await.unwrap(), bytes);
+    let b = client(&second).await;
+    assert_eq!(get(&b, &hash).await.unwrap(), bytes);
     let third = start(vec![second.url.clone()], 4 << 20, 8 << 20).await;
     let loop_back = start(vec![third.url.clone()], 4 << 20, 8 << 20).await;
-    let mut d = client(&loop_back).await;
-    let missing = get(&mut d, &sha3_256(b"nobody")).await.unwrap_err();
-    assert_eq!(missing.code(), Code::NotFound, "{missing}");
+    let d = client(&loop_back).await;
+    let missing = get(&d, &sha3_256(b"nobody")).await.unwrap_err();
+    assert_eq!(missing, Code::NotFound);
     // One hop only: the fourth gateway's peer (third) does not ask its own peer.
-    let two_hops = get(&mut d, &hash).await.unwrap_err();
-    assert_eq!(two_hops.code(), Code::NotFound, "{two_hops}");
+    let two_hops = get(&d, &hash).await.unwrap_err();
+    assert_eq!(two_hops, Code::NotFound);
 
     // Calls that need CometBFT fail fast with UNAVAILABLE.
     let query = a
+        .grpc()
         .query(pb::QueryRequest {
             path: "/stats".to_owned(),
             ..Default::default()
@@ -145,6 +137,7 @@ async fn scenario() {
         .unwrap_err();
     assert_eq!(query.code(), Code::Unavailable, "{query}");
     let subscribe = a
+        .grpc()
         .subscribe(pb::SubscribeRequest {
             filter: Some(pb::subscribe_request::Filter::Worker(vec![1; 32])),
         })
@@ -152,6 +145,7 @@ async fn scenario() {
         .unwrap_err();
     assert_eq!(subscribe.code(), Code::Unavailable, "{subscribe}");
     let negative = a
+        .grpc()
         .query(pb::QueryRequest {
             path: "/stats".to_owned(),
             height: -1,
@@ -169,7 +163,7 @@ type Chunks = Pin<Box<dyn Stream<Item = Result<pb::BlobChunk, Status>> + Send>>;
 type Events = Pin<Box<dyn Stream<Item = Result<pb::ChainEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl Gateway for Liar {
+impl server::Gateway for Liar {
     async fn broadcast_tx(
         &self,
         _: Request<pb::BroadcastTxRequest>,
@@ -250,28 +244,28 @@ async fn a_lying_peer_is_skipped_and_a_damaged_blob_is_never_served_whole() {
         let honest = start(Vec::new(), 4 << 20, 8 << 20).await;
         let bytes = b"the true bytes".to_vec();
         let hash = sha3_256(&bytes);
-        put(&mut client(&honest).await, None, &bytes).await.unwrap();
+        put(&client(&honest).await, None, &bytes).await.unwrap();
 
         let only_liar = start(vec![liar.clone()], 4 << 20, 8 << 20).await;
-        let status = get(&mut client(&only_liar).await, &hash).await.unwrap_err();
-        assert_eq!(status.code(), Code::NotFound, "{status}");
+        let status = get(&client(&only_liar).await, &hash).await.unwrap_err();
+        assert_eq!(status, Code::NotFound);
         let blobs = only_liar.home.path().join("blobs");
         let shard = blobs.join(hex::encode(&hash[..1]));
         assert!(!shard.exists(), "nothing from the liar is stored");
 
         let both = start(vec![liar, honest.url.clone()], 4 << 20, 8 << 20).await;
-        assert_eq!(get(&mut client(&both).await, &hash).await.unwrap(), bytes);
+        assert_eq!(get(&client(&both).await, &hash).await.unwrap(), bytes);
 
         // Damage the honest gateway's copy on disk: it refuses to finish the
         // stream, removes the file, and then no longer has the blob.
         let path = shard_path(&honest, &hash);
         std::fs::write(&path, b"the true bytez").unwrap();
-        let mut honest_client = client(&honest).await;
-        let status = get(&mut honest_client, &hash).await.unwrap_err();
-        assert_eq!(status.code(), Code::DataLoss, "{status}");
+        let honest_client = client(&honest).await;
+        let status = get(&honest_client, &hash).await.unwrap_err();
+        assert_eq!(status, Code::DataLoss);
         assert!(!path.exists());
-        let status = get(&mut honest_client, &hash).await.unwrap_err();
-        assert_eq!(status.code(), Code::NotFound, "{status}");
+        let status = get(&honest_client, &hash).await.unwrap_err();
+        assert_eq!(status, Code::NotFound);
     })
     .await
     .expect("finished in time");

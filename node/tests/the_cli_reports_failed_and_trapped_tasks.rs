@@ -2,20 +2,27 @@
 //! ABCI queries of a finished job: tasks that settled as a trap or out of
 //! fuel are named, the other outputs are written, and the exit status says
 //! what went wrong; a failed job is named as failed, with a non-zero exit.
+//! The stand-in's answers are the chain's own typed views, serialised.
 
 use std::collections::HashMap;
 use std::process::Output;
 
 use base64::Engine;
 use compute_proto::hash::{hash_parts, Tag};
-use compute_proto::sha3_256;
+use compute_proto::views::{
+    Base64, CompletionView, CompletionsPage, JobSummary, JobView, ProgressView, TaskView,
+};
+use compute_proto::{
+    pb, sha3_256, AccountId, Code, Hash32, JobId, JobStatus, ModuleId, TaskStatus,
+};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const JOB: &str = "abababababababababababababababababababababababababababababababab";
 
 /// A JSON-RPC server that answers `abci_query` with `answers[path]` (JSON,
-/// code 0) and code 1 for any other path; returns its URL.
+/// code 0) and NotFound for any other path, as the chain does for a record
+/// it does not hold; returns its URL.
 async fn fake_node(answers: HashMap<String, Value>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -52,7 +59,8 @@ async fn fake_node(answers: HashMap<String, Value>) -> String {
                         .encode(serde_json::to_vec(value).unwrap()),
                 }),
                 None => json!({
-                    "code": 1, "log": format!("no answer for {path}"), "index": "0", "height": "7",
+                    "code": Code::NotFound.value(), "log": format!("no answer for {path}"),
+                    "index": "0", "height": "7",
                 }),
             };
             let answer =
@@ -69,23 +77,91 @@ async fn fake_node(answers: HashMap<String, Value>) -> String {
     url
 }
 
-fn failure_hash(code: u32) -> String {
-    hex::encode(hash_parts(Tag::Failure, &[&code.to_be_bytes()]))
+fn job_id() -> JobId {
+    JobId::from_hex(JOB).unwrap()
 }
 
-fn inline(task: u64, bytes: &[u8]) -> Value {
-    json!({"task": task, "result_hash": hex::encode(sha3_256(bytes)), "workers": ["w"],
-        "output": base64::engine::general_purpose::STANDARD.encode(bytes)})
+fn failure_hash(code: u32) -> [u8; 32] {
+    hash_parts(Tag::Failure, &[&code.to_be_bytes()])
 }
 
-fn failed(task: u64, code: u32) -> Value {
-    json!({"task": task, "result_hash": failure_hash(code), "workers": ["w"], "output": null})
+fn completion(task: u32, result_hash: [u8; 32], output: Option<&[u8]>) -> CompletionView {
+    CompletionView {
+        job: job_id(),
+        task,
+        result_hash: Hash32(result_hash),
+        fuel_used: 1_000,
+        workers: vec![AccountId([0x77; 32])],
+        height: 5,
+        time_seconds: 1_700_000_000,
+        output: output.map(|b| Base64(b.to_vec())),
+        paid: 1,
+    }
 }
 
-fn job_view(status: &str, tasks: u64, settled: u64, failed: u64) -> Value {
-    json!({"job": JOB, "status": status, "task_count": tasks, "progress": {
-        "wanted": tasks, "assigned": tasks, "committed": tasks, "revealed": tasks,
-        "settled": settled, "failed": failed}})
+fn inline(task: u32, bytes: &[u8]) -> CompletionView {
+    completion(task, sha3_256(bytes), Some(bytes))
+}
+
+fn failed(task: u32, code: u32) -> CompletionView {
+    completion(task, failure_hash(code), None)
+}
+
+fn completions(records: Vec<CompletionView>) -> Value {
+    serde_json::to_value(CompletionsPage {
+        completions: records,
+    })
+    .unwrap()
+}
+
+fn job_view(status: JobStatus, tasks: u32, settled: u32, failed: u32) -> JobView {
+    JobView {
+        summary: JobSummary {
+            job: job_id(),
+            requester: AccountId([1; 32]),
+            module: ModuleId([2; 32]),
+            status,
+            policy: None,
+            fuel_limit: 1_000_000,
+            price_per_mfuel: 1,
+            escrow: 0,
+            max_replicas: 1,
+            min_reputation_ppm: 0,
+            max_tasks_per_worker: 0,
+            posted_height: 2,
+            deadline_height: 100,
+            ended_height: 6,
+            task_count: tasks,
+            tasks_settled: settled,
+            tasks_failed: failed,
+            tasks_cancelled: 0,
+        },
+        progress: ProgressView {
+            wanted: u64::from(tasks),
+            assigned: u64::from(tasks),
+            committed: u64::from(tasks),
+            revealed: u64::from(tasks),
+            settled: u64::from(settled),
+            failed: u64::from(failed),
+        },
+        tasks: None,
+        next: None,
+    }
+}
+
+fn task(index: u32, status: TaskStatus, failure: Option<&str>) -> TaskView {
+    TaskView {
+        index,
+        input: None,
+        size: 0,
+        status,
+        replicas_wanted: 1,
+        attempts: 1,
+        replicas: Vec::new(),
+        failure: failure.map(str::to_owned),
+        ended_height: 6,
+        completion: None,
+    }
 }
 
 async fn results(node: &str, out: &std::path::Path) -> Output {
@@ -108,10 +184,18 @@ async fn results(node: &str, out: &std::path::Path) -> Output {
 #[tokio::test]
 async fn trapped_tasks_are_named_and_the_other_outputs_written() {
     let node = fake_node(HashMap::from([
-        (format!("/job/{JOB}?tasks=false"), job_view("completed", 4, 4, 0)),
+        (
+            format!("/job/{JOB}?tasks=false"),
+            serde_json::to_value(job_view(JobStatus::Completed, 4, 4, 0)).unwrap(),
+        ),
         (
             format!("/completions?job={JOB}&limit=500"),
-            json!({"completions": [inline(0, b"zero"), failed(1, 22), failed(2, 1), inline(3, b"three")]}),
+            completions(vec![
+                inline(0, b"zero"),
+                failed(1, 22),
+                failed(2, 1),
+                inline(3, b"three"),
+            ]),
         ),
     ]))
     .await;
@@ -149,19 +233,20 @@ async fn a_failed_job_exits_non_zero_and_names_its_failed_tasks() {
     let node = fake_node(HashMap::from([
         (
             format!("/job/{JOB}?tasks=false"),
-            job_view("failed", 2, 1, 1),
+            serde_json::to_value(job_view(JobStatus::Failed, 2, 1, 1)).unwrap(),
         ),
         (
             format!("/completions?job={JOB}&limit=500"),
-            json!({"completions": [inline(0, b"zero")]}),
+            completions(vec![inline(0, b"zero")]),
         ),
-        (
-            format!("/job/{JOB}?limit=500"),
-            json!({"tasks": [
-                {"index": 0, "status": "settled", "replicas": []},
-                {"index": 1, "status": "failed", "failure": "no quorum", "replicas": []},
-            ], "next": null}),
-        ),
+        (format!("/job/{JOB}?limit=500"), {
+            let mut view = job_view(JobStatus::Failed, 2, 1, 1);
+            view.tasks = Some(vec![
+                task(0, TaskStatus::Settled, None),
+                task(1, TaskStatus::Failed, Some("no quorum")),
+            ]);
+            serde_json::to_value(view).unwrap()
+        }),
     ]))
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -184,11 +269,15 @@ async fn a_failed_job_exits_non_zero_and_names_its_failed_tasks() {
 
 #[tokio::test]
 async fn a_module_over_the_limit_is_refused_with_the_limit_before_upload() {
-    // Only /params answers: the module is not stored, and no transaction
-    // may be sent (broadcast_tx_commit would get no answer).
+    // Only /params answers (the module is not found): no transaction may
+    // be sent (broadcast_tx_commit would get no answer).
+    let params = pb::Params {
+        max_module_bytes: 1000,
+        ..Default::default()
+    };
     let node = fake_node(HashMap::from([(
         "/params".to_owned(),
-        json!({"max_module_bytes": 1000}),
+        serde_json::to_value(params).unwrap(),
     )]))
     .await;
     let dir = tempfile::tempdir().unwrap();

@@ -14,6 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use compute_client::{ChainClient, Query};
+use compute_proto::views::AccountView;
 use compute_proto::{pb, AccountId, SigningKey, TxBuilder};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -236,8 +238,8 @@ impl Node {
             Duration::from_secs(30),
             Duration::from_millis(50),
             || async {
-                let (_, _, stats) = node.query("/stats").await?;
-                Ok((stats["height"].as_u64().unwrap_or(0) >= 1).then_some(()))
+                let stats = node.chain().stats().await?;
+                Ok((stats.height >= 1).then_some(()))
             },
         )
         .await?;
@@ -257,6 +259,12 @@ impl Node {
     /// A CometBFT RPC client.
     pub fn client(&self) -> HttpClient {
         HttpClient::new(self.rpc_url().as_str()).expect("valid loopback RPC URL")
+    }
+
+    /// The shared client of this chain (`compute-client`): typed queries and
+    /// transactions signed for its chain id.
+    pub fn chain(&self) -> ChainClient {
+        ChainClient::new(&self.rpc_url(), self.chain_id.clone()).expect("valid loopback RPC URL")
     }
 
     /// The temporary home of both processes.
@@ -386,43 +394,31 @@ impl Node {
         }
     }
 
-    /// Runs an ABCI query; returns its code, log and parsed JSON value.
+    /// Runs an ABCI query; returns its code, log and parsed JSON value
+    /// (`null` when the answer is empty), whatever the code.
     pub async fn query(&self, path: &str) -> Result<(u32, String, Value)> {
-        let answer = self
-            .client()
-            .abci_query(Some(path.to_owned()), Vec::new(), None, false)
-            .await?;
+        let answer = self.chain().query_answer(path).await?;
         let value = if answer.value.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&answer.value)?
         };
-        Ok((answer.code.value(), answer.log, value))
+        Ok((answer.code, answer.log, value))
     }
 
-    /// The JSON of `/account/<id>`.
-    pub async fn account(&self, id: &AccountId) -> Result<Value> {
-        let (code, log, value) = self.query(&format!("/account/{id}")).await?;
-        if code != 0 {
-            bail!("account query failed with code {code}: {log}");
-        }
-        Ok(value)
+    /// `/account/<id>`.
+    pub async fn account(&self, id: &AccountId) -> Result<AccountView> {
+        Ok(self.chain().account(id).await?)
     }
 
     /// The balance of `id`.
     pub async fn balance(&self, id: &AccountId) -> Result<u64> {
-        let value = self.account(id).await?;
-        value["balance"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("no balance in {value}"))
+        Ok(self.account(id).await?.balance)
     }
 
     /// The next nonce of `id`.
     pub async fn nonce(&self, id: &AccountId) -> Result<u64> {
-        let value = self.account(id).await?;
-        value["nonce"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("no nonce in {value}"))
+        Ok(self.chain().next_nonce(id).await?)
     }
 
     /// A transaction builder for this chain.
@@ -498,8 +494,11 @@ pub fn write_genesis(cometbft_home: &Path, config: &NetConfig) -> Result<()> {
 }
 
 /// Shortens CometBFT's consensus timeouts so tests see a block every
-/// `timeout_commit_ms` or so.
+/// `timeout_commit_ms` or so, and lets CometBFT carry the largest
+/// transaction any genesis may allow (docs/PARAMETERS.md, "Limits CometBFT
+/// must match").
 pub fn set_fast_blocks(cometbft_home: &Path, timeout_commit_ms: u64) -> Result<()> {
+    use compute_proto::limits::{rpc_body_bytes_for, TX_BYTES_CEILING};
     let path = cometbft_home.join("config/config.toml");
     let text = fs::read_to_string(&path)?;
     let mut out = String::with_capacity(text.len());
@@ -508,6 +507,10 @@ pub fn set_fast_blocks(cometbft_home: &Path, timeout_commit_ms: u64) -> Result<(
             format!("timeout_commit = \"{timeout_commit_ms}ms\"")
         } else if line.starts_with("timeout_propose = ") {
             "timeout_propose = \"1s\"".to_owned()
+        } else if line.starts_with("max_tx_bytes = ") {
+            format!("max_tx_bytes = {TX_BYTES_CEILING}")
+        } else if line.starts_with("max_body_bytes = ") {
+            format!("max_body_bytes = {}", rpc_body_bytes_for(TX_BYTES_CEILING))
         } else {
             line.to_owned()
         };

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use compute_client::{JobTasks, Query};
+use compute_proto::JobId;
 use compute_tests::{cli_new_key, run_cli, Gateway, NetConfig, Node, WorkerOptions, WorkerProcess};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -181,35 +183,26 @@ async fn scenario(net: &Net) -> Result<()> {
     }
 
     // The cheater was caught and slashed; the honest workers were credited.
-    let (_, _, rep) = net.node.query(&format!("/reputation/{cheater}")).await?;
-    ensure!(rep["cheats"].as_u64().unwrap_or(0) >= 1, "cheater: {rep}");
-    ensure!(rep["agreed"] == 0, "the cheater never agrees: {rep}");
-    let (_, _, record) = net.node.query(&format!("/worker/{cheater}")).await?;
-    let stake = record["stake"].as_u64().context("stake")?;
-    ensure!(stake < STAKE, "the cheater's stake was slashed: {record}");
+    let chain = net.node.chain();
+    let rep = chain.reputation(&net.cheater.account).await?;
+    ensure!(rep.cheats >= 1, "cheater: {rep:?}");
+    ensure!(rep.agreed == 0, "the cheater never agrees: {rep:?}");
+    let record = chain.worker(&net.cheater.account).await?;
+    let stake = record.stake;
+    ensure!(stake < STAKE, "the cheater's stake was slashed: {record:?}");
     for worker in &net.honest {
-        let (_, _, rep) = net
-            .node
-            .query(&format!("/reputation/{}", worker.account))
-            .await?;
+        let rep = chain.reputation(&worker.account).await?;
+        ensure!(rep.agreed >= 1, "{}: {rep:?}", worker.account);
+        ensure!(rep.cheats == 0, "{}: {rep:?}", worker.account);
+        let record = chain.worker(&worker.account).await?;
         ensure!(
-            rep["agreed"].as_u64().unwrap_or(0) >= 1,
-            "{}: {rep}",
-            worker.account
-        );
-        ensure!(rep["cheats"] == 0, "{}: {rep}", worker.account);
-        let (_, _, record) = net
-            .node
-            .query(&format!("/worker/{}", worker.account))
-            .await?;
-        ensure!(
-            record["stake"] == STAKE,
-            "an honest stake is untouched: {record}"
+            record.stake == STAKE,
+            "an honest stake is untouched: {record:?}"
         );
     }
-    let (_, _, stats) = net.node.query("/stats").await?;
-    ensure!(stats["tasks_settled"] == TASKS, "{stats}");
-    ensure!(stats["credits_slashed"] == STAKE - stake, "{stats}");
+    let stats = chain.stats().await?;
+    ensure!(stats.tasks_settled == TASKS, "{stats:?}");
+    ensure!(stats.credits_slashed == STAKE - stake, "{stats:?}");
 
     // The read-only commands agree with the chain.
     let status = net.cli(&["job", "status", &job], CLI_TIMEOUT).await?;
@@ -250,25 +243,20 @@ async fn scenario(net: &Net) -> Result<()> {
 /// store fee: the rest of the escrow came back (transaction fees are 0 on
 /// this chain).
 async fn check_requester_paid(net: &Net, job: &str) -> Result<()> {
-    let (_, _, view) = net.node.query(&format!("/job/{job}")).await?;
-    ensure!(view["escrow"] == 0, "the escrow is settled: {view}");
-    let paid: u64 = view["tasks"]
-        .as_array()
+    let chain = net.node.chain();
+    let view = chain.job(&JobId::from_hex(job)?, JobTasks::All).await?;
+    ensure!(view.summary.escrow == 0, "the escrow is settled: {view:?}");
+    let paid: u64 = view
+        .tasks
+        .as_deref()
         .context("tasks")?
         .iter()
-        .map(|t| t["completion"]["paid"].as_u64().unwrap_or(0))
+        .map(|t| t.completion.as_ref().map_or(0, |c| c.paid))
         .sum();
-    ensure!(paid > 0, "workers were paid: {view}");
-    let module = view["module"].as_str().context("the job's module")?;
-    let (_, _, record) = net.node.query(&format!("/module/{module}")).await?;
-    let (_, _, params) = net.node.query("/params").await?;
-    let store_fee = record["size"]
-        .as_u64()
-        .context("module size")?
-        .div_ceil(1024)
-        * params["store_module_fee_per_kib"]
-            .as_u64()
-            .context("store fee")?;
+    ensure!(paid > 0, "workers were paid: {view:?}");
+    let record = chain.module(&view.summary.module).await?;
+    let params = chain.params().await?;
+    let store_fee = record.size.div_ceil(1024) * params.store_module_fee_per_kib;
     let requester = compute_proto::keys::KeyFile::load(&net.requester_key)?.account();
     let balance = net.node.balance(&requester).await?;
     ensure!(

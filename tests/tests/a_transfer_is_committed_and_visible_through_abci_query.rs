@@ -36,9 +36,9 @@ async fn a_transfer_is_committed_and_visible_through_abci_query() -> anyhow::Res
     node.wait_for_height(result.height.value() + 1, Duration::from_secs(20))
         .await?;
     let account = node.account(&alice.account()).await?;
-    assert_eq!(account["balance"], 1_000_000 - 1_234);
-    assert_eq!(account["nonce"], 1);
-    assert_eq!(account["address"], alice.account().to_hex());
+    assert_eq!(account.balance, 1_000_000 - 1_234);
+    assert_eq!(account.nonce, 1);
+    assert_eq!(account.address, alice.account());
     assert_eq!(node.balance(&bob).await?, 1_234);
 
     let (code, _, stats) = node.query("/stats").await?;

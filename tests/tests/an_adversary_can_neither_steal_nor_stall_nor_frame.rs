@@ -103,11 +103,8 @@ fn varint_field(number: u32, value: u64) -> Vec<u8> {
 
 /// What the chain says about an account, the parts a theft would change.
 async fn account_state(node: &Node, id: &AccountId) -> Result<(u64, u64)> {
-    let value = node.account(id).await?;
-    Ok((
-        value["balance"].as_u64().context("balance")?,
-        value["nonce"].as_u64().context("nonce")?,
-    ))
+    let account = node.account(id).await?;
+    Ok((account.balance, account.nonce))
 }
 
 /// The transaction counters of `/stats`.

@@ -3,13 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
 use clap::{Parser, Subcommand, ValueEnum};
-use compute_node::chain::ChainClient;
+use compute_client::blob::BLOB_BYTES_MAX_DEFAULT;
+use compute_client::follow::FALLBACK_TICK_MS;
+use compute_client::{ChainClient, ClientError, Gateway, JobTasks, JobWatch, JobsFilter, Query};
 use compute_node::jobs::{self, Progress};
 use compute_proto::keys::KeyFile;
-use compute_proto::{pb, AccountId, Code, SigningKey};
+use compute_proto::views::JobView;
+use compute_proto::{pb, AccountId, JobId, JobStatus, SigningKey, TaskStatus};
 use serde_json::json;
 
 /// The compute network's command-line tool.
@@ -24,7 +27,8 @@ struct Cli {
         default_value = "http://127.0.0.1:26657"
     )]
     node: String,
-    /// gRPC address of a gateway (compute-node), for the data plane.
+    /// gRPC address of a gateway (compute-node), for the data plane and
+    /// the job events `job submit` follows.
     #[arg(
         long,
         global = true,
@@ -184,6 +188,10 @@ enum JobCommand {
         /// Seconds to follow the job before giving up (it keeps running).
         #[arg(long, default_value_t = 900)]
         timeout: u64,
+        /// The largest output fetched from the gateway, in bytes; a gateway
+        /// that sends more is cut off.
+        #[arg(long, default_value_t = BLOB_BYTES_MAX_DEFAULT)]
+        max_output_bytes: u64,
     },
     /// A job's progress and tasks.
     Status {
@@ -211,6 +219,10 @@ enum JobCommand {
         /// Where to write them.
         #[arg(long)]
         out: PathBuf,
+        /// The largest output fetched from the gateway, in bytes; a gateway
+        /// that sends more is cut off.
+        #[arg(long, default_value_t = BLOB_BYTES_MAX_DEFAULT)]
+        max_output_bytes: u64,
     },
     /// Cancel an open job and take back what is not owed.
     Cancel {
@@ -354,6 +366,19 @@ fn add_genesis_account(path: &Path, id: &AccountId, balance: u64) -> Result<()> 
     Ok(())
 }
 
+/// Connects to the CometBFT node at `url`, saying what to do when it is
+/// not there.
+async fn connect(url: &str, chain_id: Option<String>) -> Result<ChainClient> {
+    ChainClient::connect(url, chain_id).await.with_context(|| {
+        format!("cannot reach the node at {url}: is it running? (start one with scripts/devnet.sh)")
+    })
+}
+
+/// The JSON of a typed answer.
+fn to_json(value: &impl serde::Serialize) -> Result<serde_json::Value> {
+    serde_json::to_value(value).context("encode the answer as JSON")
+}
+
 /// Runs a command; returns the exit status (0, or one of `EXIT_*` when the
 /// command did its work but the user must know something went wrong).
 async fn run(cli: Cli) -> Result<i32> {
@@ -385,12 +410,12 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Account { who } => {
             let id = resolve_account(&who)?;
-            let client = ChainClient::connect(&cli.node, cli.chain_id).await?;
+            let client = connect(&cli.node, cli.chain_id).await?;
             let account = client.account(&id).await?;
-            print(output, &account, || {
+            print(output, &to_json(&account)?, || {
                 format!(
                     "account {id}\n  balance {}\n  nonce   {}",
-                    account["balance"], account["nonce"]
+                    account.balance, account.nonce
                 )
             });
         }
@@ -403,18 +428,33 @@ async fn run(cli: Cli) -> Result<i32> {
         } => {
             let key = KeyFile::load(&key)?;
             let to = resolve_account(&to)?;
-            let client = ChainClient::connect(&cli.node, cli.chain_id).await?;
+            let client = connect(&cli.node, cli.chain_id).await?;
             let msg = pb::tx_body::Msg::Transfer(pb::Transfer {
                 to: to.0.to_vec(),
                 amount,
             });
-            let receipt = client.submit(&key, msg, fee, nonce).await?;
-            let value = serde_json::to_value(&receipt)?;
-            if receipt.code != Code::Ok.value() {
-                print(output, &value, String::new);
-                bail!("transfer refused (code {}): {}", receipt.code, receipt.log);
-            }
-            print(output, &value, || {
+            let receipt = match client.submit(&key, msg, fee, nonce).await {
+                Ok(receipt) => receipt,
+                Err(ClientError::TxRejected {
+                    code,
+                    log,
+                    hash,
+                    height,
+                }) => {
+                    print(
+                        output,
+                        &json!({"hash": hash, "height": height, "code": code.value(), "log": log}),
+                        String::new,
+                    );
+                    bail!(
+                        "transfer refused (code {} {}): {log}",
+                        code.value(),
+                        code.name()
+                    );
+                }
+                Err(e) => return Err(e).context("send the transfer"),
+            };
+            print(output, &to_json(&receipt)?, || {
                 format!(
                     "sent {amount} to {to} in block {} (tx {})",
                     receipt.height, receipt.hash
@@ -422,8 +462,8 @@ async fn run(cli: Cli) -> Result<i32> {
             });
         }
         Command::Query { path } => {
-            let client = ChainClient::connect(&cli.node, cli.chain_id).await?;
-            let value = client.query(&path).await?;
+            let client = connect(&cli.node, cli.chain_id).await?;
+            let value: serde_json::Value = client.query(&path).await?;
             print(output, &value, || {
                 serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
             });
@@ -442,7 +482,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Module(ModuleCommand::Upload { wasm, key, fee }) => {
             let key = KeyFile::load(&key)?;
             let bytes = std::fs::read(&wasm).with_context(|| format!("read {}", wasm.display()))?;
-            let client = ChainClient::connect(&cli.node, cli.chain_id).await?;
+            let client = connect(&cli.node, cli.chain_id).await?;
             let (id, receipt) = jobs::upload_module(&client, &key, &bytes, fee).await?;
             print(
                 output,
@@ -458,40 +498,22 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Reputation { who } => {
             let id = resolve_account(&who)?;
-            let client = ChainClient::connect(&cli.node, cli.chain_id).await?;
-            let r = client.query(&format!("/reputation/{id}")).await?;
-            print(output, &r, || {
+            let client = connect(&cli.node, cli.chain_id).await?;
+            let r = client.reputation(&id).await?;
+            print(output, &to_json(&r)?, || {
                 format!(
                     "{id}\n  score        {} ppm\n  agreed       {} ({} fuel)\n  received     {} tasks ({} fuel)\n  cheats       {}\n  missed       {}\n  blocks       {} signed, {} proposed",
-                    r["score_ppm"], r["agreed"], r["fuel_worked"], r["tasks_received"],
-                    r["fuel_received"], r["cheats"], r["missed"], r["blocks_signed"],
-                    r["blocks_proposed"]
+                    r.score_ppm, r.agreed, r.fuel_worked, r.tasks_received,
+                    r.fuel_received, r.cheats, r.missed, r.blocks_signed,
+                    r.blocks_proposed
                 )
             });
         }
         Command::Top { limit } => {
-            let client = ChainClient::connect(&cli.node, cli.chain_id).await?;
-            let mut workers = Vec::new();
-            let mut after: Option<String> = None;
+            let client = connect(&cli.node, cli.chain_id).await?;
             // Every registered worker, a page at a time (bounded by max_workers).
-            for _ in 0..1_000 {
-                let path = match &after {
-                    Some(a) => format!("/workers?limit=500&after={a}"),
-                    None => "/workers?limit=500".to_owned(),
-                };
-                let page = client.query(&path).await?;
-                workers.extend(page["workers"].as_array().cloned().unwrap_or_default());
-                match page["next"].as_str() {
-                    Some(next) => after = Some(next.to_owned()),
-                    None => break,
-                }
-            }
-            workers.sort_by_key(|w| {
-                (
-                    std::cmp::Reverse(w["score_ppm"].as_u64().unwrap_or(0)),
-                    w["worker"].as_str().unwrap_or_default().to_owned(),
-                )
-            });
+            let mut workers = client.all_workers().await?;
+            workers.sort_by_key(|w| (std::cmp::Reverse(w.score_ppm), w.worker));
             workers.truncate(limit);
             print(output, &json!({"workers": workers}), || {
                 let mut text = format!(
@@ -502,27 +524,29 @@ async fn run(cli: Cli) -> Result<i32> {
                     text.push_str(&format!(
                         "\n{:<4} {:<64} {:>9} {:>7} {:>6} {:>6} {:>10}",
                         i + 1,
-                        w["worker"].as_str().unwrap_or_default(),
-                        w["score_ppm"].to_string(),
-                        w["agreed"].to_string(),
-                        w["cheats"].to_string(),
-                        w["missed"].to_string(),
-                        w["stake"].to_string()
+                        w.worker.to_hex(),
+                        w.score_ppm,
+                        w.agreed,
+                        w.cheats,
+                        w.missed,
+                        w.stake
                     ));
                 }
                 text
             });
         }
         Command::Status => {
-            let client = ChainClient::connect(&cli.node, cli.chain_id).await?;
-            let (height, app_hash) = client.status().await?;
+            let client = connect(&cli.node, cli.chain_id).await?;
+            let status = client.status().await?;
             print(
                 output,
-                &json!({"chain_id": client.chain_id(), "height": height, "app_hash": app_hash}),
+                &json!({"chain_id": client.chain_id(), "height": status.height, "app_hash": status.app_hash}),
                 || {
                     format!(
-                        "chain {} at height {height}, app hash {app_hash}",
-                        client.chain_id()
+                        "chain {} at height {}, app hash {}",
+                        client.chain_id(),
+                        status.height,
+                        status.app_hash
                     )
                 },
             );
@@ -539,8 +563,9 @@ async fn job_command(
     gateway_url: &str,
     output: Output,
 ) -> Result<i32> {
-    let client = ChainClient::connect(node, chain_id).await?;
-    let mut gateway = None;
+    let client = connect(node, chain_id).await?;
+    // Connected on first use: only blobs and event streams need it.
+    let gateway = jobs::gateway(gateway_url)?;
     match command {
         JobCommand::Submit {
             module,
@@ -561,15 +586,18 @@ async fn job_command(
             out,
             no_wait,
             timeout,
+            max_output_bytes,
         } => {
             let key = KeyFile::load(&key)?;
             let wasm =
                 std::fs::read(&module).with_context(|| format!("read {}", module.display()))?;
             let (module_id, _) = jobs::upload_module(&client, &key, &wasm, fee).await?;
-            let params = client.query("/params").await?;
-            let max_inline = params["max_inline_input_bytes"].as_u64().unwrap_or(0);
+            let params = client
+                .params()
+                .await
+                .context("read the chain's parameters")?;
             let files = jobs::input_files(&inputs)?;
-            let tasks = jobs::task_inputs(&files, max_inline, &mut gateway, gateway_url).await?;
+            let tasks = jobs::task_inputs(&files, params.max_inline_input_bytes, &gateway).await?;
             let policy = if verified {
                 pb::policy::Kind::Verified(pb::VerifiedPolicy {
                     verify_fuel,
@@ -583,7 +611,7 @@ async fn job_command(
                 })
             };
             let nonce = client.next_nonce(&key.account()).await?;
-            let job = compute_proto::JobId::derive(&key.account(), nonce);
+            let job = JobId::derive(&key.account(), nonce);
             let msg = pb::tx_body::Msg::PostJob(pb::PostJob {
                 module_id: module_id.0.to_vec(),
                 tasks,
@@ -594,14 +622,10 @@ async fn job_command(
                 min_reputation_ppm: min_reputation,
                 max_tasks_per_worker,
             });
-            let receipt = client.submit(&key, msg, fee, Some(nonce)).await?;
-            if receipt.code != Code::Ok.value() {
-                bail!(
-                    "the job was refused (code {}): {}",
-                    receipt.code,
-                    receipt.log
-                );
-            }
+            let receipt = client
+                .submit(&key, msg, fee, Some(nonce))
+                .await
+                .context("the job was refused")?;
             if output == Output::Text {
                 eprintln!(
                     "job {job} posted in block {} with {} tasks (module {module_id})",
@@ -617,45 +641,38 @@ async fn job_command(
                 );
                 return Ok(0);
             }
-            let view = follow(&client, &job, timeout, output).await?;
+            let view = follow(&client, &gateway, &job, timeout, output).await?;
             return finish(
                 &client,
                 &view,
                 &job,
                 out.as_deref(),
-                &mut gateway,
-                gateway_url,
+                &gateway,
+                max_output_bytes,
                 output,
             )
             .await;
         }
         JobCommand::Status { job } => {
             let job = jobs::parse_job(&job)?;
-            let view = client.query(&format!("/job/{job}")).await?;
+            let view = client.job(&job, JobTasks::All).await?;
             let p = Progress::of(&view);
-            print(output, &view, || {
+            print(output, &to_json(&view)?, || {
                 let mut text = format!(
                     "job {job}: {}\n  tasks {} (settled {}, failed {}), replicas assigned {} committed {} revealed {}\n  escrow {}, deadline height {}",
                     p.status, p.tasks, p.settled, p.failed, p.assigned_text(), p.committed,
-                    p.revealed, view["escrow"], view["deadline_height"]
+                    p.revealed, view.summary.escrow, view.summary.deadline_height
                 );
-                for t in view["tasks"].as_array().into_iter().flatten() {
-                    let workers: Vec<String> = t["replicas"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|r| {
-                            format!(
-                                "{}:{}",
-                                r["worker"].as_str().and_then(|w| w.get(..8)).unwrap_or("?"),
-                                r["status"].as_str().unwrap_or("?")
-                            )
-                        })
+                for t in view.tasks.iter().flatten() {
+                    let workers: Vec<String> = t
+                        .replicas
+                        .iter()
+                        .map(|r| format!("{}:{}", &r.worker.to_hex()[..8], r.status))
                         .collect();
                     text.push_str(&format!(
                         "\n  task {:>4} {:<9} {}",
-                        t["index"].to_string(),
-                        t["status"].as_str().unwrap_or("?"),
+                        t.index,
+                        t.status.name(),
                         workers.join(" ")
                     ));
                 }
@@ -667,43 +684,52 @@ async fn job_command(
             status,
             limit,
         } => {
-            let mut args = vec![format!("limit={}", limit.clamp(1, 500))];
-            if let Some(m) = master {
-                args.push(format!("master={}", resolve_account(&m)?));
-            }
-            if let Some(s) = status {
-                args.push(format!("status={s}"));
-            }
-            let page = client.query(&format!("/jobs?{}", args.join("&"))).await?;
-            print(output, &page, || {
+            let filter = JobsFilter {
+                status: status
+                    .map(|s| {
+                        JobStatus::from_name(&s).map_err(|_| {
+                            anyhow!("status '{s}' is not one of open, completed, failed, cancelled")
+                        })
+                    })
+                    .transpose()?,
+                master: master.map(|m| resolve_account(&m)).transpose()?,
+                limit: Some(u32::try_from(limit.clamp(1, 500)).unwrap_or(500)),
+                after: None,
+            };
+            let page = client.jobs(&filter).await?;
+            print(output, &to_json(&page)?, || {
                 let mut text = format!(
                     "{:<64} {:<10} {:>5} {:>7} {:>6} {:>8}",
                     "job", "status", "tasks", "settled", "failed", "escrow"
                 );
-                for j in page["jobs"].as_array().into_iter().flatten() {
+                for j in &page.jobs {
                     text.push_str(&format!(
                         "\n{:<64} {:<10} {:>5} {:>7} {:>6} {:>8}",
-                        j["job"].as_str().unwrap_or_default(),
-                        j["status"].as_str().unwrap_or_default(),
-                        j["task_count"].to_string(),
-                        j["tasks_settled"].to_string(),
-                        j["tasks_failed"].to_string(),
-                        j["escrow"].to_string()
+                        j.job.to_hex(),
+                        j.status.name(),
+                        j.task_count,
+                        j.tasks_settled,
+                        j.tasks_failed,
+                        j.escrow
                     ));
                 }
                 text
             });
         }
-        JobCommand::Results { job, out } => {
+        JobCommand::Results {
+            job,
+            out,
+            max_output_bytes,
+        } => {
             let job = jobs::parse_job(&job)?;
-            let view = client.query(&format!("/job/{job}?tasks=false")).await?;
+            let view = client.job(&job, JobTasks::Without).await?;
             return finish(
                 &client,
                 &view,
                 &job,
                 Some(&out),
-                &mut gateway,
-                gateway_url,
+                &gateway,
+                max_output_bytes,
                 output,
             )
             .await;
@@ -720,14 +746,12 @@ async fn job_command(
                     fee,
                     None,
                 )
-                .await?;
-            if receipt.code != Code::Ok.value() {
-                bail!("cancel refused (code {}): {}", receipt.code, receipt.log);
-            }
-            let view = client.query(&format!("/job/{job}?tasks=false")).await?;
+                .await
+                .context("cancel refused")?;
+            let view = client.job(&job, JobTasks::Without).await?;
             print(
                 output,
-                &json!({"job": job, "height": receipt.height, "status": view["status"]}),
+                &json!({"job": job, "height": receipt.height, "status": view.summary.status}),
                 || format!("job {job} cancelled in block {}", receipt.height),
             );
         }
@@ -737,12 +761,18 @@ async fn job_command(
 
 /// Follows a job until it ends, with progress bars on a terminal (plain
 /// lines otherwise); returns its final view.
+///
+/// The job is read again on each of its events from the gateway's
+/// `Subscribe` stream, or every [`FALLBACK_TICK_MS`] when none arrives (the
+/// stream is reopened with backoff when it drops), never more than
+/// `timeout` seconds in all.
 async fn follow(
     client: &ChainClient,
-    job: &compute_proto::JobId,
+    gateway: &Gateway,
+    job: &JobId,
     timeout: u64,
     output: Output,
-) -> Result<serde_json::Value> {
+) -> Result<JobView> {
     use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
     use std::io::IsTerminal;
     let interactive = output == Output::Text && std::io::stderr().is_terminal();
@@ -766,11 +796,24 @@ async fn follow(
         bar("revealed"),
         bar("settled"),
     );
-    let started = std::time::Instant::now();
-    let mut last = Progress::default();
+    let started = tokio::time::Instant::now();
+    let deadline = started + std::time::Duration::from_secs(timeout);
+    // Subscribed before the first read, so that no change after it is missed.
+    let mut watch = JobWatch::start(gateway.clone(), *job).await;
+    if !watch.is_subscribed() && output == Output::Text {
+        bars.suspend(|| {
+            eprintln!(
+                "note: no event stream from the gateway at {} ({}); reading the job every {} s until there is one",
+                gateway.url(),
+                watch.last_error().unwrap_or("unknown error"),
+                FALLBACK_TICK_MS / 1_000
+            )
+        });
+    }
+    let mut last: Option<Progress> = None;
     let mut hinted = output == Output::Json;
     loop {
-        let view = client.query(&format!("/job/{job}?tasks=false")).await?;
+        let view = client.job(job, JobTasks::Without).await?;
         let p = Progress::of(&view);
         // Replacements of workers that missed or were judged are drawn on
         // top of the replicas wanted: a bar never goes past what is wanted.
@@ -785,7 +828,7 @@ async fn follow(
         }
         settled.set_length(p.tasks);
         settled.set_position(p.settled + p.failed);
-        if !interactive && output == Output::Text && p != last {
+        if !interactive && output == Output::Text && last.as_ref() != Some(&p) {
             eprintln!("{}", p.line());
         }
         if p.ended() {
@@ -796,11 +839,10 @@ async fn follow(
         }
         if !hinted && p.assigned == 0 && started.elapsed() > IDLE_HINT_AFTER {
             hinted = true;
-            let pool = client.query("/workers?limit=1").await.ok();
-            let none = pool
-                .as_ref()
-                .and_then(|p| p["workers"].as_array())
-                .is_none_or(|w| w.is_empty());
+            let none = client
+                .workers(None, 1)
+                .await
+                .map_or(true, |page| page.workers.is_empty());
             // `assigned` leaves out replicas that missed or declined: look
             // at the tasks before saying that no worker was drawn.
             let drawn = if none {
@@ -818,37 +860,36 @@ async fn follow(
             };
             bars.suspend(|| eprintln!("note: {hint}"));
         }
-        last = p;
-        if started.elapsed() > std::time::Duration::from_secs(timeout) {
+        let status = p.status;
+        last = Some(p);
+        if tokio::time::Instant::now() >= deadline {
             bail!(
-                "job {job} is still {} after {timeout} s; follow it with `compute job status {job}`",
-                last.status
+                "job {job} is still {status} after {timeout} s; follow it with `compute job status {job}`"
             );
         }
-        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        // Every wake-up (an event, a reopened stream, the fallback tick,
+        // the deadline) is answered by one read; the idle hint is due at
+        // most one tick after IDLE_HINT_AFTER.
+        watch.wait(deadline).await;
     }
 }
 
 /// Replicas ever drawn for a job's tasks, whatever became of them (a
 /// lower bound if a page cannot be read).
-async fn drawn_replicas(client: &ChainClient, job: &compute_proto::JobId) -> usize {
+async fn drawn_replicas(client: &ChainClient, job: &JobId) -> usize {
     let mut drawn = 0;
-    let mut after: Option<u64> = None;
+    let mut after: Option<u32> = None;
     for _ in 0..100 {
-        let path = match after {
-            Some(a) => format!("/job/{job}?after={a}&limit=500"),
-            None => format!("/job/{job}?limit=500"),
-        };
-        let Ok(page) = client.query(&path).await else {
+        let Ok(page) = client.job(job, JobTasks::Page { after, limit: 500 }).await else {
             break;
         };
-        drawn += page["tasks"]
-            .as_array()
-            .into_iter()
+        drawn += page
+            .tasks
+            .iter()
             .flatten()
-            .map(|t| t["replicas"].as_array().map_or(0, Vec::len))
+            .map(|t| t.replicas.len())
             .sum::<usize>();
-        match page["next"].as_u64() {
+        match page.next {
             Some(next) if drawn == 0 => after = Some(next),
             _ => break,
         }
@@ -873,30 +914,21 @@ const EXIT_TASKS_TRAPPED: i32 = 4;
 /// The failed tasks of a job and why (at most `limit`).
 async fn failed_tasks(
     client: &ChainClient,
-    job: &compute_proto::JobId,
+    job: &JobId,
     limit: usize,
-) -> Vec<(u64, String, String)> {
+) -> Vec<(u32, TaskStatus, String)> {
     let mut failed = Vec::new();
-    let mut after: Option<u64> = None;
+    let mut after: Option<u32> = None;
     for _ in 0..100 {
-        let path = match after {
-            Some(a) => format!("/job/{job}?after={a}&limit=500"),
-            None => format!("/job/{job}?limit=500"),
-        };
-        let Ok(page) = client.query(&path).await else {
+        let Ok(page) = client.job(job, JobTasks::Page { after, limit: 500 }).await else {
             break;
         };
-        for t in page["tasks"].as_array().into_iter().flatten() {
-            let status = t["status"].as_str().unwrap_or("?");
-            if status == "failed" || status == "cancelled" {
-                failed.push((
-                    t["index"].as_u64().unwrap_or(0),
-                    status.to_owned(),
-                    t["failure"].as_str().unwrap_or_default().to_owned(),
-                ));
+        for t in page.tasks.iter().flatten() {
+            if matches!(t.status, TaskStatus::Failed | TaskStatus::Cancelled) {
+                failed.push((t.index, t.status, t.failure.clone().unwrap_or_default()));
             }
         }
-        match page["next"].as_u64() {
+        match page.next {
             Some(next) if failed.len() < limit => after = Some(next),
             _ => break,
         }
@@ -910,17 +942,15 @@ async fn failed_tasks(
 /// exit status (0 when every task has its output).
 async fn finish(
     client: &ChainClient,
-    view: &serde_json::Value,
-    job: &compute_proto::JobId,
+    view: &JobView,
+    job: &JobId,
     out: Option<&Path>,
-    gateway: &mut Option<
-        compute_proto::pb::gateway_client::GatewayClient<tonic::transport::Channel>,
-    >,
-    gateway_url: &str,
+    gateway: &Gateway,
+    max_output_bytes: u64,
     output: Output,
 ) -> Result<i32> {
-    let completions = jobs::completions(client, job).await?;
-    let outputs = jobs::outputs(&completions, gateway, gateway_url).await?;
+    let completions = client.job_completions(job).await?;
+    let outputs = jobs::outputs(&completions, gateway, max_output_bytes).await?;
     let written = match out {
         Some(dir) => jobs::write_outputs(dir, &outputs)?,
         None => Vec::new(),
@@ -935,7 +965,7 @@ async fn finish(
     } else {
         Vec::new()
     };
-    let job_failed = p.status != "completed" || p.failed > 0;
+    let job_failed = p.status != JobStatus::Completed || p.failed > 0;
     let code = if job_failed {
         EXIT_TASKS_FAILED
     } else if !trapped.is_empty() {
@@ -1006,7 +1036,7 @@ async fn finish(
                 p.tasks.saturating_sub(p.settled),
                 p.tasks
             ),
-            EXIT_TASKS_FAILED if p.status != "completed" => eprintln!(
+            EXIT_TASKS_FAILED if p.status != JobStatus::Completed => eprintln!(
                 "error: job {job} {}: {} of {} tasks have no result",
                 p.status,
                 p.tasks.saturating_sub(p.settled),

@@ -20,7 +20,8 @@
 //! through `Query`.
 //!
 //! Each height is published once, in order. When the connection breaks it
-//! is reopened with exponential backoff, and the blocks committed meanwhile
+//! is reopened with exponential backoff with jitter (`compute_client`'s
+//! [`Backoff`]), and the blocks committed meanwhile
 //! are read through `block_results` (at most the last
 //! [`CATCH_UP_BLOCKS_MAX`]) and published before live blocks, so that no
 //! event is lost in a short outage; a gap in the live heights is filled the
@@ -29,6 +30,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use compute_client::Backoff;
 use compute_proto::{pb, AccountId, JobId};
 use tendermint::abci;
 use tendermint_rpc::event::EventData;
@@ -51,7 +53,8 @@ pub const BLOCKS_BUFFERED: usize = 1024;
 pub const CATCH_UP_BLOCKS_MAX: u64 = 1000;
 /// How long connecting and subscribing may take.
 const CONNECT_TIMEOUT_MS: u64 = 10_000;
-/// The first wait before reconnecting.
+/// The first ceiling of the wait before reconnecting (the wait is drawn
+/// from its upper half).
 const BACKOFF_MIN_MS: u64 = 200;
 /// The longest wait between reconnections.
 const BACKOFF_MAX_MS: u64 = 10_000;
@@ -335,10 +338,10 @@ impl Hub {
     async fn run(&self, relay: &Relay, metrics: &Metrics) {
         // Every event at this height or below has been published.
         let mut synced: Option<u64> = None;
-        let mut backoff_ms = BACKOFF_MIN_MS;
+        let mut backoff = Backoff::new(BACKOFF_MIN_MS, BACKOFF_MAX_MS);
         loop {
             let why = self
-                .session(relay, metrics, &mut synced, &mut backoff_ms)
+                .session(relay, metrics, &mut synced, &mut backoff)
                 .await;
             metrics.cometbft_subscriptions_set(0);
             let was_connected = self.inner.link.borrow().connected;
@@ -346,16 +349,16 @@ impl Hub {
             if was_connected {
                 metrics.subscription_reconnect();
             }
-            tracing::warn!(ws = %self.inner.ws_url, %why, backoff_ms, "CometBFT subscription lost; reconnecting");
+            let delay = backoff.next_delay();
+            tracing::warn!(ws = %self.inner.ws_url, %why, ?delay, "CometBFT subscription lost; reconnecting");
             tokio::select! {
-                () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+                () = tokio::time::sleep(delay) => {}
                 () = async {
                     // A new subscriber is waiting: retry soon, not later.
                     self.inner.nudge.notified().await;
                     tokio::time::sleep(Duration::from_millis(BACKOFF_MIN_MS)).await;
                 } => {}
             }
-            backoff_ms = backoff_ms.saturating_mul(2).min(BACKOFF_MAX_MS);
         }
     }
 
@@ -366,7 +369,7 @@ impl Hub {
         relay: &Relay,
         metrics: &Metrics,
         synced: &mut Option<u64>,
-        backoff_ms: &mut u64,
+        backoff: &mut Backoff,
     ) -> String {
         let ws_url = self.inner.ws_url.clone();
         let connecting = async {
@@ -410,7 +413,7 @@ impl Hub {
             }
         }
         *synced = Some(synced.map_or(now, |s| s.max(now)));
-        *backoff_ms = BACKOFF_MIN_MS;
+        backoff.reset();
         self.set_link(true, true, None);
         tracing::info!(ws = %ws_url, query = %hub_query(), height = now, "subscribed to CometBFT");
         loop {

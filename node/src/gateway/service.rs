@@ -23,9 +23,9 @@ use super::store::{BlobStore, Stored};
 
 /// The size of the chunks `GetBlob` streams.
 pub const CHUNK_BYTES: usize = 1 << 20;
-/// The largest transaction relayed; gRPC's default message limit is 4 MiB
-/// and CometBFT's own limit is usually lower.
-pub const TX_BYTES_MAX: usize = 4 << 20;
+/// The largest transaction relayed: the ceiling genesis puts on the
+/// chain's `max_tx_bytes`, so every transaction a chain can accept fits.
+pub const TX_BYTES_MAX: usize = compute_proto::limits::TX_BYTES_CEILING as usize;
 /// The metadata key a gateway sets when it fetches from a peer: a gateway
 /// that sees it serves only what it has, so two gateways that name each
 /// other as peers never ask each other in a loop.
