@@ -61,13 +61,17 @@ const BACKOFF_MAX_MS: u64 = 10_000;
 
 /// The event kinds streamed to a worker.
 const WORKER_KINDS: &[&str] = &["task_assigned", "task_reveal_open"];
-/// The event kinds streamed for a job.
+/// The event kinds streamed for a job: every step a progress display counts.
 const JOB_KINDS: &[&str] = &[
     "task_assigned",
+    "task_committed",
+    "task_declined",
     "task_reveal_open",
+    "task_revealed",
     "task_settled",
     "task_failed",
     "job_completed",
+    "job_cancelled",
     "worker_cheated",
 ];
 
