@@ -7,7 +7,9 @@ use compute_proto::{AccountId, Hash32, JobId, JobStatus, ModuleId, ReplicaStatus
 fn queries_section() -> String {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/CHAIN.md"))
         .expect("docs/CHAIN.md is readable");
-    let start = text.find("## Queries").expect("CHAIN.md has a Queries section");
+    let start = text
+        .find("## Queries")
+        .expect("CHAIN.md has a Queries section");
     let end = text[start + 1..]
         .find("\n## ")
         .map_or(text.len(), |i| start + 1 + i);
