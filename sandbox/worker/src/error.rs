@@ -2,17 +2,17 @@
 //! service's own steps (home directory, gateway, journal, sandbox,
 //! transactions), below every module that can fail with it.
 
+use compute_client::ClientError;
 use compute_sandbox::SandboxError;
 
-use crate::gateway::GatewayError;
 use crate::journal::JournalError;
 
 /// Why the worker could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    /// The gateway failed.
-    #[error(transparent)]
-    Gateway(#[from] GatewayError),
+    /// The gateway failed, or the chain refused a query through it.
+    #[error("{}", gateway_reason(.0))]
+    Gateway(#[from] ClientError),
     /// The journal failed.
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -57,4 +57,46 @@ pub enum WorkerError {
     /// The worker was asked to stop.
     #[error("shutting down")]
     ShuttingDown,
+}
+
+/// A gateway failure as a person reads it. The client's wording of a
+/// timeout or a bad URL is the same for every transport; the worker's only
+/// transport is its gateway (`--gateway`), so those say so. Every other
+/// failure already names the gateway call, the query path or the blob.
+pub(crate) fn gateway_reason(error: &ClientError) -> String {
+    match error {
+        ClientError::Timeout { .. } | ClientError::BadUrl { .. } => format!("gateway {error}"),
+        _ => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_failures_name_the_gateway() {
+        let timeout = WorkerError::from(ClientError::Timeout {
+            call: "Query",
+            timeout_ms: 30_000,
+        });
+        assert_eq!(
+            timeout.to_string(),
+            "gateway Query took longer than 30000 ms"
+        );
+        let url = WorkerError::from(ClientError::BadUrl {
+            url: "nope".to_owned(),
+            detail: "invalid format".to_owned(),
+        });
+        assert_eq!(
+            url.to_string(),
+            "gateway URL 'nope' is not valid: invalid format"
+        );
+        // Already specific: left as the client words it.
+        let not_found = WorkerError::from(ClientError::NotFound {
+            path: "/params".to_owned(),
+            log: "no such path".to_owned(),
+        });
+        assert_eq!(not_found.to_string(), "not found: /params: no such path");
+    }
 }

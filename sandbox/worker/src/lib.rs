@@ -5,7 +5,8 @@
 //! disk) and input (checked against its hash), runs the task in the
 //! deterministic sandbox, stores the output in the gateway's blob store, and
 //! signs `CommitResult` and then `RevealResult`. It talks only to the gateway
-//! (gRPC), never to CometBFT.
+//! (gRPC, through [`compute_client::Gateway`], whose jittered backoff and
+//! retries it uses too), never to CometBFT.
 //!
 //! - [`worker`]: the service's configuration, startup and main loop
 //!   (events, periodic reconciliation, shutdown);
@@ -18,7 +19,6 @@
 //! - [`home`]: the lock that keeps one worker process per home directory;
 //! - [`error`]: why the worker could not start or stopped;
 //! - [`journal`]: the write-ahead journal that makes restarts safe;
-//! - [`gateway`]: the gateway client, typed errors and retries;
 //! - [`chain`]: the chain's JSON answers and the ABCI codes the worker acts on;
 //! - [`deny`]: the local deny list of modules;
 //! - [`modules`]: the on-disk module cache;
@@ -31,7 +31,6 @@
 pub mod chain;
 pub mod deny;
 pub mod error;
-pub mod gateway;
 pub mod home;
 pub mod journal;
 pub mod modules;

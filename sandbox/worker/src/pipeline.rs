@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
+use compute_client::{retry, ClientError, Gateway, Query as _};
 use compute_proto::{BlobId, ModuleId};
 use compute_sandbox::{
     Execution, PrepareError, PreparedModule, Sandbox, TaskLimits, Verification, WorkerFault,
@@ -20,7 +21,7 @@ use tokio::sync::{oneshot, watch, Semaphore};
 
 use crate::chain::{task_key, Assignment, ChainParams, InputView, JobPolicy, ModuleView};
 use crate::deny::DenyList;
-use crate::gateway::{retry, Gateway, GatewayError};
+use crate::error::gateway_reason;
 use crate::journal::{Entry, EntryState, JournalError, JOURNAL_VERSION};
 use crate::modules::ModuleCache;
 use crate::result::TaskResult;
@@ -38,8 +39,8 @@ pub const SALT_BYTES: usize = 32;
 /// Why one task could not be run.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TaskError {
-    #[error(transparent)]
-    Gateway(#[from] GatewayError),
+    #[error("{}", gateway_reason(.0))]
+    Gateway(#[from] ClientError),
     #[error("module {0} is on the deny list")]
     Denied(ModuleId),
     #[error("module {module}: {reason}")]
@@ -258,9 +259,8 @@ impl Pipeline {
         if let Some(bytes) = self.modules.get(module) {
             return Ok(bytes);
         }
-        let path = format!("/module/{module}?code=true");
         let answer: ModuleView = retry("module", &self.shutdown, || {
-            self.gateway.query::<ModuleView>(&path)
+            self.gateway.module_code(module)
         })
         .await?;
         let bytes = answer

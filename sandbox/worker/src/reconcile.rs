@@ -11,12 +11,12 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use compute_client::{retry, Gateway, Query as _};
 use compute_proto::{AccountId, ReplicaStatus, TaskStatus};
 use tokio::sync::watch;
 
 use crate::chain::{task_key, Assignment, AssignmentsView};
 use crate::error::WorkerError;
-use crate::gateway::{retry, Gateway};
 use crate::home::HomeLock;
 use crate::journal::{Entry, EntryState, Journal, TaskKey};
 use crate::pipeline::{Pipeline, TaskError};
@@ -145,9 +145,8 @@ impl Reconciler {
     /// # Errors
     /// When the assignments cannot be read.
     pub(crate) async fn reconcile(self: Arc<Self>) -> Result<(), WorkerError> {
-        let path = format!("/worker/{}/assignments", self.account);
         let answer: AssignmentsView = retry("assignments", &self.shutdown, || {
-            self.gateway.query::<AssignmentsView>(&path)
+            self.gateway.assignments(&self.account)
         })
         .await?;
         let listed: BTreeSet<TaskKey> = answer.assignments.iter().map(task_key).collect();

@@ -3,12 +3,12 @@
 //! the account's nonce kept in step with the chain, and reading the
 //! chain's answer as what the journal should now record.
 
+use compute_client::{retry, Backoff, Gateway, Query as _};
 use compute_proto::{commitment, pb, AccountId, Code, SigningKey, TxBuilder};
 use tokio::sync::watch;
 
 use crate::chain::{AccountView, WorkerView};
 use crate::error::WorkerError;
-use crate::gateway::{retry, Backoff, Gateway, GatewayError};
 use crate::journal::{Entry, EntryState, TaskKey};
 
 /// Attempts to get one transaction accepted (nonce resyncs included).
@@ -95,12 +95,11 @@ impl Submitter {
     /// # Errors
     /// When the gateway fails or the chain refuses the registration.
     pub async fn register(&self, capacity: u32, stake: u64) -> Result<(), WorkerError> {
-        let path = format!("/worker/{}", self.account);
-        match retry("worker record", &self.shutdown, || {
-            self.gateway.query::<WorkerView>(&path)
+        let record: Result<WorkerView, _> = retry("worker record", &self.shutdown, || {
+            self.gateway.worker(&self.account)
         })
-        .await
-        {
+        .await;
+        match record {
             Ok(record) => {
                 tracing::info!(
                     capacity = record.capacity,
@@ -119,7 +118,7 @@ impl Submitter {
                 }
                 Ok(())
             }
-            Err(GatewayError::NotFound { .. }) => {
+            Err(e) if e.is_not_found() => {
                 let msg = pb::tx_body::Msg::RegisterWorker(pb::RegisterWorker { capacity, stake });
                 let answer = self.submit(msg, TxKind::Register).await?;
                 match Code::from_u32(answer.code) {
@@ -162,9 +161,8 @@ impl Submitter {
             let nonce = match *slot {
                 Some(nonce) => nonce,
                 None => {
-                    let path = format!("/account/{}", self.account);
                     let account: AccountView = retry("account", &self.shutdown, || {
-                        self.gateway.query::<AccountView>(&path)
+                        self.gateway.account(&self.account)
                     })
                     .await?;
                     tracing::debug!(

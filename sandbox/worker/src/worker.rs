@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use compute_client::{Backoff, Gateway, Query};
 use compute_proto::{pb, AccountId, SigningKey, TxBuilder};
 use compute_sandbox::{Sandbox, SandboxConfig};
 use tokio::sync::{oneshot, watch, Notify};
@@ -17,7 +18,6 @@ use tokio::sync::{oneshot, watch, Notify};
 use crate::chain::{ChainParams, StatsView};
 use crate::deny::DenyList;
 use crate::error::WorkerError;
-use crate::gateway::{Backoff, Gateway};
 use crate::home::HomeLock;
 use crate::journal::Journal;
 use crate::modules::ModuleCache;
@@ -229,17 +229,17 @@ async fn follow_events(
             return;
         }
         match gateway.subscribe_worker(&account).await {
-            Ok(mut stream) => {
+            Ok(mut events) => {
                 tracing::info!("listening for assignments");
                 if let Some(tx) = first.take() {
                     let _ = tx.send(true);
                 }
-                backoff = Backoff::new(500, 10_000);
+                backoff.reset();
                 // Events may have been missed while disconnected.
                 wake.notify_one();
                 loop {
                     tokio::select! {
-                        message = stream.message() => match message {
+                        message = events.next() => match message {
                             Ok(Some(event)) => {
                                 log_event(&event);
                                 wake.notify_one();
@@ -248,8 +248,8 @@ async fn follow_events(
                                 tracing::warn!("event stream ended; reconnecting");
                                 break;
                             }
-                            Err(status) => {
-                                tracing::warn!(code = ?status.code(), message = status.message(), "event stream broke; reconnecting");
+                            Err(error) => {
+                                tracing::warn!(code = ?error.grpc_code(), %error, "event stream broke; reconnecting");
                                 break;
                             }
                         },
@@ -289,8 +289,6 @@ fn log_event(event: &pb::ChainEvent) {
     );
 }
 
-/// Queries `path` until the gateway answers (or shutdown): at startup the
-/// gateway may still be coming up.
 /// The chain id and height, once the chain has a genesis (its `/stats`
 /// names no chain id before).
 async fn wait_for_genesis(
@@ -315,7 +313,9 @@ async fn wait_for_genesis(
     }
 }
 
-async fn wait_for_gateway<T: serde::de::DeserializeOwned>(
+/// Queries `path` until the gateway answers (or shutdown): at startup the
+/// gateway may still be coming up.
+async fn wait_for_gateway<T: serde::de::DeserializeOwned + Send>(
     gateway: &Gateway,
     path: &str,
     shutdown: &watch::Receiver<bool>,
