@@ -33,7 +33,7 @@ const KNOWN_PATHS: &str = "/account/<hex>, /params, /stats, /module/<id>[?code=t
 /// Entries a page holds when the query names no `limit`.
 pub const DEFAULT_PAGE: usize = 50;
 /// Entries a page holds at most.
-pub const MAX_PAGE: usize = 500;
+pub const MAX_PAGE: usize = compute_proto::limits::QUERY_PAGE_ENTRIES_MAX as usize;
 /// Records a filtered listing reads at most to fill one page.
 const MAX_SCAN: usize = 10_000;
 

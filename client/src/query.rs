@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use crate::error::ClientError;
 
 /// The most records one page of a listing holds (the chain's `MAX_PAGE`).
-pub const PAGE_LIMIT_MAX: u32 = 500;
+pub const PAGE_LIMIT_MAX: u32 = compute_proto::limits::QUERY_PAGE_ENTRIES_MAX;
 /// The most pages a "read everything" call reads. A listing is bounded by
 /// the chain's own limits (`max_tasks_per_job`, `max_workers`); this bounds
 /// the loop even against a node that always answers a full page.

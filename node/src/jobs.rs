@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use compute_client::{ChainClient, ClientError, Gateway, Query, TxReceipt};
 use compute_proto::hash::{hash_parts, Tag};
-use compute_proto::views::{CompletionView, JobView};
+use compute_proto::views::{CompletionView, JobView, ProgressView};
 use compute_proto::{
     pb, sha3_256, AccountId, BlobId, Code, Hash32, JobId, JobStatus, ModuleId, SigningKey,
 };
@@ -135,23 +135,16 @@ pub async fn task_inputs(
     Ok(tasks)
 }
 
-/// How far a job has come, counted over its tasks' replicas.
+/// How far a job has come: the chain's counts over its tasks' replicas,
+/// with the job's size and status.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Progress {
     /// Tasks in the job.
     pub tasks: u64,
-    /// Replicas wanted over all tasks.
-    pub wanted: u64,
-    /// Replicas drawn and still live or done (missed and declined left out).
-    pub assigned: u64,
-    /// Replicas that committed (or went further).
-    pub committed: u64,
-    /// Replicas that revealed (or were judged).
-    pub revealed: u64,
-    /// Tasks settled.
-    pub settled: u64,
-    /// Tasks failed or cancelled.
-    pub failed: u64,
+    /// Replicas wanted, assigned, committed and revealed, and tasks settled
+    /// and failed, as `/job/<id>` counts them.
+    #[serde(flatten)]
+    pub counts: ProgressView,
     /// The job's status.
     pub status: JobStatus,
 }
@@ -159,15 +152,9 @@ pub struct Progress {
 impl Progress {
     /// The counts of a `/job/<id>` answer (with or without its tasks).
     pub fn of(view: &JobView) -> Self {
-        let p = &view.progress;
         Progress {
             tasks: u64::from(view.summary.task_count),
-            wanted: p.wanted,
-            assigned: p.assigned,
-            committed: p.committed,
-            revealed: p.revealed,
-            settled: p.settled,
-            failed: p.failed,
+            counts: view.progress,
             status: view.summary.status,
         }
     }
@@ -180,13 +167,13 @@ impl Progress {
     /// Replicas assigned out of those wanted, never more than wanted:
     /// replacements of workers that missed or were judged are said apart.
     pub fn assigned_text(&self) -> String {
-        if self.assigned > self.wanted {
+        if self.counts.assigned > self.counts.wanted {
             format!(
                 "{}/{} ({} drawn in all, counting replacements)",
-                self.wanted, self.wanted, self.assigned
+                self.counts.wanted, self.counts.wanted, self.counts.assigned
             )
         } else {
-            format!("{}/{}", self.assigned, self.wanted)
+            format!("{}/{}", self.counts.assigned, self.counts.wanted)
         }
     }
 
@@ -197,11 +184,11 @@ impl Progress {
         format!(
             "progress: assigned {} committed {} revealed {} settled {}/{} failed {}",
             self.assigned_text(),
-            self.committed.min(self.assigned),
-            self.revealed.min(self.assigned),
-            self.settled,
+            self.counts.committed.min(self.counts.assigned),
+            self.counts.revealed.min(self.counts.assigned),
+            self.counts.settled,
             self.tasks,
-            self.failed
+            self.counts.failed
         )
     }
 }
@@ -437,12 +424,14 @@ mod tests {
     fn progress_never_shows_more_assigned_than_wanted() {
         let p = Progress {
             tasks: 1,
-            wanted: 1,
-            assigned: 3,
-            committed: 3,
-            revealed: 2,
-            settled: 0,
-            failed: 0,
+            counts: ProgressView {
+                wanted: 1,
+                assigned: 3,
+                committed: 3,
+                revealed: 2,
+                settled: 0,
+                failed: 0,
+            },
             status: JobStatus::Open,
         };
         let line = p.line();
@@ -452,9 +441,12 @@ mod tests {
         );
         assert!(!line.contains("3/1"), "{line}");
         let p = Progress {
-            assigned: 1,
-            committed: 0,
-            revealed: 0,
+            counts: ProgressView {
+                assigned: 1,
+                committed: 0,
+                revealed: 0,
+                ..p.counts
+            },
             ..p
         };
         assert_eq!(

@@ -30,6 +30,10 @@ pub const fn rpc_body_bytes_for(tx_bytes: u64) -> u64 {
         .saturating_add(RPC_ENVELOPE_BYTES)
 }
 
+/// The most entries one page of a listing query holds (`limit` runs from 1
+/// to this); the chain answers and clients page by the same number.
+pub const QUERY_PAGE_ENTRIES_MAX: u32 = 500;
+
 /// JSON-RPC bytes around a broadcast transaction's base64.
 pub const RPC_ENVELOPE_BYTES: u64 = 1024;
 

@@ -233,18 +233,3 @@ pub(crate) fn replica_status(replica: &pb::Replica) -> ReplicaStatus {
     ReplicaStatus::try_from(replica.status)
         .unwrap_or_else(|e| panic!("stored {e}; the state is corrupt, halting"))
 }
-
-/// A task status as people read it ("unknown" for a value no status has).
-pub fn task_status_name(status: i32) -> &'static str {
-    TaskStatus::try_from(status).map_or("unknown", TaskStatus::name)
-}
-
-/// A replica status as people read it ("unknown" for a value no status has).
-pub fn replica_status_name(status: i32) -> &'static str {
-    ReplicaStatus::try_from(status).map_or("unknown", ReplicaStatus::name)
-}
-
-/// A job status as people read it ("unknown" for a value no status has).
-pub fn job_status_name(status: i32) -> &'static str {
-    JobStatus::try_from(status).map_or("unknown", JobStatus::name)
-}

@@ -8,6 +8,7 @@ use base64::Engine;
 use clap::{Parser, Subcommand, ValueEnum};
 use compute_client::blob::BLOB_BYTES_MAX_DEFAULT;
 use compute_client::follow::FALLBACK_TICK_MS;
+use compute_client::query::PAGE_LIMIT_MAX;
 use compute_client::{ChainClient, ClientError, Gateway, JobTasks, JobWatch, JobsFilter, Query};
 use compute_node::jobs::{self, Progress};
 use compute_proto::keys::KeyFile;
@@ -660,8 +661,8 @@ async fn job_command(
             print(output, &to_json(&view)?, || {
                 let mut text = format!(
                     "job {job}: {}\n  tasks {} (settled {}, failed {}), replicas assigned {} committed {} revealed {}\n  escrow {}, deadline height {}",
-                    p.status, p.tasks, p.settled, p.failed, p.assigned_text(), p.committed,
-                    p.revealed, view.summary.escrow, view.summary.deadline_height
+                    p.status, p.tasks, p.counts.settled, p.counts.failed, p.assigned_text(), p.counts.committed,
+                    p.counts.revealed, view.summary.escrow, view.summary.deadline_height
                 );
                 for t in view.tasks.iter().flatten() {
                     let workers: Vec<String> = t
@@ -693,7 +694,11 @@ async fn job_command(
                     })
                     .transpose()?,
                 master: master.map(|m| resolve_account(&m)).transpose()?,
-                limit: Some(u32::try_from(limit.clamp(1, 500)).unwrap_or(500)),
+                limit: Some(
+                    u32::try_from(limit)
+                        .unwrap_or(PAGE_LIMIT_MAX)
+                        .clamp(1, PAGE_LIMIT_MAX),
+                ),
                 after: None,
             };
             let page = client.jobs(&filter).await?;
@@ -817,17 +822,21 @@ async fn follow(
         let p = Progress::of(&view);
         // Replacements of workers that missed or were judged are drawn on
         // top of the replicas wanted: a bar never goes past what is wanted.
-        let wanted = if p.wanted == 0 { p.assigned } else { p.wanted };
+        let wanted = if p.counts.wanted == 0 {
+            p.counts.assigned
+        } else {
+            p.counts.wanted
+        };
         for (bar, count) in [
-            (&assigned, p.assigned),
-            (&committed, p.committed),
-            (&revealed, p.revealed),
+            (&assigned, p.counts.assigned),
+            (&committed, p.counts.committed),
+            (&revealed, p.counts.revealed),
         ] {
             bar.set_length(wanted);
             bar.set_position(count.min(wanted));
         }
         settled.set_length(p.tasks);
-        settled.set_position(p.settled + p.failed);
+        settled.set_position(p.counts.settled + p.counts.failed);
         if !interactive && output == Output::Text && last.as_ref() != Some(&p) {
             eprintln!("{}", p.line());
         }
@@ -837,7 +846,7 @@ async fn follow(
             }
             return Ok(view);
         }
-        if !hinted && p.assigned == 0 && started.elapsed() > IDLE_HINT_AFTER {
+        if !hinted && p.counts.assigned == 0 && started.elapsed() > IDLE_HINT_AFTER {
             hinted = true;
             let none = client
                 .workers(None, 1)
@@ -880,7 +889,16 @@ async fn drawn_replicas(client: &ChainClient, job: &JobId) -> usize {
     let mut drawn = 0;
     let mut after: Option<u32> = None;
     for _ in 0..100 {
-        let Ok(page) = client.job(job, JobTasks::Page { after, limit: 500 }).await else {
+        let Ok(page) = client
+            .job(
+                job,
+                JobTasks::Page {
+                    after,
+                    limit: PAGE_LIMIT_MAX,
+                },
+            )
+            .await
+        else {
             break;
         };
         drawn += page
@@ -920,7 +938,16 @@ async fn failed_tasks(
     let mut failed = Vec::new();
     let mut after: Option<u32> = None;
     for _ in 0..100 {
-        let Ok(page) = client.job(job, JobTasks::Page { after, limit: 500 }).await else {
+        let Ok(page) = client
+            .job(
+                job,
+                JobTasks::Page {
+                    after,
+                    limit: PAGE_LIMIT_MAX,
+                },
+            )
+            .await
+        else {
             break;
         };
         for t in page.tasks.iter().flatten() {
@@ -960,12 +987,12 @@ async fn finish(
         .iter()
         .filter_map(|o| o.failure.map(|f| (o.index, f)))
         .collect();
-    let failed = if p.failed > 0 {
+    let failed = if p.counts.failed > 0 {
         failed_tasks(client, job, 20).await
     } else {
         Vec::new()
     };
-    let job_failed = p.status != JobStatus::Completed || p.failed > 0;
+    let job_failed = p.status != JobStatus::Completed || p.counts.failed > 0;
     let code = if job_failed {
         EXIT_TASKS_FAILED
     } else if !trapped.is_empty() {
@@ -977,8 +1004,8 @@ async fn finish(
         "job": job,
         "status": p.status,
         "tasks": p.tasks,
-        "settled": p.settled,
-        "failed": p.failed,
+        "settled": p.counts.settled,
+        "failed": p.counts.failed,
         "outputs": outputs.iter().map(|o| json!({
             "task": o.index,
             "result_hash": o.result_hash,
@@ -1004,18 +1031,18 @@ async fn finish(
                 text.push_str(&format!("task {index}: {status}: {why}\n"));
             }
         }
-        if (failed.len() as u64) < p.failed {
+        if (failed.len() as u64) < p.counts.failed {
             text.push_str(&format!(
                 "... and {} more failed tasks (compute job status {job})\n",
-                p.failed - failed.len() as u64
+                p.counts.failed - failed.len() as u64
             ));
         }
         text.push_str(&format!(
             "job {job} {}: {} of {} tasks settled, {} failed; {} outputs verified against their result hashes",
             p.status,
-            p.settled,
+            p.counts.settled,
             p.tasks,
-            p.failed,
+            p.counts.failed,
             outputs.len() - trapped.len()
         ));
         if !trapped.is_empty() {
@@ -1033,18 +1060,18 @@ async fn finish(
         match code {
             EXIT_TASKS_FAILED if !p.ended() => eprintln!(
                 "error: job {job} is still open: {} of {} tasks have no result yet",
-                p.tasks.saturating_sub(p.settled),
+                p.tasks.saturating_sub(p.counts.settled),
                 p.tasks
             ),
             EXIT_TASKS_FAILED if p.status != JobStatus::Completed => eprintln!(
                 "error: job {job} {}: {} of {} tasks have no result",
                 p.status,
-                p.tasks.saturating_sub(p.settled),
+                p.tasks.saturating_sub(p.counts.settled),
                 p.tasks
             ),
             EXIT_TASKS_FAILED => eprintln!(
                 "error: job {job}: {} of {} tasks failed",
-                p.failed, p.tasks
+                p.counts.failed, p.tasks
             ),
             EXIT_TASKS_TRAPPED => eprintln!(
                 "error: job {job}: {} of {} tasks settled as a failure (trap or out of fuel) and have no output",

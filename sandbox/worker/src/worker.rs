@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use compute_client::{Backoff, Gateway, Query};
+use compute_client::{Backoff, ClientError, Gateway, Query};
 use compute_proto::{pb, AccountId, SigningKey, TxBuilder};
 use compute_sandbox::{Sandbox, SandboxConfig};
 use tokio::sync::{oneshot, watch, Notify};
@@ -95,7 +95,13 @@ impl Worker {
         })?;
         let gateway = Gateway::connect_lazy(&config.gateway_url)?;
 
-        let (chain_id, height) = wait_for_genesis(&gateway, &shutdown).await?;
+        let stats: StatsView = wait_for_gateway(&gateway, "/stats", &shutdown).await?;
+        let height = stats.height;
+        // A chain without genesis names no chain id (and refuses `/params`).
+        let chain_id = stats.chain_id.ok_or_else(|| ClientError::BadAnswer {
+            what: "/stats".to_owned(),
+            reason: "the chain has no genesis yet".to_owned(),
+        })?;
         let params: ChainParams = wait_for_gateway(&gateway, "/params", &shutdown).await?;
         tracing::info!(%chain_id, height, gateway = gateway.url(), "connected");
         let mut builder = TxBuilder::new(chain_id);
@@ -287,30 +293,6 @@ fn log_event(event: &pb::ChainEvent) {
         task = %attribute("task"),
         "event"
     );
-}
-
-/// The chain id and height, once the chain has a genesis (its `/stats`
-/// names no chain id before).
-async fn wait_for_genesis(
-    gateway: &Gateway,
-    shutdown: &watch::Receiver<bool>,
-) -> Result<(String, i64), WorkerError> {
-    let mut backoff = Backoff::new(500, 5_000);
-    let mut shutdown = shutdown.clone();
-    loop {
-        let stats: StatsView = wait_for_gateway(gateway, "/stats", &shutdown).await?;
-        if let Some(chain_id) = stats.chain_id {
-            return Ok((chain_id, stats.height));
-        }
-        tracing::warn!(
-            gateway = gateway.url(),
-            "the chain has no genesis yet; waiting"
-        );
-        tokio::select! {
-            () = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = shutdown.wait_for(|s| *s) => return Err(WorkerError::ShuttingDown),
-        }
-    }
 }
 
 /// Queries `path` until the gateway answers (or shutdown): at startup the
