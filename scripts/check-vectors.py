@@ -6,9 +6,10 @@ argument) and recomputes every positive vector from its inputs with nothing
 but PyNaCl (ed25519) and the standard library (hashlib's sha3_256 and
 sha256, json, base64, struct): public keys from seeds, H(tag, parts), job
 ids, commitments, assignment seeds, result hashes, protobuf encodings (by
-hand, from the field numbers of proto/proto/compute/v1/tx.proto), ed25519
-signatures (deterministic, so byte for byte), transactions and their
-CometBFT hashes.
+hand, from the field numbers of proto/proto/compute/v1/tx.proto and
+gateway.proto), ed25519 signatures (deterministic, so byte for byte),
+transactions and their CometBFT hashes, and signed blob upload headers with
+the first PutBlob chunk that carries each.
 
 For the negative vectors it shows that each refused transaction is
 correctly signed yet differs from the canonical encoding built here, and it
@@ -120,6 +121,15 @@ SCHEMA = {
     "CancelJob": [(1, "job_id", "bytes")],
     "Dispute": [(1, "job_id", "bytes"), (2, "task", "uint32"), (3, "input", "bytes"), (4, "bond", "uint64")],
     "DeclineTask": [(1, "job_id", "bytes"), (2, "task", "uint32"), (3, "reason", "string")],
+    # gateway.proto: the signed header of a PutBlob, on its first chunk.
+    "UploadHeader": [
+        (1, "uploader", "bytes"),
+        (2, "hash", "bytes"),
+        (3, "size", "uint64"),
+        (4, "expires", "uint64"),
+        (5, "signature", "bytes"),
+    ],
+    "BlobChunk": [(1, "hash", "bytes"), (2, "data", "bytes"), (3, "upload", "UploadHeader", "message")],
 }
 BITS = {"uint32": 32, "uint64": 64}
 
@@ -431,6 +441,42 @@ def main():
         else:
             checks.append(("a known error", "known", error))
         c.vector(f"rejections[{r['name']}]", checks)
+
+    for v in vectors["uploads"]["vectors"]:
+        seed = seeds[v["uploader"]]
+        uploader = public_key(seed)
+        blob = unhex(v["blob"])
+        header = v["header"]
+        size, expires = header["size"], header["expires"]
+        parts = [uploader, sha3(blob), u64(size), u64(expires)]
+        digest = H("compute/upload/v1", *parts)
+        signature = sign(seed, digest)
+        built = {
+            "uploader": uploader.hex(),
+            "hash": sha3(blob).hex(),
+            "size": size,
+            "expires": expires,
+            "signature": signature.hex(),
+        }
+        chunk = v["first_chunk"]
+        data = unhex(chunk["data"])
+        checks = [
+            ("uploader", unhex(header["uploader"]), uploader),
+            ("hash = sha3_256(blob)", unhex(header["hash"]), sha3(blob)),
+            ("size = the blob's length", len(blob), size),
+            ("size u64 BE", unhex(v["size_be"]), u64(size)),
+            ("expires u64 BE", unhex(v["expires_be"]), u64(expires)),
+            ("preimage", unhex(v["preimage"]), b"compute/upload/v1\x00" + b"".join(parts)),
+            ("digest", unhex(v["digest"]), digest),
+            ("signature", unhex(header["signature"]), signature),
+            ("signature verifies", True, verifies(uploader, digest, signature)),
+            ("a changed size breaks it", False, verifies(uploader, H("compute/upload/v1", *parts[:2], u64(size ^ 1), u64(expires)), signature)),
+            ("UploadHeader bytes", unhex(v["upload_header_hex"]), encode("UploadHeader", built)),
+            ("the first chunk's data starts the blob", data, blob[: len(data)]),
+            ("the first chunk's hash, when named, is the header's", True, chunk["hash"] in ("", built["hash"])),
+            ("first BlobChunk bytes", unhex(v["first_chunk_hex"]), encode("BlobChunk", {"hash": chunk["hash"], "data": chunk["data"], "upload": built})),
+        ]
+        c.vector(f"uploads[{v['name']}]", checks)
 
     for failure in c.failures:
         print(f"MISMATCH {failure}", file=sys.stderr)

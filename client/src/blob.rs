@@ -1,6 +1,11 @@
-//! The data plane's wire rules, on the client side: how a blob is cut into
-//! `PutBlob` chunks, and how a `GetBlob` stream is read with a size bound and
-//! a hash check.
+//! The data plane's wire rules, on the client side: how an upload is signed
+//! and cut into `PutBlob` chunks, and how a `GetBlob` stream is read with a
+//! size bound and a hash check.
+//!
+//! Every upload carries, on its first chunk, an `UploadHeader` signed by the
+//! uploader's account key ([`compute_proto::upload`], docs/PROTOCOL.md,
+//! "Signing an upload"): the blob's hash, its exact size and an expiry
+//! [`UPLOAD_HEADER_TTL_SECS`] from now.
 //!
 //! A gateway is not trusted: it may stream bytes for ever, or other bytes
 //! than those asked for. [`read_bounded`] stops reading as soon as more than
@@ -8,7 +13,10 @@
 //! memory) and refuses bytes that do not hash to the blob id
 //! (`BlobId::of`, the one implementation in `compute_proto`).
 
-use compute_proto::{pb, BlobId};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use compute_proto::upload::{sign_upload, UPLOAD_HEADER_TTL_SECS};
+use compute_proto::{pb, BlobId, SigningKey};
 use tokio_stream::{Stream, StreamExt};
 
 use crate::error::ClientError;
@@ -33,6 +41,10 @@ pub const TRANSFER_BYTES_PER_SECOND_MIN: u64 = 256 * 1024;
 /// one (an empty blob is one empty chunk), and the first naming `named`
 /// when given. Clients name the true hash, `BlobId::of(bytes)`, so that the
 /// gateway refuses the upload if a byte changed on the way.
+///
+/// These chunks carry no `UploadHeader`, which a gateway requires: clients
+/// send [`signed_chunks`]; this is the layout under it, for callers that
+/// set the header themselves.
 #[must_use]
 pub fn chunks(bytes: &[u8], named: Option<BlobId>, chunk_bytes: usize) -> Vec<pb::BlobChunk> {
     let mut chunks: Vec<pb::BlobChunk> = bytes
@@ -40,6 +52,7 @@ pub fn chunks(bytes: &[u8], named: Option<BlobId>, chunk_bytes: usize) -> Vec<pb
         .map(|data| pb::BlobChunk {
             hash: Vec::new(),
             data: data.to_vec(),
+            upload: None,
         })
         .collect();
     if chunks.is_empty() {
@@ -49,6 +62,41 @@ pub fn chunks(bytes: &[u8], named: Option<BlobId>, chunk_bytes: usize) -> Vec<pb
         first.hash = id.0.to_vec();
     }
     chunks
+}
+
+/// The chunks of a signed upload of `bytes`: as [`chunks`], the first
+/// naming `header.hash` and carrying `header`. The gateway stores nothing
+/// without a header that verifies.
+#[must_use]
+pub fn signed_chunks(
+    bytes: &[u8],
+    header: pb::UploadHeader,
+    chunk_bytes: usize,
+) -> Vec<pb::BlobChunk> {
+    let mut chunks = chunks(bytes, None, chunk_bytes);
+    if let Some(first) = chunks.first_mut() {
+        first.hash.clone_from(&header.hash);
+        first.upload = Some(header);
+    }
+    chunks
+}
+
+/// The header with which `key`'s account uploads the blob `id` of exactly
+/// `size` bytes, valid until `now` (unix seconds) plus
+/// [`UPLOAD_HEADER_TTL_SECS`].
+#[must_use]
+pub fn upload_header(key: &SigningKey, id: &BlobId, size: u64, now: u64) -> pb::UploadHeader {
+    sign_upload(key, id, size, now.saturating_add(UPLOAD_HEADER_TTL_SECS))
+}
+
+/// This machine's clock in unix seconds (0 before 1970). A gateway refuses
+/// a header whose expiry is past by its own clock, or more than an hour
+/// ahead, so the clocks of clients and gateways should be kept in sync (NTP).
+#[must_use]
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Reads the chunks of blob `id` from `stream`, stopping with
@@ -98,6 +146,7 @@ mod tests {
         Ok(pb::BlobChunk {
             hash: Vec::new(),
             data: data.to_vec(),
+            upload: None,
         })
     }
 
@@ -117,6 +166,52 @@ mod tests {
         assert!(empty[0].data.is_empty());
         assert_eq!(empty[0].hash, BlobId::of(b"").0.to_vec());
         assert!(chunks(b"abc", None, 0).iter().all(|c| c.hash.is_empty()));
+    }
+
+    #[test]
+    fn a_signed_upload_carries_its_header_on_the_first_chunk_only() {
+        use compute_proto::VerifiedUpload;
+
+        let key = SigningKey::from_seed([3; 32]);
+        let bytes: Vec<u8> = (0..25u8).collect();
+        let id = BlobId::of(&bytes);
+        let header = upload_header(&key, &id, 25, 1_000);
+        let cut = signed_chunks(&bytes, header.clone(), 10);
+        let sizes: Vec<usize> = cut.iter().map(|c| c.data.len()).collect();
+        assert_eq!(sizes, [10, 10, 5]);
+        assert_eq!(cut[0].upload.as_ref(), Some(&header));
+        assert_eq!(
+            cut[0].hash,
+            id.0.to_vec(),
+            "the first chunk names the hash too"
+        );
+        assert!(cut[1..]
+            .iter()
+            .all(|c| c.upload.is_none() && c.hash.is_empty()));
+        assert_eq!(cut.concat_data(), bytes);
+
+        let verified = VerifiedUpload::verify(&header).unwrap();
+        assert_eq!(verified.uploader, key.account());
+        assert_eq!((verified.hash, verified.size), (id, 25));
+        assert_eq!(verified.expires, 1_000 + UPLOAD_HEADER_TTL_SECS);
+        // A gateway whose clock agrees accepts it.
+        assert!(verified.check_time(1_000).is_ok());
+        assert_eq!(upload_header(&key, &id, 25, u64::MAX).expires, u64::MAX);
+
+        // An empty blob is one empty chunk, signed for size 0.
+        let empty_id = BlobId::of(b"");
+        let empty = signed_chunks(b"", upload_header(&key, &empty_id, 0, 1_000), 10);
+        assert_eq!(empty.len(), 1);
+        assert!(empty[0].data.is_empty());
+        assert_eq!(empty[0].hash, empty_id.0.to_vec());
+        assert_eq!(empty[0].upload.as_ref().map(|h| h.size), Some(0));
+    }
+
+    #[test]
+    fn the_clock_is_read_in_unix_seconds() {
+        // 2020-09-13, and well before the year 2200.
+        let now = unix_now();
+        assert!((1_600_000_000..7_258_118_400).contains(&now), "{now}");
     }
 
     trait ConcatData {

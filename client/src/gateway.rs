@@ -9,7 +9,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use compute_proto::pb::gateway_client::GatewayClient;
-use compute_proto::{pb, AccountId, BlobId, JobId};
+use compute_proto::upload::UPLOAD_HEADER_TTL_SECS;
+use compute_proto::{pb, AccountId, BlobId, JobId, SigningKey};
 use tokio_stream::StreamExt;
 use tonic::transport::{Channel, Endpoint};
 
@@ -242,23 +243,33 @@ impl Gateway {
             }))
     }
 
-    /// Stores `bytes` in the gateway's blob store under their hash, naming
-    /// the hash so that the gateway refuses bytes changed on the way.
+    /// Stores `bytes` in the gateway's blob store under their hash, as an
+    /// upload of `key`'s account: the first chunk carries a header signed
+    /// by `key` naming the hash and size, valid for
+    /// [`UPLOAD_HEADER_TTL_SECS`] from this machine's clock, and names the
+    /// hash so that the gateway refuses bytes changed on the way.
     ///
     /// # Errors
-    /// Call failures, and [`ClientError::BadAnswer`] when the gateway names
-    /// another hash or size.
-    pub async fn put_blob(&self, bytes: &[u8]) -> Result<BlobId, ClientError> {
+    /// Call failures: `UNAUTHENTICATED` when the gateway refuses the header
+    /// (a clock more than [`UPLOAD_HEADER_TTL_SECS`] off makes it look
+    /// expired or too far ahead), `PERMISSION_DENIED` when the account may
+    /// not upload there (not funded enough, not a registered worker),
+    /// `RESOURCE_EXHAUSTED` for a quota, rate or full store; and
+    /// [`ClientError::BadAnswer`] when the gateway names another hash or size.
+    pub async fn put_blob(&self, key: &SigningKey, bytes: &[u8]) -> Result<BlobId, ClientError> {
         let id = BlobId::of(bytes);
-        let chunks = blob::chunks(bytes, Some(id), UPLOAD_CHUNK_BYTES);
         let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        let header = blob::upload_header(key, &id, size, blob::unix_now());
+        let expires = header.expires;
+        let chunks = blob::signed_chunks(bytes, header, UPLOAD_CHUNK_BYTES);
         let mut client = self.client.clone();
         let answer = timed(
             "PutBlob",
             blob::transfer_timeout_ms(size),
             client.put_blob(tokio_stream::iter(chunks)),
         )
-        .await?
+        .await
+        .map_err(|e| upload_refusal(e, &key.account(), expires))?
         .into_inner();
         if answer.hash != id.0 || answer.size != size {
             return Err(ClientError::BadAnswer {
@@ -271,6 +282,42 @@ impl Gateway {
             });
         }
         Ok(id)
+    }
+}
+
+/// A `PutBlob` refusal of the uploader's header or account, with what the
+/// person running this client can do about it; other errors as they are.
+fn upload_refusal(error: ClientError, uploader: &AccountId, expires: u64) -> ClientError {
+    let ClientError::Rpc {
+        call,
+        code,
+        message,
+    } = error
+    else {
+        return error;
+    };
+    let hint = match code {
+        tonic::Code::Unauthenticated => format!(
+            "the header was signed by account {uploader} to expire at {expires}, \
+             {UPLOAD_HEADER_TTL_SECS} s after this machine's clock: if the gateway finds it \
+             expired or too far ahead, this clock or the gateway's is wrong; sync them (NTP)"
+        ),
+        tonic::Code::PermissionDenied => format!(
+            "to upload as account {uploader}, fund it up to the gateway's \
+             --upload-min-balance, register it as a worker, or use another gateway"
+        ),
+        _ => {
+            return ClientError::Rpc {
+                call,
+                code,
+                message,
+            }
+        }
+    };
+    ClientError::Rpc {
+        call,
+        code,
+        message: format!("{message} ({hint})"),
     }
 }
 
@@ -309,6 +356,53 @@ mod tests {
         assert!(matches!(
             Gateway::connect_lazy("not a url"),
             Err(ClientError::BadUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn refused_uploads_say_what_to_do() {
+        let account = SigningKey::from_seed([4; 32]).account();
+        let refused = |code, message: &str| {
+            upload_refusal(
+                ClientError::rpc("PutBlob", &tonic::Status::new(code, message)),
+                &account,
+                1_600,
+            )
+        };
+        let error = refused(tonic::Code::Unauthenticated, "upload header expired");
+        assert_eq!(error.grpc_code(), Some(tonic::Code::Unauthenticated));
+        assert!(!error.is_transient());
+        let text = error.to_string();
+        for wanted in [
+            "gateway PutBlob failed: Unauthenticated: upload header expired (",
+            &account.to_string(),
+            "1600",
+            "clock",
+        ] {
+            assert!(text.contains(wanted), "{wanted} missing from: {text}");
+        }
+
+        let error = refused(tonic::Code::PermissionDenied, "balance 0 < 10");
+        assert_eq!(error.grpc_code(), Some(tonic::Code::PermissionDenied));
+        assert!(!error.is_transient());
+        let text = error.to_string();
+        for wanted in ["balance 0 < 10 (", &account.to_string(), "fund it"] {
+            assert!(text.contains(wanted), "{wanted} missing from: {text}");
+        }
+
+        // Anything else is left as it is.
+        let error = refused(tonic::Code::ResourceExhausted, "quota");
+        assert_eq!(
+            error.to_string(),
+            "gateway PutBlob failed: ResourceExhausted: quota"
+        );
+        let timeout = ClientError::Timeout {
+            call: "PutBlob",
+            timeout_ms: 5,
+        };
+        assert!(matches!(
+            upload_refusal(timeout, &account, 0),
+            ClientError::Timeout { .. }
         ));
     }
 }

@@ -6,9 +6,9 @@
 //! - [`ChainClient`]: a CometBFT node's RPC: chain id, queries, signed
 //!   transactions waited into a block;
 //! - [`Gateway`]: a gateway's gRPC API: queries, relayed transactions,
-//!   `Subscribe` streams, and blob transfers that are chunked on the way up
-//!   and, on the way down, bounded by the caller and checked against the
-//!   blob's hash ([`blob`]);
+//!   `Subscribe` streams, and blob transfers that are signed by the
+//!   uploader's key and chunked on the way up and, on the way down, bounded
+//!   by the caller and checked against the blob's hash ([`blob`]);
 //! - [`JobWatch`]: following a job by its events, with a fallback tick;
 //! - [`Backoff`]: exponential backoff with jitter, and [`retry`];
 //! - [`ClientError`]: why a call failed, with the chain's stable

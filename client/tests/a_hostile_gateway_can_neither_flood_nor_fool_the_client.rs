@@ -2,19 +2,22 @@
 //! ever is cut off at the caller's bound (and the server stops producing),
 //! a chunk larger than any honest one is refused by the decoder, other
 //! bytes than those asked for are refused by hash, an upload answered
-//! under another hash is refused; and a job's `Subscribe` stream wakes the
-//! follower once per burst of events, falls back to its tick when no event
-//! comes, and is opened again after it drops.
+//! under another hash is refused; an upload's first chunk carries a header
+//! signed by the uploader that names its account, the blob's hash and size,
+//! and a near expiry; and a job's `Subscribe` stream wakes the follower once
+//! per burst of events, falls back to its tick when no event comes, and is
+//! opened again after it drops.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use compute_client::blob::DOWNLOAD_CHUNK_BYTES_MAX;
 use compute_client::{ClientError, Gateway, JobWatch, Wake};
 use compute_proto::pb::gateway_server::{self as server, GatewayServer};
-use compute_proto::{pb, BlobId, JobId};
+use compute_proto::upload::UPLOAD_HEADER_TTL_MAX_SECS;
+use compute_proto::{pb, BlobId, JobId, SigningKey, VerifiedUpload};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
@@ -52,6 +55,8 @@ struct Stand {
     /// The event streams the next `Subscribe` calls get, in order; a call
     /// finding none answers UNAVAILABLE.
     subscriptions: Arc<Mutex<Vec<EventQueue>>>,
+    /// The first chunk of every upload received, in order.
+    first_chunks: Arc<Mutex<Vec<pb::BlobChunk>>>,
 }
 
 fn unimplemented<T>() -> Result<Response<T>, Status> {
@@ -110,8 +115,12 @@ impl server::Gateway for Stand {
     ) -> Result<Response<pb::PutBlobResponse>, Status> {
         let mut stream = request.into_inner();
         let mut bytes = Vec::new();
-        while let Some(chunk) = stream.message().await? {
-            bytes.extend_from_slice(&chunk.data);
+        let mut first = true;
+        while let Some(mut chunk) = stream.message().await? {
+            bytes.append(&mut chunk.data);
+            if std::mem::take(&mut first) {
+                self.first_chunks.lock().unwrap().push(chunk);
+            }
         }
         let hash = match self.behaviour {
             Behaviour::Liar => BlobId::of(b"something else").0.to_vec(),
@@ -128,6 +137,7 @@ impl server::Gateway for Stand {
             Ok(pb::BlobChunk {
                 hash: Vec::new(),
                 data,
+                upload: None,
             })
         };
         let stream: Chunks = match self.behaviour {
@@ -162,6 +172,7 @@ async fn start(behaviour: Behaviour) -> Running {
         behaviour,
         produced: Arc::default(),
         subscriptions: Arc::default(),
+        first_chunks: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -229,7 +240,8 @@ async fn other_bytes_and_other_hashes_are_refused() {
         }
         other => panic!("expected a mismatch, got {other:?}"),
     }
-    let error = liar.gateway.put_blob(TRUE_BYTES).await.unwrap_err();
+    let key = SigningKey::from_seed([1; 32]);
+    let error = liar.gateway.put_blob(&key, TRUE_BYTES).await.unwrap_err();
     assert!(matches!(error, ClientError::BadAnswer { .. }), "{error}");
 
     let honest = start(Behaviour::Honest).await;
@@ -244,7 +256,51 @@ async fn other_bytes_and_other_hashes_are_refused() {
         honest.gateway.get_blob(&id, exact - 1).await,
         Err(ClientError::BlobTooLarge { .. })
     ));
-    assert_eq!(honest.gateway.put_blob(TRUE_BYTES).await.unwrap(), id);
+    assert_eq!(honest.gateway.put_blob(&key, TRUE_BYTES).await.unwrap(), id);
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn an_upload_carries_a_header_signed_by_the_uploader() {
+    let honest = start(Behaviour::Honest).await;
+    let key = SigningKey::from_seed([9; 32]);
+    // Larger than one 1 MiB chunk, and an empty blob: one empty chunk.
+    let big: Vec<u8> = (0..(3u32 << 19)).map(|i| (i % 251) as u8).collect();
+    for bytes in [TRUE_BYTES.to_vec(), big, Vec::new()] {
+        let before = unix_now();
+        let id = honest.gateway.put_blob(&key, &bytes).await.unwrap();
+        let after = unix_now();
+        assert_eq!(id, BlobId::of(&bytes));
+
+        let first = honest.stand.first_chunks.lock().unwrap().pop().unwrap();
+        assert_eq!(first.hash, id.0.to_vec(), "the first chunk names the hash");
+        let header = first.upload.expect("the first chunk carries the header");
+        let verified = VerifiedUpload::verify(&header).expect("the header verifies");
+        assert_eq!(verified.uploader, key.account());
+        assert_eq!(verified.hash, id);
+        assert_eq!(verified.size, bytes.len() as u64);
+        assert!(
+            verified.expires > before && verified.expires <= after + UPLOAD_HEADER_TTL_MAX_SECS,
+            "expires {} outside ({before}, {after} + {UPLOAD_HEADER_TTL_MAX_SECS}]",
+            verified.expires
+        );
+        // What a gateway checks against its clock, now and at the limits.
+        assert!(verified.check_time(after).is_ok());
+        assert!(verified.check_time(verified.expires + 1).is_err());
+    }
+    assert!(honest.stand.first_chunks.lock().unwrap().is_empty());
+    // A header names what it was signed for: another key, another account.
+    let other = SigningKey::from_seed([10; 32]);
+    honest.gateway.put_blob(&other, TRUE_BYTES).await.unwrap();
+    let first = honest.stand.first_chunks.lock().unwrap().pop().unwrap();
+    let verified = VerifiedUpload::verify(&first.upload.unwrap()).unwrap();
+    assert_eq!(verified.uploader, other.account());
 }
 
 fn event(height: i64) -> Result<pb::ChainEvent, Status> {

@@ -105,11 +105,13 @@ pub fn input_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 /// Builds each task's input: inline when it fits `max_inline`, otherwise
-/// uploaded to the gateway and named by hash.
+/// uploaded to the gateway as an upload of `key`'s account (the requester's)
+/// and named by hash.
 pub async fn task_inputs(
     files: &[PathBuf],
     max_inline: u64,
     gateway: &Gateway,
+    key: &SigningKey,
 ) -> Result<Vec<pb::TaskInput>> {
     let mut tasks = Vec::with_capacity(files.len());
     for file in files {
@@ -118,13 +120,23 @@ pub async fn task_inputs(
         let source = if size <= max_inline {
             pb::task_input::Source::Inline(bytes)
         } else {
-            let id = gateway.put_blob(&bytes).await.with_context(|| {
-                format!(
-                    "upload {} to {}",
-                    file.display(),
-                    gateway_hint(gateway.url())
-                )
-            })?;
+            let id = match gateway.put_blob(key, &bytes).await {
+                Ok(id) => id,
+                // Unreachable: say how to start one. A refusal of the
+                // upload (its header, the account, a quota) says what to do.
+                Err(e) => {
+                    let to = if e.grpc_code() == Some(tonic::Code::Unavailable) {
+                        gateway_hint(gateway.url())
+                    } else {
+                        format!("the gateway at {}", gateway.url())
+                    };
+                    let account = key.account();
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "upload {} to {to} as account {account}",
+                        file.display()
+                    )));
+                }
+            };
             pb::task_input::Source::Hash(id.0.to_vec())
         };
         tasks.push(pb::TaskInput {

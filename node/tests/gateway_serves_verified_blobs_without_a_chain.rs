@@ -215,6 +215,7 @@ impl server::Gateway for Liar {
         let chunk = pb::BlobChunk {
             hash: request.into_inner().hash,
             data: b"not what you asked for".to_vec(),
+            upload: None,
         };
         Ok(Response::new(Box::pin(tokio_stream::iter(vec![Ok(chunk)]))))
     }

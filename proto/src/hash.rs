@@ -22,6 +22,8 @@ pub enum Tag {
     State,
     /// The result hash of a task that failed deterministically.
     Failure,
+    /// Sign bytes of a blob upload header.
+    Upload,
 }
 
 impl Tag {
@@ -34,6 +36,7 @@ impl Tag {
             Tag::Assign => "compute/assign/v1",
             Tag::State => "compute/state/v1",
             Tag::Failure => "compute/failure/v1",
+            Tag::Upload => "compute/upload/v1",
         }
     }
 }
@@ -151,6 +154,7 @@ mod tests {
             Tag::Assign,
             Tag::State,
             Tag::Failure,
+            Tag::Upload,
         ];
         let mut names: Vec<_> = tags.iter().map(|t| t.as_str()).collect();
         names.sort_unstable();

@@ -4,7 +4,8 @@
 //! Everything that two parties must compute identically lives here: the
 //! protobuf messages (`pb`), domain-separated SHA3-256 hashing ([`hash`]),
 //! typed 32-byte ids ([`ids`]), typed statuses ([`status`]), ed25519 keys
-//! ([`keys`]), transaction signing and verification ([`tx`]) and the chain's
+//! ([`keys`]), transaction signing and verification ([`tx`]), signed blob uploads
+//! ([`upload`]) and the chain's
 //! stable result codes ([`codes`]). Nothing else in the workspace re-implements them.
 
 pub mod codes;
@@ -14,6 +15,7 @@ pub mod keys;
 pub mod limits;
 pub mod status;
 pub mod tx;
+pub mod upload;
 pub mod views;
 
 /// Generated protobuf types of package `compute.v1`.
@@ -32,3 +34,4 @@ pub use ids::{AccountId, BlobId, Hash32, IdError, JobId, ModuleId};
 pub use keys::{check_public_key, KeyError, PublicKeyError, SigningKey};
 pub use status::{JobStatus, ReplicaStatus, TaskStatus, UnknownStatus};
 pub use tx::{SignedTx, TxBuilder, TxError};
+pub use upload::{UploadError, VerifiedUpload};

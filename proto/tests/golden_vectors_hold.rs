@@ -3,7 +3,8 @@
 //! `tests/golden_vectors.json` holds, for fixed inputs, every byte a client
 //! must produce: keys from seeds, `H(tag, parts)` digests, job ids,
 //! commitments, assignment seeds, result hashes, signed transactions with
-//! their CometBFT hashes, and what the chain refuses (re-encodings of a
+//! their CometBFT hashes, signed blob upload headers with the first
+//! `PutBlob` chunk that carries them, and what the chain refuses (re-encodings of a
 //! signed intent, public keys of small order or in a non-canonical
 //! encoding, malformed envelopes). This test builds all of it again with
 //! `compute_proto` and checks the file field by field; a second,
@@ -24,9 +25,10 @@ use compute_proto::keys::KeyFile;
 use compute_proto::pb;
 use compute_proto::pb::tx_body::Msg;
 use compute_proto::tx::{sign_body_bytes, sign_bytes};
+use compute_proto::upload::{sign_upload, upload_sign_bytes};
 use compute_proto::{
-    assignment_seed, check_public_key, commitment, sha3_256, AccountId, JobId, ModuleId,
-    PublicKeyError, SignedTx, SigningKey, TxError,
+    assignment_seed, check_public_key, commitment, sha3_256, AccountId, BlobId, JobId, ModuleId,
+    PublicKeyError, SignedTx, SigningKey, TxError, VerifiedUpload,
 };
 use prost::Message;
 use serde_json::{json, Value};
@@ -396,18 +398,19 @@ fn key_vectors(keys: &[Key]) -> Value {
         .collect()
 }
 
+/// Every tag, in the order of the file's `tags`.
+const TAGS: [Tag; 7] = [
+    Tag::Tx,
+    Tag::Job,
+    Tag::Commit,
+    Tag::Assign,
+    Tag::State,
+    Tag::Failure,
+    Tag::Upload,
+];
+
 fn tag_of(name: &str) -> Tag {
-    [
-        Tag::Tx,
-        Tag::Job,
-        Tag::Commit,
-        Tag::Assign,
-        Tag::State,
-        Tag::Failure,
-    ]
-    .into_iter()
-    .find(|t| t.as_str() == name)
-    .unwrap()
+    TAGS.into_iter().find(|t| t.as_str() == name).unwrap()
 }
 
 fn hash_vector(tag: &str, parts: &[Vec<u8>], what: &str) -> Value {
@@ -550,6 +553,16 @@ fn hash_vectors(f: &Fixture) -> Value {
             "compute/failure/v1",
             &[1u32.to_be_bytes().to_vec()],
             "result hash of a failure: code u32 BE (1 = OutOfFuel)",
+        ),
+        hash_vector(
+            "compute/upload/v1",
+            &[
+                requester.clone(),
+                sha3_256(b"").to_vec(),
+                0u64.to_be_bytes().to_vec(),
+                u64::MAX.to_be_bytes().to_vec(),
+            ],
+            "sign bytes of a blob upload header: uploader, hash, size u64 BE, expires u64 BE",
         ),
     ];
     Value::Array(entries.to_vec())
@@ -1394,19 +1407,131 @@ fn rejection_vectors(f: &Fixture) -> Value {
         .collect()
 }
 
+/// One signed upload: who signs, the blob, the expiry, and how much of the
+/// blob (and whether its hash) the first chunk carries.
+struct UploadCase {
+    name: &'static str,
+    what: &'static str,
+    key: usize,
+    blob: Vec<u8>,
+    expires: u64,
+    first_chunk_bytes: usize,
+    names_hash: bool,
+}
+
+fn upload_vectors(f: &Fixture) -> Value {
+    let input = job_input();
+    let cases = [
+        UploadCase {
+            name: "empty_blob_never_expires",
+            what: "an empty blob (size 0, left out of the encoding) with the largest expiry, \
+                   2^64 - 1 (a gateway refuses it as too far ahead: encoding only); the first \
+                   and only chunk names the hash and has no data",
+            key: 0,
+            blob: Vec::new(),
+            expires: u64::MAX,
+            first_chunk_bytes: 0,
+            names_hash: true,
+        },
+        UploadCase {
+            name: "task_input",
+            what: "a task's input uploaded by its requester, expiring at 1700000600 (600 s \
+                   after 1700000000, as clients sign); the one chunk names the hash and \
+                   carries every byte",
+            key: 0,
+            blob: input.clone(),
+            expires: 1_700_000_600,
+            first_chunk_bytes: input.len(),
+            names_hash: true,
+        },
+        UploadCase {
+            name: "in_chunks_hash_not_named",
+            what: "the same bytes uploaded by another account (worker_a) in 32-byte chunks, \
+                   expiring at 2^53 + 1 (parse it as a 64-bit integer); the first chunk \
+                   carries the header and the first 32 bytes, and leaves its optional hash out",
+            key: 1,
+            blob: input,
+            expires: (1 << 53) + 1,
+            first_chunk_bytes: 32,
+            names_hash: false,
+        },
+    ];
+    cases
+        .into_iter()
+        .map(|c| {
+            let key = &f.keys[c.key];
+            let uploader = key.key.account();
+            let hash = BlobId::of(&c.blob);
+            let size = c.blob.len() as u64;
+            let header = sign_upload(&key.key, &hash, size, c.expires);
+            let digest = upload_sign_bytes(&uploader, &hash, size, c.expires);
+            let preimage = [
+                Tag::Upload.as_str().as_bytes(),
+                &[0],
+                &uploader.0,
+                &hash.0,
+                &size.to_be_bytes(),
+                &c.expires.to_be_bytes(),
+            ]
+            .concat();
+            assert_eq!(digest, sha3_256(&preimage));
+            assert_eq!(header.signature, key.key.sign(&digest).to_vec());
+            let verified = VerifiedUpload::verify(&header).unwrap();
+            assert_eq!(
+                (
+                    verified.uploader,
+                    verified.hash,
+                    verified.size,
+                    verified.expires
+                ),
+                (uploader, hash, size, c.expires)
+            );
+            let chunk = pb::BlobChunk {
+                hash: if c.names_hash {
+                    hash.0.to_vec()
+                } else {
+                    Vec::new()
+                },
+                data: c.blob[..c.first_chunk_bytes].to_vec(),
+                upload: Some(header.clone()),
+            };
+            let header_bytes = header.encode_to_vec();
+            let chunk_bytes = chunk.encode_to_vec();
+            assert_eq!(
+                pb::UploadHeader::decode(header_bytes.as_slice()).unwrap(),
+                header
+            );
+            assert_eq!(
+                pb::BlobChunk::decode(chunk_bytes.as_slice()).unwrap(),
+                chunk
+            );
+            json!({
+                "name": c.name,
+                "what": c.what,
+                "uploader": key.name,
+                "blob": hx(&c.blob),
+                "header": {
+                    "uploader": hx(&header.uploader),
+                    "hash": hx(&header.hash),
+                    "size": header.size,
+                    "expires": header.expires,
+                    "signature": hx(&header.signature),
+                },
+                "size_be": hx(&size.to_be_bytes()),
+                "expires_be": hx(&c.expires.to_be_bytes()),
+                "preimage": hx(&preimage),
+                "digest": hx(&digest),
+                "upload_header_hex": hx(&header_bytes),
+                "first_chunk": { "hash": hx(&chunk.hash), "data": hx(&chunk.data) },
+                "first_chunk_hex": hx(&chunk_bytes),
+            })
+        })
+        .collect()
+}
+
 fn build() -> Value {
     let f = fixture();
-    let tags: Vec<&str> = [
-        Tag::Tx,
-        Tag::Job,
-        Tag::Commit,
-        Tag::Assign,
-        Tag::State,
-        Tag::Failure,
-    ]
-    .iter()
-    .map(|t| t.as_str())
-    .collect();
+    let tags: Vec<&str> = TAGS.iter().map(|t| t.as_str()).collect();
     json!({
         "about": "Golden vectors of the compute wire protocol (docs/PROTOCOL.md). Generated by \
                   proto/tests/golden_vectors_hold.rs; checked by it and by \
@@ -1429,5 +1554,13 @@ fn build() -> Value {
             "vectors": public_key_vectors(&f),
         },
         "rejections": rejection_vectors(&f),
+        "uploads": {
+            "about": "Signed blob upload headers (UploadHeader, gateway.proto) and the first \
+                      PutBlob chunk (BlobChunk) that carries each: the header is field 3 of \
+                      the first chunk; `hash` on that chunk is optional and, when present, \
+                      equals the header's. The signature is pure ed25519 by the uploader over \
+                      H(\"compute/upload/v1\", uploader, hash, size u64 BE, expires u64 BE)",
+            "vectors": upload_vectors(&f),
+        },
     })
 }

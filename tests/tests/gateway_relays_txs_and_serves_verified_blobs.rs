@@ -95,7 +95,7 @@ async fn scenario() -> Result<()> {
     relays_transactions_and_queries(&node, &mut client, &alice, &bob).await?;
     refuses_typed_calls_with_the_wrong_message(&node, &mut client, &alice, &bob).await?;
     streams_the_events_of_a_worker_and_a_job(&node, &mut client, &alice, &worker).await?;
-    blobs_round_trip_and_are_verified(&node, &first, &mut client).await?;
+    blobs_round_trip_and_are_verified(&node, &first, &mut client, &alice).await?;
     reflection_health_and_metrics_are_served(&first).await?;
     Ok(())
 }
@@ -323,14 +323,20 @@ async fn next_matching(
         .context("no matching event in time")?
 }
 
-/// Uploads `bytes` in 300 kB chunks as the client crate cuts them, naming
-/// `named` (which a test may choose to be wrong); the gateway's raw answer.
+/// Uploads `bytes` in 300 kB chunks as the client crate cuts them, as
+/// `uploader`'s account, naming `named` (which a test may choose to be
+/// wrong: the header is signed for it and the true size); the gateway's raw
+/// answer.
 async fn put(
     client: &mut GatewayClient<Channel>,
+    uploader: &SigningKey,
     named: Option<[u8; 32]>,
     bytes: &[u8],
 ) -> Result<pb::PutBlobResponse, tonic::Status> {
-    let chunks = blob::chunks(bytes, named.map(BlobId), 300_000);
+    let promised = named.map_or_else(|| BlobId::of(bytes), BlobId);
+    let header = blob::upload_header(uploader, &promised, bytes.len() as u64, blob::unix_now());
+    let mut chunks = blob::chunks(bytes, named.map(BlobId), 300_000);
+    chunks[0].upload = Some(header);
     client
         .put_blob(tokio_stream::iter(chunks))
         .await
@@ -363,13 +369,14 @@ async fn blobs_round_trip_and_are_verified(
     node: &Node,
     first: &Gateway,
     client: &mut GatewayClient<Channel>,
+    uploader: &SigningKey,
 ) -> Result<()> {
     // Several chunks each way.
     let bytes: Vec<u8> = (0..2_500_000u32)
         .map(|i| (i.wrapping_mul(31) >> 3) as u8)
         .collect();
     let id = BlobId(sha3_256(&bytes));
-    let stored = put(client, Some(id.0), &bytes).await?;
+    let stored = put(client, uploader, Some(id.0), &bytes).await?;
     assert_eq!(stored.hash, id.0.to_vec());
     assert_eq!(stored.size, 2_500_000);
     assert_eq!(get(first, &id.0).await?, Ok(bytes.clone()));
@@ -378,11 +385,14 @@ async fn blobs_round_trip_and_are_verified(
     // Without a named hash the gateway names it.
     let small = b"a small blob".to_vec();
     let small_id = BlobId(sha3_256(&small));
-    assert_eq!(put(client, None, &small).await?.hash, small_id.0.to_vec());
+    assert_eq!(
+        put(client, uploader, None, &small).await?.hash,
+        small_id.0.to_vec()
+    );
 
     // Wrong bytes for a named hash are refused and never stored.
     let named = sha3_256(b"the bytes that were promised");
-    let status = put(client, Some(named), b"other bytes")
+    let status = put(client, uploader, Some(named), b"other bytes")
         .await
         .expect_err("mismatch");
     assert_eq!(status.code(), Code::InvalidArgument, "{status}");
@@ -400,7 +410,7 @@ async fn blobs_round_trip_and_are_verified(
         .await
         .expect_err("short hash");
     assert_eq!(status.code(), Code::InvalidArgument, "{status}");
-    let status = put(client, Some([0; 32]), b"")
+    let status = put(client, uploader, Some([0; 32]), b"")
         .await
         .expect_err("empty is not zero");
     assert_eq!(status.code(), Code::InvalidArgument, "{status}");
@@ -422,7 +432,7 @@ async fn blobs_round_trip_and_are_verified(
     // which notices the damage before the last chunk and refuses with
     // DATA_LOSS, and gets the blob from the second instead. (A peer that
     // lies on purpose is covered by the node crate's in-process tests.)
-    put(&mut second_client, None, &small).await?;
+    put(&mut second_client, uploader, None, &small).await?;
     std::fs::write(stored_path(first, &small_id), b"a small bomb")?;
     let third = Gateway::start(
         &node.rpc_url(),

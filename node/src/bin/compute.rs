@@ -598,7 +598,8 @@ async fn job_command(
                 .await
                 .context("read the chain's parameters")?;
             let files = jobs::input_files(&inputs)?;
-            let tasks = jobs::task_inputs(&files, params.max_inline_input_bytes, &gateway).await?;
+            let tasks =
+                jobs::task_inputs(&files, params.max_inline_input_bytes, &gateway, &key).await?;
             let policy = if verified {
                 pb::policy::Kind::Verified(pb::VerifiedPolicy {
                     verify_fuel,

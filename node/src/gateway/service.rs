@@ -340,6 +340,7 @@ impl GatewayService {
                 let chunk = pb::BlobChunk {
                     hash: if first { id.0.to_vec() } else { Vec::new() },
                     data: buf,
+                    upload: None,
                 };
                 first = false;
                 if tx.send(Ok(chunk)).await.is_err() {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use compute_client::{retry, ClientError, Gateway, Query as _};
-use compute_proto::{BlobId, ModuleId};
+use compute_proto::{BlobId, ModuleId, SigningKey};
 use compute_sandbox::{
     Execution, PrepareError, PreparedModule, Sandbox, TaskLimits, Verification, WorkerFault,
 };
@@ -93,9 +93,11 @@ pub fn task_memory_bytes(params: &ChainParams) -> u64 {
 }
 
 /// What the pipeline works with: the sandbox, the module cache, the
-/// gateway, and the chain's parameters and this worker's flags.
+/// gateway, the worker's key (which signs its output uploads), and the
+/// chain's parameters and this worker's flags.
 pub(crate) struct Pipeline {
     gateway: Gateway,
+    key: SigningKey,
     sandbox: Arc<Sandbox>,
     modules: ModuleCache,
     params: ChainParams,
@@ -111,6 +113,7 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         gateway: Gateway,
+        key: SigningKey,
         sandbox: Arc<Sandbox>,
         modules: ModuleCache,
         params: ChainParams,
@@ -121,6 +124,7 @@ impl Pipeline {
     ) -> Self {
         Self {
             gateway,
+            key,
             sandbox,
             modules,
             params,
@@ -218,7 +222,8 @@ impl Pipeline {
 
         let output_blob = match &result.output {
             Some(output) => {
-                match retry("PutBlob", &self.shutdown, || self.gateway.put_blob(output)).await {
+                let upload = || self.gateway.put_blob(&self.key, output);
+                match retry("PutBlob", &self.shutdown, upload).await {
                     Ok(id) => Some(id),
                     Err(error) => {
                         // The commitment does not depend on it; an inline

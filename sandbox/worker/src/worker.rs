@@ -119,6 +119,7 @@ impl Worker {
 
         let pipeline = Pipeline::new(
             gateway.clone(),
+            key.clone(),
             sandbox,
             modules,
             params,
