@@ -2,16 +2,20 @@
 //! verified, a second gateway fetches from its peer, a lying peer is skipped,
 //! a blob damaged on disk is never served whole, a fetch goes one hop only
 //! (so gateways that name each other never loop), limits answer `RESOURCE_EXHAUSTED`, and a call that
-//! needs the chain answers `UNAVAILABLE` rather than hanging.
+//! needs the chain answers `UNAVAILABLE` rather than hanging. Uploads are
+//! signed by a key that a fixed table of standings admits (see
+//! `uploads_need_a_signed_header_a_funded_account_and_room` for refusals).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
 use compute_client::{blob, Gateway};
+use compute_node::gateway::auth::{FixedStandings, Standing};
+use compute_node::gateway::limits::LimitsConfig;
 use compute_node::gateway::{self, GatewayConfig};
 use compute_proto::pb::gateway_server::{self as server, GatewayServer};
-use compute_proto::{pb, sha3_256, BlobId};
+use compute_proto::{pb, sha3_256, BlobId, SigningKey};
 use tokio::sync::oneshot;
 use tokio_stream::Stream;
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -35,14 +39,34 @@ async fn start(peers: Vec<String>, max_blob_bytes: u64, quota_bytes: u64) -> Run
         peers,
         max_blob_bytes,
         quota_bytes,
-        subscriptions_max: 2,
+        high_water_percent: 90,
+        low_water_percent: 80,
+        account_quota_bytes: quota_bytes,
+        grace: Duration::from_secs(3600),
+        retain_blocks: 100,
+        limits: LimitsConfig::default(),
+        upload_min_balance: 1,
     };
     let listeners = gateway::bind(&config).await.unwrap();
     let url = format!("http://{}", listeners.grpc.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(gateway::serve(config, listeners, async move {
-        let _ = stopped.await;
-    }));
+    // The one uploader here is a registered worker; no chain says so, a
+    // fixed table does.
+    let standings = FixedStandings::new([(
+        uploader().account(),
+        Standing {
+            balance: 0,
+            worker: true,
+        },
+    )]);
+    tokio::spawn(gateway::serve_with(
+        config,
+        listeners,
+        Box::new(standings),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Running {
         url,
         home,
@@ -54,14 +78,22 @@ async fn client(gateway: &Running) -> Gateway {
     Gateway::connect(&gateway.url).await.unwrap()
 }
 
-/// Uploads `bytes` as the client crate cuts them, naming `named` (which a
-/// test may choose to be wrong), and returns the gateway's raw answer.
+/// The key every upload here is signed with.
+fn uploader() -> SigningKey {
+    SigningKey::from_seed([5; 32])
+}
+
+/// Uploads `bytes` as the client crate cuts them, under a header naming
+/// `named` (which a test may choose to be wrong; the true hash when
+/// `None`), and returns the gateway's raw answer.
 async fn put(
     client: &Gateway,
     named: Option<[u8; 32]>,
     bytes: &[u8],
 ) -> Result<pb::PutBlobResponse, tonic::Status> {
-    let chunks = blob::chunks(bytes, named.map(BlobId), 100_000);
+    let id = named.map_or_else(|| BlobId::of(bytes), BlobId);
+    let header = blob::upload_header(&uploader(), &id, bytes.len() as u64, blob::unix_now());
+    let chunks = blob::signed_chunks(bytes, header, 100_000);
     client
         .grpc()
         .put_blob(tokio_stream::iter(chunks))

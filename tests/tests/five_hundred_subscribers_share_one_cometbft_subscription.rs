@@ -36,8 +36,17 @@ async fn scenario() -> Result<()> {
     let alice = SigningKey::from_seed([1; 32]);
     let worker = SigningKey::from_seed([3; 32]);
     let node = Node::start(NetConfig::funded(&[&alice, &worker], 1_000_000)).await?;
-    // The default --max-subscribers, no flag: far above 500.
-    let gateway = Gateway::start(&node.rpc_url(), &[])?;
+    // Every subscriber here comes from 127.0.0.1: one client to the
+    // gateway's per-client limits, which are raised to let it hold them all.
+    let gateway = Gateway::start(
+        &node.rpc_url(),
+        &[
+            "--client-streams-max".to_owned(),
+            "1000".to_owned(),
+            "--client-request-burst".to_owned(),
+            "2000".to_owned(),
+        ],
+    )?;
     let mut clients = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
         clients.push(GatewayClient::connect(gateway.url()).await?);

@@ -80,9 +80,20 @@ pub enum GatewayError {
         /// The kind it got.
         got: &'static str,
     },
-    /// Too many streams of one kind are open.
+    /// A per-client or per-account limit refused the call.
+    #[error("{message}")]
+    Throttled {
+        /// Which limit: `client_requests`, `client_streams` or `account_uploads`.
+        limit: &'static str,
+        /// What happened and which flag sets the limit.
+        message: String,
+    },
+    /// An upload's signed header is missing, malformed, expired or forged.
+    #[error(transparent)]
+    Unauthenticated(#[from] compute_proto::UploadError),
+    /// The signer is known, but not allowed to upload here.
     #[error("{0}")]
-    Busy(String),
+    PermissionDenied(String),
     /// The blob store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -101,12 +112,16 @@ impl GatewayError {
             GatewayError::InvalidArgument(_) | GatewayError::WrongMessage { .. } => {
                 Code::InvalidArgument
             }
-            GatewayError::Busy(_) => Code::ResourceExhausted,
+            GatewayError::Throttled { .. } => Code::ResourceExhausted,
+            GatewayError::Unauthenticated(_) => Code::Unauthenticated,
+            GatewayError::PermissionDenied(_) => Code::PermissionDenied,
             GatewayError::Store(e) => match e {
-                StoreError::TooLarge { .. } | StoreError::QuotaExceeded { .. } => {
-                    Code::ResourceExhausted
+                StoreError::TooLarge { .. }
+                | StoreError::QuotaExceeded { .. }
+                | StoreError::AccountQuotaExceeded { .. } => Code::ResourceExhausted,
+                StoreError::HashMismatch { .. } | StoreError::SizeMismatch { .. } => {
+                    Code::InvalidArgument
                 }
-                StoreError::HashMismatch { .. } => Code::InvalidArgument,
                 StoreError::Io { .. } => Code::Internal,
             },
             GatewayError::BlobNotFound(_) => Code::NotFound,
@@ -116,6 +131,32 @@ impl GatewayError {
                 NodeError::Refused(text) => refused_code(text),
                 NodeError::Http { status, .. } => http_status_code(*status),
             },
+        }
+    }
+}
+
+impl GatewayError {
+    /// The word `compute_gateway_upload_refusals_total{reason}` counts a
+    /// refused upload under.
+    pub fn refusal_reason(&self) -> &'static str {
+        use compute_proto::UploadError as U;
+        match self {
+            GatewayError::Unauthenticated(U::Missing) => "unsigned",
+            GatewayError::Unauthenticated(U::Expired { .. } | U::TooFarAhead { .. }) => "expired",
+            GatewayError::Unauthenticated(_) => "bad_signature",
+            GatewayError::PermissionDenied(_) => "not_permitted",
+            GatewayError::Throttled { limit, .. } => limit,
+            GatewayError::Store(StoreError::AccountQuotaExceeded { .. }) => "account_quota",
+            GatewayError::Store(StoreError::QuotaExceeded { .. }) => "store_full",
+            GatewayError::Store(StoreError::TooLarge { .. }) => "too_large",
+            GatewayError::Store(
+                StoreError::HashMismatch { .. } | StoreError::SizeMismatch { .. },
+            ) => "mismatch",
+            GatewayError::Store(StoreError::Io { .. }) => "io",
+            GatewayError::Node(_) => "chain_unavailable",
+            GatewayError::InvalidArgument(_)
+            | GatewayError::WrongMessage { .. }
+            | GatewayError::BlobNotFound(_) => "malformed",
         }
     }
 }
@@ -178,6 +219,21 @@ mod tests {
                 Code::InvalidArgument,
             ),
             (GatewayError::BlobNotFound(BlobId([0; 32])), Code::NotFound),
+            (
+                GatewayError::Unauthenticated(compute_proto::UploadError::Missing),
+                Code::Unauthenticated,
+            ),
+            (
+                GatewayError::PermissionDenied("x".into()),
+                Code::PermissionDenied,
+            ),
+            (
+                GatewayError::Throttled {
+                    limit: "client_requests",
+                    message: "x".into(),
+                },
+                Code::ResourceExhausted,
+            ),
             (
                 GatewayError::Node(NodeError::Refused("tx already exists in cache".into())),
                 Code::AlreadyExists,

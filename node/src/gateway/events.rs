@@ -9,7 +9,8 @@
 //! match, whatever the number of subscribers and however many distinct
 //! filters they use (CometBFT allows 5 subscriptions per client and 100
 //! clients by default; per-filter queries would run out of both). The hub
-//! keeps only the event kinds some filter can match, and publishes each
+//! keeps only the event kinds some filter (or the retention tracker) can
+//! match, and publishes each
 //! block that has any into a `tokio::sync::broadcast` ring of
 //! [`BLOCKS_BUFFERED`] blocks; every subscriber reads the ring with its own
 //! cursor, filters by worker or job, and forwards into its own bounded gRPC
@@ -63,6 +64,23 @@ const BACKOFF_MAX_MS: u64 = 10_000;
 const WORKER_KINDS: &[&str] = &["task_assigned", "task_reveal_open"];
 /// The event kinds streamed for a job: every step a progress display counts.
 const JOB_KINDS: &[&str] = &[
+    "task_assigned",
+    "task_committed",
+    "task_declined",
+    "task_reveal_open",
+    "task_revealed",
+    "task_settled",
+    "task_failed",
+    "job_completed",
+    "job_cancelled",
+    "worker_cheated",
+];
+
+/// The event kinds the hub publishes: every kind a filter can match, and
+/// `job_posted`, from which the gateway learns which blobs a job needs
+/// (see `retention`).
+const PUBLISHED_KINDS: &[&str] = &[
+    "job_posted",
     "task_assigned",
     "task_committed",
     "task_declined",
@@ -224,7 +242,7 @@ pub fn hub_query() -> Query {
 
 impl Hub {
     /// A hub that is not connected to anything; [`Hub::start`] runs one.
-    fn detached(ws_url: &str) -> Self {
+    pub(crate) fn detached(ws_url: &str) -> Self {
         let (blocks, _) = broadcast::channel(BLOCKS_BUFFERED);
         let (link, _) = watch::channel(Link::default());
         Self {
@@ -306,7 +324,7 @@ impl Hub {
 
     /// Keeps the block's events that some filter can match and publishes
     /// them if there are any.
-    fn publish<'a>(
+    pub(crate) fn publish<'a>(
         &self,
         height: i64,
         block: &'a [abci::Event],
@@ -315,7 +333,7 @@ impl Hub {
         let events: Vec<abci::Event> = block
             .iter()
             .chain(txs.flatten())
-            .filter(|e| JOB_KINDS.contains(&e.kind.as_str()))
+            .filter(|e| PUBLISHED_KINDS.contains(&e.kind.as_str()))
             .cloned()
             .collect();
         if events.is_empty() {
@@ -328,7 +346,7 @@ impl Hub {
             .send(Arc::new(Published { height, events }));
     }
 
-    fn set_link(&self, connected: bool, attempt_done: bool, error: Option<String>) {
+    pub(crate) fn set_link(&self, connected: bool, attempt_done: bool, error: Option<String>) {
         self.inner.link.send_modify(|l| {
             l.connected = connected;
             if attempt_done {
@@ -616,6 +634,13 @@ mod tests {
                 Filter::from_request(&bad),
                 Err(GatewayError::InvalidArgument(_))
             ));
+        }
+    }
+
+    #[test]
+    fn every_filter_kind_is_a_published_kind() {
+        for kind in JOB_KINDS {
+            assert!(PUBLISHED_KINDS.contains(kind), "{kind}");
         }
     }
 

@@ -50,6 +50,18 @@ struct PeerFetchLabels {
     outcome: &'static str,
 }
 
+/// The label of `compute_gateway_upload_refusals_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: &'static str,
+}
+
+/// The label of `compute_gateway_throttled_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ThrottleLabels {
+    limit: &'static str,
+}
+
 /// The gateway's counters and gauges; shared by every handler.
 #[derive(Debug)]
 pub struct Metrics {
@@ -64,6 +76,12 @@ pub struct Metrics {
     subscription_reconnects: Counter,
     subscriptions_lagged: Counter,
     cometbft_subscriptions: CountGauge,
+    upload_refusals: Family<RefusalLabels, Counter>,
+    throttled: Family<ThrottleLabels, Counter>,
+    evicted_blobs: Counter,
+    evicted_bytes: Counter,
+    pinned_bytes: CountGauge,
+    referenced_blobs: CountGauge,
 }
 
 impl Default for Metrics {
@@ -80,6 +98,12 @@ impl Default for Metrics {
             subscription_reconnects: Counter::default(),
             subscriptions_lagged: Counter::default(),
             cometbft_subscriptions: CountGauge::default(),
+            upload_refusals: Family::default(),
+            throttled: Family::default(),
+            evicted_blobs: Counter::default(),
+            evicted_bytes: Counter::default(),
+            pinned_bytes: CountGauge::default(),
+            referenced_blobs: CountGauge::default(),
         };
         // Counters are registered without `_total`, which the encoder adds;
         // help texts go without a final full stop, which the registry adds.
@@ -133,6 +157,36 @@ impl Default for Metrics {
             "compute_gateway_cometbft_subscriptions",
             "CometBFT websocket subscriptions held, shared by every Subscribe stream",
             m.cometbft_subscriptions.clone(),
+        );
+        r.register(
+            "compute_gateway_upload_refusals",
+            "PutBlob uploads refused before anything was stored, by reason",
+            m.upload_refusals.clone(),
+        );
+        r.register(
+            "compute_gateway_throttled",
+            "Calls refused by a per-client or per-account limit, by limit",
+            m.throttled.clone(),
+        );
+        r.register(
+            "compute_gateway_evicted_blobs",
+            "Unreferenced blobs evicted from the store",
+            m.evicted_blobs.clone(),
+        );
+        r.register(
+            "compute_gateway_evicted_bytes",
+            "Bytes of unreferenced blobs evicted from the store",
+            m.evicted_bytes.clone(),
+        );
+        r.register(
+            "compute_gateway_pinned_bytes",
+            "Bytes of stored blobs that the chain references or an operator pinned",
+            m.pinned_bytes.clone(),
+        );
+        r.register(
+            "compute_gateway_referenced_blobs",
+            "Blob ids the chain references now, as the gateway last learned them",
+            m.referenced_blobs.clone(),
         );
         m
     }
@@ -200,6 +254,36 @@ impl Metrics {
     /// The number of CometBFT websocket subscriptions the gateway holds.
     pub fn cometbft_subscriptions(&self) -> u64 {
         self.cometbft_subscriptions.get()
+    }
+
+    /// Counts one upload refused for `reason` (a fixed word, see docs/GATEWAY.md).
+    pub fn upload_refused(&self, reason: &'static str) {
+        self.upload_refusals
+            .get_or_create(&RefusalLabels { reason })
+            .inc();
+    }
+
+    /// Counts one call refused by the limit named `limit`.
+    pub fn throttled(&self, limit: &'static str) {
+        self.throttled
+            .get_or_create(&ThrottleLabels { limit })
+            .inc();
+    }
+
+    /// Counts blobs evicted, and their bytes.
+    pub fn evicted(&self, blobs: u64, bytes: u64) {
+        self.evicted_blobs.inc_by(blobs);
+        self.evicted_bytes.inc_by(bytes);
+    }
+
+    /// Sets the bytes of pinned stored blobs.
+    pub fn pinned_bytes_set(&self, bytes: u64) {
+        self.pinned_bytes.set(bytes);
+    }
+
+    /// Sets the number of blob ids the chain references.
+    pub fn referenced_blobs_set(&self, n: u64) {
+        self.referenced_blobs.set(n);
     }
 
     /// The metrics in Prometheus' text exposition format (version 0.0.4),
@@ -459,7 +543,11 @@ mod tests {
     impl Started {
         async fn new(bounds: Bounds) -> Started {
             let home = tempfile::tempdir().unwrap();
-            let store = BlobStore::open(home.path(), 1024, 1024).unwrap();
+            let store = BlobStore::open(
+                home.path(),
+                crate::gateway::store::StoreConfig::new(1024, 1024),
+            )
+            .unwrap();
             let metrics = Arc::new(Metrics::default());
             let (stop, stopped) = watch::channel(false);
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -586,7 +674,11 @@ mod tests {
                 "compute_gateway_blob_bytes_in_total",
                 "compute_gateway_blob_bytes_out_total",
                 "compute_gateway_cometbft_subscriptions",
+                "compute_gateway_evicted_blobs_total",
+                "compute_gateway_evicted_bytes_total",
                 "compute_gateway_peer_fetches_total",
+                "compute_gateway_pinned_bytes",
+                "compute_gateway_referenced_blobs",
                 "compute_gateway_requests_total",
                 "compute_gateway_store_bytes",
                 "compute_gateway_subscription_events_total",
@@ -599,7 +691,11 @@ mod tests {
             ("compute_gateway_blob_bytes_in_total", 0),
             ("compute_gateway_blob_bytes_out_total", 7),
             ("compute_gateway_cometbft_subscriptions", 0),
+            ("compute_gateway_evicted_blobs_total", 0),
+            ("compute_gateway_evicted_bytes_total", 0),
             ("compute_gateway_peer_fetches_total{outcome=\"ok\"}", 2),
+            ("compute_gateway_pinned_bytes", 0),
+            ("compute_gateway_referenced_blobs", 0),
             (
                 "compute_gateway_requests_total{method=\"GetBlob\",code=\"NOT_FOUND\"}",
                 1,

@@ -210,6 +210,30 @@ pub fn summary(e: &tendermint_rpc::Error) -> String {
     parts.join(": ")
 }
 
+/// The chain's typed queries, read through this node's `abci_query`: the
+/// gateway reads accounts, workers and jobs the way every client does.
+impl compute_client::Query for Relay {
+    async fn query_answer(
+        &self,
+        path: &str,
+    ) -> Result<compute_client::QueryAnswer, compute_client::ClientError> {
+        let answer = self
+            .query(path.to_owned(), Vec::new(), None)
+            .await
+            .map_err(|e| compute_client::ClientError::Node {
+                call: "abci_query",
+                url: self.url.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok(compute_client::QueryAnswer {
+            code: answer.code,
+            log: answer.log,
+            value: answer.value,
+            height: answer.height,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

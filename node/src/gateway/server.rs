@@ -5,22 +5,31 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use compute_proto::pb::gateway_server::GatewayServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
+use super::auth::{Admission, ChainStandings, Standings};
 use super::error::NodeError;
 use super::events::websocket_url;
+use super::limits::{Limits, LimitsConfig};
 use super::metrics::{self, Metrics};
+use super::pins;
 use super::relay::Relay;
+use super::retention::Retention;
 use super::service::{GatewayService, ServiceConfig, TX_BYTES_MAX};
-use super::store::{BlobStore, StoreError};
+use super::store::{BlobStore, StoreConfig, StoreError};
 
 /// How often the health monitor asks CometBFT for its status.
 const HEALTH_INTERVAL_MS: u64 = 5_000;
+/// How often the maintenance loop runs.
+const MAINTENANCE_INTERVAL_MS: u64 = 2_000;
+/// Every how many maintenance rounds idle clients' rate state is dropped.
+const LIMITS_SWEEP_ROUNDS: u64 = 30;
 /// The largest gRPC message accepted (a blob chunk or a transaction).
 const MESSAGE_BYTES_MAX: usize = TX_BYTES_MAX + 64 * 1024;
 
@@ -41,8 +50,40 @@ pub struct GatewayConfig {
     pub max_blob_bytes: u64,
     /// The total bytes the store may hold.
     pub quota_bytes: u64,
-    /// The most `Subscribe` streams open at once.
-    pub subscriptions_max: usize,
+    /// Eviction starts above this share of `quota_bytes`, in percent.
+    pub high_water_percent: u8,
+    /// Eviction stops at this share of `quota_bytes`, in percent.
+    pub low_water_percent: u8,
+    /// The bytes of unreferenced blobs one account may keep here.
+    pub account_quota_bytes: u64,
+    /// How long an unreferenced blob is kept after its upload.
+    pub grace: Duration,
+    /// How many blocks a settled task's output stays referenced.
+    pub retain_blocks: u64,
+    /// Per-client and per-account limits.
+    pub limits: LimitsConfig,
+    /// The balance that admits an uploader that is not a registered worker.
+    pub upload_min_balance: u64,
+}
+
+impl GatewayConfig {
+    /// The blob store's limits.
+    pub fn store_config(&self) -> StoreConfig {
+        let share = |percent: u8| {
+            let percent = u128::from(percent.min(100));
+            u64::try_from(u128::from(self.quota_bytes).saturating_mul(percent) / 100)
+                .unwrap_or(u64::MAX)
+        };
+        let high_water_bytes = share(self.high_water_percent);
+        StoreConfig {
+            max_blob_bytes: self.max_blob_bytes,
+            quota_bytes: self.quota_bytes,
+            high_water_bytes,
+            low_water_bytes: share(self.low_water_percent).min(high_water_bytes),
+            account_quota_bytes: self.account_quota_bytes,
+            grace: self.grace,
+        }
+    }
 }
 
 /// Why the gateway could not start or stopped with an error.
@@ -114,16 +155,39 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let relay = Relay::new(&config.rpc_url)?;
+    serve_with(
+        config,
+        listeners,
+        Box::new(ChainStandings::new(relay)),
+        shutdown,
+    )
+    .await
+}
+
+/// As [`serve`], with uploaders' standings read from `standings` rather
+/// than from the chain (for gateways in tests without one).
+///
+/// # Errors
+/// [`ServerError`] when a part cannot start or the server fails.
+pub async fn serve_with(
+    config: GatewayConfig,
+    listeners: Listeners,
+    standings: Box<dyn Standings>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     for peer in &config.peers {
         if !(peer.starts_with("http://") || peer.starts_with("https://")) {
             return Err(ServerError::BadPeer(peer.clone()));
         }
     }
-    let store = BlobStore::open(&config.home, config.max_blob_bytes, config.quota_bytes)?;
+    let store = BlobStore::open(&config.home, config.store_config())?;
     let relay = Relay::new(&config.rpc_url)?;
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    let limits = Limits::new(config.limits, Arc::clone(&metrics));
+    let admission = Admission::new(standings, config.upload_min_balance);
     let service = GatewayService::new(
         relay.clone(),
         store.clone(),
@@ -131,8 +195,9 @@ pub async fn serve(
         ServiceConfig {
             peers: config.peers.clone(),
             ws_url: websocket_url(&config.rpc_url),
-            subscriptions_max: config.subscriptions_max,
         },
+        limits.clone(),
+        admission,
         stop_rx.clone(),
     );
     let reflection = tonic_reflection::server::Builder::configure()
@@ -145,6 +210,22 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
+    let retention = Retention::new(store.clone(), Arc::clone(&metrics), config.retain_blocks);
+    tokio::spawn(
+        retention
+            .clone()
+            .run(relay.clone(), service.hub(), stop_rx.clone()),
+    );
+    tokio::spawn(maintain(
+        Maintenance {
+            store: store.clone(),
+            retention,
+            limits: limits.clone(),
+            metrics: Arc::clone(&metrics),
+            pins: pins::path_in(&config.home),
+        },
+        stop_rx.clone(),
+    ));
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<GatewayServer<GatewayService>>().await;
     tokio::spawn(monitor_health(health.clone(), relay, stop_rx.clone()));
@@ -175,15 +256,69 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(
+        .add_service(InterceptedService::new(
             GatewayServer::new(service)
                 .max_decoding_message_size(MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(MESSAGE_BYTES_MAX),
-        )
+            limits.interceptor(),
+        ))
         .serve_with_incoming_shutdown(incoming, signal)
         .await?;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// What the maintenance loop looks after.
+struct Maintenance {
+    store: BlobStore,
+    retention: Retention,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    pins: PathBuf,
+}
+
+/// Every [`MAINTENANCE_INTERVAL_MS`]: reloads the operator's pins when their
+/// file changed, evicts when the store is over its high-water mark (once the
+/// chain's references are known), updates the pinned-bytes gauge, and now
+/// and then forgets idle clients' rate state.
+async fn maintain(m: Maintenance, mut stop: watch::Receiver<bool>) {
+    let mut pins_seen: Option<Option<SystemTime>> = None;
+    let mut rounds: u64 = 0;
+    loop {
+        let modified = std::fs::metadata(&m.pins)
+            .and_then(|meta| meta.modified())
+            .ok();
+        if pins_seen != Some(modified) {
+            match pins::load(&m.pins) {
+                Ok(ids) => {
+                    tracing::info!(pins = ids.len(), file = %m.pins.display(), "operator pins loaded");
+                    m.store.set_manual_pins(ids);
+                    pins_seen = Some(modified);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "operator pins not reloaded; the previous ones stay");
+                    pins_seen = Some(modified);
+                }
+            }
+        }
+        let complete = m.retention.complete();
+        m.store.set_references_complete(complete);
+        // Eviction unlinks files: off the async threads.
+        let store = m.store.clone();
+        let evicted = tokio::task::spawn_blocking(move || store.evict(SystemTime::now(), complete))
+            .await
+            .unwrap_or_default();
+        m.metrics.evicted(evicted.blobs, evicted.bytes);
+        m.metrics.pinned_bytes_set(m.store.pinned_bytes());
+        rounds = rounds.wrapping_add(1);
+        if rounds.is_multiple_of(LIMITS_SWEEP_ROUNDS) {
+            m.limits.sweep();
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(Duration::from_millis(MAINTENANCE_INTERVAL_MS)) => {}
+        }
+    }
 }
 
 /// Reports the gateway as serving only while CometBFT answers.

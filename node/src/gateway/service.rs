@@ -1,22 +1,25 @@
 //! The `compute.v1.Gateway` gRPC service.
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use compute_proto::pb::gateway_client::GatewayClient;
 use compute_proto::pb::gateway_server::Gateway;
-use compute_proto::{pb, BlobId, Code as AbciCode, JobId, SignedTx};
+use compute_proto::{pb, BlobId, Code as AbciCode, JobId, SignedTx, UploadError, VerifiedUpload};
 use prost::Message;
 use sha3::{Digest, Sha3_256};
 use tokio::io::AsyncReadExt;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use super::auth::Admission;
 use super::error::{GatewayError, NodeError};
 use super::events::{forward, Filter, Hub};
+use super::limits::{client_of, Limits};
 use super::metrics::Metrics;
 use super::relay::{Mode, Relay};
 use super::store::{BlobStore, Stored};
@@ -45,9 +48,6 @@ pub struct ServiceConfig {
     pub peers: Vec<String>,
     /// CometBFT's websocket URL.
     pub ws_url: String,
-    /// The most `Subscribe` streams open at once (they all share one
-    /// CometBFT subscription).
-    pub subscriptions_max: usize,
 }
 
 /// The gateway: relays signed transactions, proxies queries, streams events
@@ -58,7 +58,8 @@ pub struct GatewayService {
     store: BlobStore,
     metrics: Arc<Metrics>,
     config: Arc<ServiceConfig>,
-    subscription_slots: Arc<Semaphore>,
+    limits: Limits,
+    admission: Admission,
     hub: Hub,
     shutdown: watch::Receiver<bool>,
 }
@@ -75,24 +76,48 @@ impl GatewayService {
         store: BlobStore,
         metrics: Arc<Metrics>,
         config: ServiceConfig,
+        limits: Limits,
+        admission: Admission,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        let subscription_slots = Arc::new(Semaphore::new(config.subscriptions_max));
         let hub = Hub::start(
             &config.ws_url,
             relay.clone(),
             Arc::clone(&metrics),
             shutdown.clone(),
         );
+        Self::with_hub(
+            relay, store, metrics, config, limits, admission, hub, shutdown,
+        )
+    }
+
+    /// A service streaming from `hub` (which tests feed by hand).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn with_hub(
+        relay: Relay,
+        store: BlobStore,
+        metrics: Arc<Metrics>,
+        config: ServiceConfig,
+        limits: Limits,
+        admission: Admission,
+        hub: Hub,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             relay,
             store,
             metrics,
             config: Arc::new(config),
-            subscription_slots,
+            limits,
+            admission,
             hub,
             shutdown,
         }
+    }
+
+    /// The hub of chain events this service streams from.
+    pub fn hub(&self) -> Hub {
+        self.hub.clone()
     }
 
     fn finish<T>(
@@ -231,50 +256,64 @@ impl GatewayService {
         }
     }
 
+    /// Checks an upload's first chunk: its signed header, its hash, its
+    /// size, the account's rate and standing. Nothing is written before it
+    /// answers.
+    async fn admit_upload(&self, first: &pb::BlobChunk) -> Result<VerifiedUpload, GatewayError> {
+        let header = first
+            .upload
+            .as_ref()
+            .ok_or(GatewayError::Unauthenticated(UploadError::Missing))?;
+        let upload = VerifiedUpload::verify(header)?;
+        upload.check_time(unix_now())?;
+        if !first.hash.is_empty() && first.hash != upload.hash.0 {
+            return Err(GatewayError::InvalidArgument(
+                "the first chunk names one hash and its upload header another".to_owned(),
+            ));
+        }
+        let max_bytes = self.store.max_blob_bytes();
+        if upload.size > max_bytes {
+            return Err(GatewayError::Store(super::store::StoreError::TooLarge {
+                max_bytes,
+            }));
+        }
+        self.limits.check_upload(&upload.uploader)?;
+        self.admission.admit(&upload.uploader).await?;
+        Ok(upload)
+    }
+
     async fn put_blob_inner(
         &self,
+        client: IpAddr,
         mut stream: Streaming<pb::BlobChunk>,
     ) -> Result<pb::PutBlobResponse, GatewayError> {
-        let mut writer = None;
-        let mut expected: Option<BlobId> = None;
-        loop {
-            let chunk = match stream.message().await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
-                Err(status) => {
-                    return Err(GatewayError::InvalidArgument(format!(
-                        "upload stream broke: {}",
-                        status.message()
-                    )))
-                }
-            };
-            if !chunk.hash.is_empty() {
-                let named = parse_blob_id(&chunk.hash)?;
-                match (&writer, expected) {
-                    (None, _) => expected = Some(named),
-                    (Some(_), Some(first)) if first == named => {}
-                    _ => {
-                        return Err(GatewayError::InvalidArgument(
-                            "only the first chunk may name the hash, and later chunks may only repeat it".to_owned(),
-                        ))
-                    }
-                }
-            }
-            if writer.is_none() {
-                writer = Some(self.store.writer(expected).await?);
-            }
-            if let Some(w) = writer.as_mut() {
-                w.write(&chunk.data).await?;
-            }
-        }
-        let writer = match writer {
-            Some(w) => w,
-            None => self.store.writer(expected).await?,
+        let _permit = self.limits.stream_permit(client)?;
+        let broke = |status: Status| {
+            GatewayError::InvalidArgument(format!("upload stream broke: {}", status.message()))
         };
+        let first = stream
+            .message()
+            .await
+            .map_err(broke)?
+            .ok_or(GatewayError::Unauthenticated(UploadError::Missing))?;
+        let upload = self.admit_upload(&first).await?;
+        let mut writer = self
+            .store
+            .writer_for(Some(upload.uploader), upload.hash, upload.size)
+            .await?;
+        writer.write(&first.data).await?;
+        while let Some(chunk) = stream.message().await.map_err(broke)? {
+            if (!chunk.hash.is_empty() && chunk.hash != upload.hash.0) || chunk.upload.is_some() {
+                return Err(GatewayError::InvalidArgument(
+                    "only the first chunk carries the header, and later chunks may only repeat its hash".to_owned(),
+                ));
+            }
+            writer.write(&chunk.data).await?;
+        }
         let received = writer.len_bytes();
         let stored = writer.finish().await?;
         self.metrics.blob_bytes_in(received);
-        tracing::debug!(id = %stored.id, size_bytes = stored.size_bytes, added = stored.added, "blob stored");
+        tracing::debug!(id = %stored.id, size_bytes = stored.size_bytes, added = stored.added, uploader = %upload.uploader, "blob stored");
         Ok(pb::PutBlobResponse {
             hash: stored.id.0.to_vec(),
             size: stored.size_bytes,
@@ -285,6 +324,7 @@ impl GatewayService {
         &self,
         request: Request<pb::GetBlobRequest>,
     ) -> Result<BoxStream<pb::BlobChunk>, GatewayError> {
+        let permit = self.limits.stream_permit(client_of(&request))?;
         let may_ask_peers = request.metadata().get(PEER_HOP_HEADER).is_none();
         let id = parse_blob_id(&request.get_ref().hash)?;
         self.ensure_local(&id, may_ask_peers).await?;
@@ -297,6 +337,9 @@ impl GatewayService {
         let metrics = Arc::clone(&self.metrics);
         let store = self.store.clone();
         tokio::spawn(async move {
+            // The stream's slot and the reader's hold on the blob (which
+            // keeps eviction away from it) last as long as this task.
+            let _permit = permit;
             let mut first = true;
             let mut hasher = Sha3_256::new();
             loop {
@@ -357,17 +400,11 @@ impl GatewayService {
 
     async fn subscribe_inner(
         &self,
+        client: IpAddr,
         request: &pb::SubscribeRequest,
     ) -> Result<BoxStream<pb::ChainEvent>, GatewayError> {
         let filter = Filter::from_request(request)?;
-        let permit = Arc::clone(&self.subscription_slots)
-            .try_acquire_owned()
-            .map_err(|_| {
-                GatewayError::Busy(format!(
-                    "this gateway already serves {} Subscribe streams (--max-subscribers); try again later or use another gateway",
-                    self.config.subscriptions_max
-                ))
-            })?;
+        let permit = self.limits.stream_permit(client)?;
         // Answers once CometBFT holds the shared subscription, so that a
         // client that subscribes and then sends a transaction sees its events.
         let blocks = self.hub.subscribe().await.map_err(|why| {
@@ -403,6 +440,13 @@ enum PeerError {
     Store(super::store::StoreError),
     #[error("{0}")]
     Other(String),
+}
+
+/// The gateway's clock in unix seconds (0 if it reads before 1970).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn parse_blob_id(bytes: &[u8]) -> Result<BlobId, GatewayError> {
@@ -524,7 +568,9 @@ impl Gateway for GatewayService {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let result = self.subscribe_inner(request.get_ref()).await;
+        let result = self
+            .subscribe_inner(client_of(&request), request.get_ref())
+            .await;
         self.finish("Subscribe", result).map(Response::new)
     }
 
@@ -532,7 +578,11 @@ impl Gateway for GatewayService {
         &self,
         request: Request<Streaming<pb::BlobChunk>>,
     ) -> Result<Response<pb::PutBlobResponse>, Status> {
-        let result = self.put_blob_inner(request.into_inner()).await;
+        let client = client_of(&request);
+        let result = self.put_blob_inner(client, request.into_inner()).await;
+        if let Err(e) = &result {
+            self.metrics.upload_refused(e.refusal_reason());
+        }
         self.finish("PutBlob", result).map(Response::new)
     }
 
