@@ -2,7 +2,8 @@
 //! valid signed header, from an account the chain knows as funded or as a
 //! worker, within that account's quota and rate; everything else is
 //! refused with a clear code and writes nothing. Per-client limits refuse a
-//! client past its rate or its share of streams, and leave others alone.
+//! client past its rate or its share of streams, and leave others alone; an
+//! upload that never sends its header is cut off.
 //!
 //! No chain runs here: the uploaders' standings come from a fixed table
 //! (`FixedStandings`); the real-process test under `tests/` reads them from
@@ -392,11 +393,26 @@ async fn throttling() {
             client_streams_max: 2,
             account_uploads_per_minute: 1,
             account_upload_burst: 2,
+            upload_header_timeout_secs: 1,
         },
         64 << 20,
     )
     .await;
     let mut c = grpc(&gw).await;
+
+    // An upload that never sends its header is cut off, not kept open.
+    let silent = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.put_blob(tokio_stream::pending::<pb::BlobChunk>()),
+    )
+    .await
+    .expect("the gateway ends a silent upload")
+    .unwrap_err();
+    assert_eq!(silent.code(), Code::DeadlineExceeded, "{silent}");
+    assert!(
+        silent.message().contains("--upload-header-timeout-secs"),
+        "{silent}"
+    );
 
     // An account past its upload burst.
     for n in 20..22u8 {

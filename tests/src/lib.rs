@@ -607,6 +607,8 @@ pub struct Gateway {
     pub grpc_port: u16,
     /// The Prometheus metrics port.
     pub metrics_port: u16,
+    rpc_url: String,
+    extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -616,46 +618,65 @@ impl Gateway {
     pub fn start(rpc_url: &str, extra_args: &[String]) -> Result<Self> {
         let home = tempfile::Builder::new().prefix("compute-gw-").tempdir()?;
         let [grpc_port, metrics_port] = free_ports::<2>();
-        let log = fs::File::create(home.path().join("compute-node.log"))?;
+        let mut gateway = Self {
+            home,
+            grpc_port,
+            metrics_port,
+            rpc_url: rpc_url.to_owned(),
+            extra_args: extra_args.to_vec(),
+            child: None,
+        };
+        gateway.spawn()?;
+        Ok(gateway)
+    }
+
+    /// Kills the gateway and starts it again on the same home, ports and
+    /// flags; returns once it accepts connections.
+    pub fn restart(&mut self) -> Result<()> {
+        kill(self.child.take());
+        self.spawn()
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.path().join("compute-node.log"))?;
+        let grpc_port = self.grpc_port;
         let child = Command::new(workspace_bin("compute-node"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{grpc_port}"))
             .arg("--metrics")
-            .arg(format!("127.0.0.1:{metrics_port}"))
+            .arg(format!("127.0.0.1:{}", self.metrics_port))
             .arg("--rpc")
-            .arg(rpc_url)
+            .arg(&self.rpc_url)
             .arg("--home")
-            .arg(home.path().join("gateway"))
-            .args(extra_args)
+            .arg(self.home.path().join("gateway"))
+            .args(&self.extra_args)
             .env("RUST_LOG", "info,compute_node=debug")
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("spawn compute-node")?;
-        let mut gateway = Self {
-            home,
-            grpc_port,
-            metrics_port,
-            child: Some(child),
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", grpc_port)).is_err() {
-            if let Some(status) = gateway
+            if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                bail!("compute-node exited with {status}:\n{}", gateway.log_tail());
+                bail!("compute-node exited with {status}:\n{}", self.log_tail());
             }
             if Instant::now() > deadline {
                 bail!(
                     "compute-node did not listen within 30 s:\n{}",
-                    gateway.log_tail()
+                    self.log_tail()
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(gateway)
+        Ok(())
     }
 
     /// The gRPC URL, e.g. for `--peer`.

@@ -9,6 +9,7 @@
 //! a real job, whose inputs and outputs all travel through this gateway,
 //! still completes, and every output stays downloadable after it settled.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -122,8 +123,8 @@ impl Net {
 
 #[tokio::test]
 async fn an_attacker_fills_only_its_own_quota_and_a_job_still_completes() {
-    let net = Net::start().await.expect("start the network");
-    let outcome = tokio::time::timeout(SCENARIO_TIMEOUT, scenario(&net)).await;
+    let mut net = Net::start().await.expect("start the network");
+    let outcome = tokio::time::timeout(SCENARIO_TIMEOUT, scenario(&mut net)).await;
     let failure = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(format!("{e:#}")),
@@ -199,7 +200,7 @@ fn metric(metrics: &str, line_start: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn scenario(net: &Net) -> Result<()> {
+async fn scenario(net: &mut Net) -> Result<()> {
     let gateway = GatewayClient::connect(&net.gateway.url()).await?;
 
     // Strangers and unsigned uploads are refused, and store nothing.
@@ -353,5 +354,30 @@ async fn scenario(net: &Net) -> Result<()> {
         "attacker: {first_fill} blobs at first, {} more after evictions; {second_round} evicted",
         refilled.load(Ordering::Relaxed)
     );
+
+    // A restarted gateway knows only its disk: it reads the references back
+    // from the chain's queries (the settled outputs, within
+    // --retain-blocks), and then serves the outputs as before.
+    let outputs: HashSet<BlobId> = inputs
+        .iter()
+        .map(|input| BlobId::of(&compute_jobs::primes::job(input)))
+        .collect();
+    net.gateway.restart()?;
+    let referenced = wait_for(Duration::from_secs(30), || {
+        let metrics = scrape(&net.gateway)?;
+        let referenced = metric(&metrics, "compute_gateway_referenced_blobs ");
+        let pinned = metric(&metrics, "compute_gateway_pinned_bytes ");
+        Ok(Some(referenced).filter(|n| *n >= outputs.len() as u64 && pinned > 0))
+    })
+    .await
+    .context("the restarted gateway did not read the references back")?;
+    let gateway = GatewayClient::connect(&net.gateway.url()).await?;
+    for output in &outputs {
+        gateway
+            .get_blob(output, 1 << 20)
+            .await
+            .context("an output is gone after the restart")?;
+    }
+    eprintln!("after a restart: {referenced} blobs referenced");
     Ok(())
 }

@@ -86,6 +86,9 @@ struct Args {
     /// Uploads one account may make in a burst.
     #[arg(long, default_value_t = LimitsConfig::default().account_upload_burst)]
     account_upload_burst: u32,
+    /// Seconds an upload may take to send its first chunk, the signed header.
+    #[arg(long, default_value_t = LimitsConfig::default().upload_header_timeout_secs)]
+    upload_header_timeout_secs: u64,
 }
 
 /// Operator commands on the gateway's home; a running gateway picks up
@@ -176,6 +179,7 @@ async fn main() -> Result<()> {
             client_streams_max: args.client_streams_max,
             account_uploads_per_minute: args.account_uploads_per_minute,
             account_upload_burst: args.account_upload_burst,
+            upload_header_timeout_secs: args.upload_header_timeout_secs,
         },
         upload_min_balance: args.upload_min_balance,
     };

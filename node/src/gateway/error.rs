@@ -91,6 +91,9 @@ pub enum GatewayError {
     /// An upload's signed header is missing, malformed, expired or forged.
     #[error(transparent)]
     Unauthenticated(#[from] compute_proto::UploadError),
+    /// A client sent too slowly.
+    #[error("{0}")]
+    TooSlow(String),
     /// The signer is known, but not allowed to upload here.
     #[error("{0}")]
     PermissionDenied(String),
@@ -115,6 +118,7 @@ impl GatewayError {
             GatewayError::Throttled { .. } => Code::ResourceExhausted,
             GatewayError::Unauthenticated(_) => Code::Unauthenticated,
             GatewayError::PermissionDenied(_) => Code::PermissionDenied,
+            GatewayError::TooSlow(_) => Code::DeadlineExceeded,
             GatewayError::Store(e) => match e {
                 StoreError::TooLarge { .. }
                 | StoreError::QuotaExceeded { .. }
@@ -145,6 +149,7 @@ impl GatewayError {
             GatewayError::Unauthenticated(U::Expired { .. } | U::TooFarAhead { .. }) => "expired",
             GatewayError::Unauthenticated(_) => "bad_signature",
             GatewayError::PermissionDenied(_) => "not_permitted",
+            GatewayError::TooSlow(_) => "too_slow",
             GatewayError::Throttled { limit, .. } => limit,
             GatewayError::Store(StoreError::AccountQuotaExceeded { .. }) => "account_quota",
             GatewayError::Store(StoreError::QuotaExceeded { .. }) => "store_full",

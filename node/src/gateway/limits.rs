@@ -34,6 +34,8 @@ pub struct LimitsConfig {
     pub account_uploads_per_minute: u32,
     /// Uploads one account may make in a burst (`--account-upload-burst`).
     pub account_upload_burst: u32,
+    /// Seconds an upload may take to send its first chunk (`--upload-header-timeout-secs`).
+    pub upload_header_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -44,6 +46,7 @@ impl Default for LimitsConfig {
             client_streams_max: 256,
             account_uploads_per_minute: 600,
             account_upload_burst: 60,
+            upload_header_timeout_secs: 30,
         }
     }
 }

@@ -469,6 +469,42 @@ mod tests {
         assert!(refs.blobs().is_empty());
     }
 
+    #[tokio::test]
+    async fn the_store_holds_exactly_what_the_chain_references() {
+        use super::super::store::StoreConfig;
+        use compute_proto::AccountId;
+        let home = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(home.path(), StoreConfig::new(1 << 20, 1 << 20)).unwrap();
+        let retention = Retention::new(store.clone(), Arc::new(Metrics::default()), 10);
+        assert!(!retention.complete());
+        let owner = AccountId([7; 32]);
+        let input = store.put_as(Some(owner), b"input").await.unwrap().id;
+        assert!(!store.is_pinned(&input));
+        assert_eq!(store.account_usage(&owner), 5);
+
+        // Referenced by an open job: pinned, and no longer the owner's to pay.
+        retention.apply([Change::Open(job(1), vec![input, blob(9)])]);
+        assert!(store.is_pinned(&input) && retention.is_referenced(&input));
+        assert_eq!(store.account_usage(&owner), 0);
+        assert_eq!(retention.referenced(), 2);
+
+        // A scan that sees the job ended but the blob settled keeps it held
+        // throughout, and completes the references.
+        let mut scanned = Refs::new(10);
+        scanned.apply(Change::Settled(input, 100));
+        scanned.apply(Change::Height(100));
+        retention.replace(scanned);
+        assert!(retention.complete());
+        assert!(store.is_pinned(&input));
+        assert_eq!(retention.referenced(), 1);
+
+        // Past its window it is released, and counts against its owner again.
+        retention.apply([Change::Height(111)]);
+        assert!(!store.is_pinned(&input));
+        assert_eq!(store.account_usage(&owner), 5);
+        assert_eq!(retention.referenced(), 0);
+    }
+
     fn event(kind: &str, attributes: &[(&str, String)]) -> abci::Event {
         abci::Event::new(
             kind,

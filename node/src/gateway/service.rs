@@ -38,7 +38,8 @@ pub const PEER_HOP_HEADER: &str = "x-compute-peer-fetch";
 const SUBSCRIBER_BUFFER: usize = 256;
 /// How long connecting to a peer may take.
 const PEER_CONNECT_TIMEOUT_MS: u64 = 5_000;
-/// A peer must deliver at least this many bytes per second (plus a minute).
+/// A peer, or an uploader, must deliver at least this many bytes per
+/// second (plus a minute).
 const PEER_BYTES_PER_SECOND_MIN: u64 = 256 * 1024;
 
 /// What the service needs to run.
@@ -291,18 +292,38 @@ impl GatewayService {
         let broke = |status: Status| {
             GatewayError::InvalidArgument(format!("upload stream broke: {}", status.message()))
         };
-        let first = stream
-            .message()
+        let header_timeout = self.limits.config().upload_header_timeout_secs;
+        let first = tokio::time::timeout(Duration::from_secs(header_timeout), stream.message())
             .await
-            .map_err(broke)?
-            .ok_or(GatewayError::Unauthenticated(UploadError::Missing))?;
+            .map_err(|_| {
+                GatewayError::TooSlow(format!(
+                    "no first chunk within {header_timeout} s of opening the upload (--upload-header-timeout-secs)"
+                ))
+            })?
+        .map_err(broke)?
+        .ok_or(GatewayError::Unauthenticated(UploadError::Missing))?;
         let upload = self.admit_upload(&first).await?;
+        // The whole upload must arrive at a modest rate: a client that
+        // trickles bytes cannot hold its reservation and its stream forever.
+        let allowed =
+            Duration::from_secs(60u64.saturating_add(upload.size / PEER_BYTES_PER_SECOND_MIN));
+        let deadline = tokio::time::Instant::now() + allowed;
+        let too_slow = || {
+            GatewayError::TooSlow(format!(
+                "the upload of {} bytes did not complete within {allowed:?}",
+                upload.size
+            ))
+        };
         let mut writer = self
             .store
             .writer_for(Some(upload.uploader), upload.hash, upload.size)
             .await?;
         writer.write(&first.data).await?;
-        while let Some(chunk) = stream.message().await.map_err(broke)? {
+        while let Some(chunk) = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .map_err(|_| too_slow())?
+            .map_err(broke)?
+        {
             if (!chunk.hash.is_empty() && chunk.hash != upload.hash.0) || chunk.upload.is_some() {
                 return Err(GatewayError::InvalidArgument(
                     "only the first chunk carries the header, and later chunks may only repeat its hash".to_owned(),
