@@ -6,72 +6,36 @@
 //! signed by a key that a fixed table of standings admits (see
 //! `uploads_need_a_signed_header_a_funded_account_and_room` for refusals).
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
 use compute_client::{blob, Gateway};
-use compute_node::gateway::auth::{FixedStandings, Standing};
-use compute_node::gateway::limits::LimitsConfig;
-use compute_node::gateway::{self, GatewayConfig};
+use compute_node::gateway::auth::Standing;
 use compute_proto::pb::gateway_server::{self as server, GatewayServer};
 use compute_proto::{pb, sha3_256, BlobId, SigningKey};
 use tokio::sync::oneshot;
 use tokio_stream::Stream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-/// A gateway served in-process until dropped.
-struct Running {
-    url: String,
-    home: tempfile::TempDir,
-    _stop: oneshot::Sender<()>,
-}
+mod common;
+
+use common::Running;
 
 async fn start(peers: Vec<String>, max_blob_bytes: u64, quota_bytes: u64) -> Running {
     let home = tempfile::tempdir().unwrap();
-    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let config = GatewayConfig {
-        listen,
-        // Nothing listens here: port 9 (discard) on loopback is closed.
-        rpc_url: "http://127.0.0.1:9".to_owned(),
-        home: home.path().to_path_buf(),
-        metrics: None,
+    let config = common::config(
+        home.path().to_path_buf(),
         peers,
         max_blob_bytes,
         quota_bytes,
-        high_water_percent: 90,
-        low_water_percent: 80,
-        account_quota_bytes: quota_bytes,
-        grace: Duration::from_secs(3600),
-        retain_blocks: 100,
-        limits: LimitsConfig::default(),
-        upload_min_balance: 1,
-    };
-    let listeners = gateway::bind(&config).await.unwrap();
-    let url = format!("http://{}", listeners.grpc.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
+    );
     // The one uploader here is a registered worker; no chain says so, a
     // fixed table does.
-    let standings = FixedStandings::new([(
-        uploader().account(),
-        Standing {
-            balance: 0,
-            worker: true,
-        },
-    )]);
-    tokio::spawn(gateway::serve_with(
-        config,
-        listeners,
-        Box::new(standings),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    Running {
-        url,
-        home,
-        _stop: stop,
-    }
+    let worker = Standing {
+        balance: 0,
+        worker: true,
+    };
+    common::serve(config, home, [(uploader().account(), worker)]).await
 }
 
 async fn client(gateway: &Running) -> Gateway {

@@ -13,25 +13,21 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use compute_node::gateway::auth::{FixedStandings, Standing};
+use compute_node::gateway::auth::Standing;
 use compute_node::gateway::limits::LimitsConfig;
-use compute_node::gateway::{self, GatewayConfig};
+use compute_node::gateway::GatewayConfig;
 use compute_proto::pb::gateway_client::GatewayClient;
 use compute_proto::upload::{sign_upload, UPLOAD_HEADER_TTL_MAX_SECS};
 use compute_proto::{pb, BlobId, SigningKey};
-use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::Code;
 
+mod common;
+
+use common::Running;
+
 const MIN_BALANCE: u64 = 100;
 const ACCOUNT_QUOTA: u64 = 10_000;
-
-struct Running {
-    url: String,
-    metrics: SocketAddr,
-    home: tempfile::TempDir,
-    _stop: oneshot::Sender<()>,
-}
 
 fn key(n: u8) -> SigningKey {
     SigningKey::from_seed([n; 32])
@@ -53,63 +49,21 @@ fn stranger() -> SigningKey {
 async fn start(limits: LimitsConfig, account_quota_bytes: u64) -> Running {
     let home = tempfile::tempdir().unwrap();
     let config = GatewayConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        // Nothing listens here: no chain.
-        rpc_url: "http://127.0.0.1:9".to_owned(),
-        home: home.path().to_path_buf(),
         metrics: Some("127.0.0.1:0".parse().unwrap()),
-        peers: Vec::new(),
         max_blob_bytes: 16 << 20,
         quota_bytes: 64 << 20,
-        high_water_percent: 90,
-        low_water_percent: 80,
         account_quota_bytes,
-        grace: Duration::from_secs(3600),
-        retain_blocks: 100,
         limits,
         upload_min_balance: MIN_BALANCE,
+        ..common::config(home.path().to_path_buf(), Vec::new(), 0, 0)
     };
-    let standings = FixedStandings::new([
-        (
-            funded().account(),
-            Standing {
-                balance: MIN_BALANCE,
-                worker: false,
-            },
-        ),
-        (
-            worker().account(),
-            Standing {
-                balance: 0,
-                worker: true,
-            },
-        ),
-        (
-            poor().account(),
-            Standing {
-                balance: MIN_BALANCE - 1,
-                worker: false,
-            },
-        ),
-    ]);
-    let listeners = gateway::bind(&config).await.unwrap();
-    let url = format!("http://{}", listeners.grpc.local_addr().unwrap());
-    let metrics = listeners.metrics.as_ref().unwrap().local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(gateway::serve_with(
-        config,
-        listeners,
-        Box::new(standings),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    Running {
-        url,
-        metrics,
-        home,
-        _stop: stop,
-    }
+    let standing = |balance, worker| Standing { balance, worker };
+    let standings = [
+        (funded().account(), standing(MIN_BALANCE, false)),
+        (worker().account(), standing(0, true)),
+        (poor().account(), standing(MIN_BALANCE - 1, false)),
+    ];
+    common::serve(config, home, standings).await
 }
 
 async fn grpc(running: &Running) -> GatewayClient<Channel> {
@@ -355,7 +309,7 @@ async fn refusals() {
         .unwrap();
 
     // Every refusal is counted by reason.
-    let metrics = scrape(gw.metrics).await;
+    let metrics = scrape(gw.metrics.unwrap()).await;
     for (reason, at_least) in [
         ("unsigned", 2),
         ("bad_signature", 4),
@@ -485,7 +439,7 @@ async fn throttling() {
         throttled.message().contains("--client-requests-per-second"),
         "{throttled}"
     );
-    let metrics = scrape(gw.metrics).await;
+    let metrics = scrape(gw.metrics.unwrap()).await;
     for limit in ["client_requests", "client_streams", "account_uploads"] {
         assert!(
             metrics.contains(&format!(

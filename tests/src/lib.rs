@@ -599,6 +599,50 @@ pub async fn replay_and_compare_app_hashes(node: &Node) -> Result<u64> {
     Ok(latest.saturating_sub(1))
 }
 
+/// Writes the inputs of a prime-counting job into `dir`, one file per task
+/// over `span` numbers each, named in task order (the CLI takes a
+/// directory's files by name), and returns them.
+pub fn write_primes_inputs(dir: &Path, tasks: u64, span: u64) -> Result<Vec<Vec<u8>>> {
+    fs::create_dir_all(dir)?;
+    let mut inputs = Vec::new();
+    for i in 0..tasks {
+        let input = compute_jobs::primes::encode_input(i * span, (i + 1) * span);
+        fs::write(dir.join(format!("task-{i:02}.bin")), &input)?;
+        inputs.push(input);
+    }
+    Ok(inputs)
+}
+
+/// The arguments of `compute job submit` for the module `wasm` over the
+/// input files in `inputs`, signed with the key file `key`, with the terms
+/// the test jobs share: 3 replicas, a quorum of 2, 2e8 fuel, price 10 and a
+/// deadline of 2000 blocks.
+pub fn primes_submit_args(wasm: &Path, inputs: &Path, key: &Path) -> Vec<String> {
+    let path = |p: &Path| p.display().to_string();
+    [
+        "job",
+        "submit",
+        &path(wasm),
+        "--inputs",
+        &path(inputs),
+        "--key",
+        &path(key),
+        "--replicas",
+        "3",
+        "--quorum",
+        "2",
+        "--fuel",
+        "200000000",
+        "--price",
+        "10",
+        "--deadline-blocks",
+        "2000",
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect()
+}
+
 /// A running `compute-node` gateway on free loopback ports, in a temporary
 /// home, killed when dropped (its log tail is printed if a test fails).
 pub struct Gateway {

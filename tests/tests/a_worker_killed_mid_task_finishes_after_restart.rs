@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use compute_tests::{
-    cli_new_key, poll_until, run_cli, Gateway, NetConfig, Node, WorkerOptions, WorkerProcess,
+    cli_new_key, poll_until, primes_submit_args, run_cli, write_primes_inputs, Gateway, NetConfig,
+    Node, WorkerOptions, WorkerProcess,
 };
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -153,35 +154,11 @@ async fn scenario(net: &mut Net) -> Result<()> {
     let wasm = net.dir.path().join("primes.wasm");
     std::fs::write(&wasm, compute_jobs::PRIMES_WASM)?;
     let inputs_dir = net.dir.path().join("inputs");
-    std::fs::create_dir_all(&inputs_dir)?;
-    let mut inputs = Vec::new();
-    for i in 0..TASKS {
-        let input = compute_jobs::primes::encode_input(i * SPAN, (i + 1) * SPAN);
-        std::fs::write(inputs_dir.join(format!("task-{i:02}.bin")), &input)?;
-        inputs.push(input);
-    }
-    let posted = net
-        .cli(&[
-            "job",
-            "submit",
-            path(&wasm)?,
-            "--inputs",
-            path(&inputs_dir)?,
-            "--key",
-            path(&net.requester_key)?,
-            "--replicas",
-            "3",
-            "--quorum",
-            "2",
-            "--fuel",
-            "200000000",
-            "--price",
-            "10",
-            "--deadline-blocks",
-            "2000",
-            "--no-wait",
-        ])
-        .await?;
+    let inputs = write_primes_inputs(&inputs_dir, TASKS, SPAN)?;
+    let mut args = primes_submit_args(&wasm, &inputs_dir, &net.requester_key);
+    args.push("--no-wait".to_owned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let posted = net.cli(&args).await?;
     let job = posted["job"].as_str().context("job id")?.to_owned();
     let victim = net.victim.account.to_hex();
 

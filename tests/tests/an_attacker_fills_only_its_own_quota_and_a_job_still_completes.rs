@@ -19,7 +19,10 @@ use anyhow::{ensure, Context, Result};
 use compute_client::{blob, Gateway as GatewayClient};
 use compute_proto::{BlobId, SigningKey};
 use compute_tests::gateway_calls::scrape;
-use compute_tests::{cli_new_key, run_cli, Gateway, NetConfig, Node, WorkerOptions, WorkerProcess};
+use compute_tests::{
+    cli_new_key, primes_submit_args, run_cli, write_primes_inputs, Gateway, NetConfig, Node,
+    WorkerOptions, WorkerProcess,
+};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tonic::Code;
@@ -257,41 +260,19 @@ async fn scenario(net: &mut Net) -> Result<()> {
     let wasm = net.dir.path().join("primes.wasm");
     std::fs::write(&wasm, compute_jobs::PRIMES_WASM)?;
     let inputs_dir = net.dir.path().join("inputs");
-    std::fs::create_dir_all(&inputs_dir)?;
-    let mut inputs = Vec::new();
-    for i in 0..TASKS {
-        let input = compute_jobs::primes::encode_input(i * SPAN, (i + 1) * SPAN);
-        std::fs::write(inputs_dir.join(format!("task-{i:02}.bin")), &input)?;
-        inputs.push(input);
-    }
+    let inputs = write_primes_inputs(&inputs_dir, TASKS, SPAN)?;
     let out_dir = net.dir.path().join("out");
+    let timeout = SUBMIT_TIMEOUT.as_secs().to_string();
+    let mut args = primes_submit_args(&wasm, &inputs_dir, &net.requester_key);
+    args.extend([
+        "--timeout".to_owned(),
+        timeout,
+        "--out".to_owned(),
+        path(&out_dir)?.to_owned(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let summary = net
-        .cli(
-            &[
-                "job",
-                "submit",
-                path(&wasm)?,
-                "--inputs",
-                path(&inputs_dir)?,
-                "--key",
-                path(&net.requester_key)?,
-                "--replicas",
-                "3",
-                "--quorum",
-                "2",
-                "--fuel",
-                "200000000",
-                "--price",
-                "10",
-                "--deadline-blocks",
-                "2000",
-                "--timeout",
-                &SUBMIT_TIMEOUT.as_secs().to_string(),
-                "--out",
-                path(&out_dir)?,
-            ],
-            SUBMIT_TIMEOUT + Duration::from_secs(10),
-        )
+        .cli(&args, SUBMIT_TIMEOUT + Duration::from_secs(10))
         .await?;
     ensure!(summary["status"] == "completed", "{summary}");
     ensure!(summary["settled"] == TASKS, "{summary}");
