@@ -618,6 +618,29 @@ pub fn write_primes_inputs(dir: &Path, tasks: u64, span: u64) -> Result<Vec<Vec<
 /// the test jobs share: 3 replicas, a quorum of 2, 2e8 fuel, price 10 and a
 /// deadline of 2000 blocks.
 pub fn primes_submit_args(wasm: &Path, inputs: &Path, key: &Path) -> Vec<String> {
+    primes_args(wasm, inputs, key).collect()
+}
+
+/// As [`primes_submit_args`], followed to the job's end for at most
+/// `timeout`, writing the outputs into `out`.
+pub fn primes_follow_args(
+    wasm: &Path,
+    inputs: &Path,
+    key: &Path,
+    timeout: Duration,
+    out: &Path,
+) -> Vec<String> {
+    primes_args(wasm, inputs, key)
+        .chain([
+            "--timeout".to_owned(),
+            timeout.as_secs().to_string(),
+            "--out".to_owned(),
+            out.display().to_string(),
+        ])
+        .collect()
+}
+
+fn primes_args(wasm: &Path, inputs: &Path, key: &Path) -> impl Iterator<Item = String> {
     let path = |p: &Path| p.display().to_string();
     [
         "job",
@@ -638,9 +661,8 @@ pub fn primes_submit_args(wasm: &Path, inputs: &Path, key: &Path) -> Vec<String>
         "--deadline-blocks",
         "2000",
     ]
-    .iter()
-    .map(|a| (*a).to_owned())
-    .collect()
+    .map(str::to_owned)
+    .into_iter()
 }
 
 /// A running `compute-node` gateway on free loopback ports, in a temporary
@@ -983,6 +1005,24 @@ impl CliOutput {
         serde_json::from_str(line)
             .with_context(|| format!("compute printed no JSON: {line}\n{}", self.stderr))
     }
+}
+
+/// Runs `compute <args> --output json --node <node's rpc> --gateway
+/// <gateway's grpc>` and parses what it printed.
+///
+/// # Errors
+/// As [`run_cli`] and [`CliOutput::json`].
+pub async fn cli_json(
+    node: &Node,
+    gateway: &Gateway,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<Value> {
+    let rpc = node.rpc_url();
+    let grpc = gateway.url();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--output", "json", "--node", &rpc, "--gateway", &grpc]);
+    run_cli(&all, timeout).await?.json()
 }
 
 /// Runs the `compute` CLI with `args`; kills it if it outlives `timeout`.

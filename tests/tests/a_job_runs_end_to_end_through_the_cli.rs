@@ -7,14 +7,14 @@
 //! outvoted: counted as a cheat and slashed, while the honest workers are
 //! credited. `compute job status`, `job list` and `top` then agree.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use compute_client::{JobTasks, Query};
 use compute_proto::JobId;
 use compute_tests::{
-    cli_new_key, primes_submit_args, run_cli, write_primes_inputs, Gateway, NetConfig, Node,
+    cli_json, cli_new_key, primes_follow_args, write_primes_inputs, Gateway, NetConfig, Node,
     WorkerOptions, WorkerProcess,
 };
 use serde_json::Value;
@@ -88,11 +88,7 @@ impl Net {
 
     /// `compute <args> --output json --node <rpc> --gateway <grpc>`.
     async fn cli(&self, args: &[&str], timeout: Duration) -> Result<Value> {
-        let rpc = self.node.rpc_url();
-        let grpc = self.gateway.url();
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--output", "json", "--node", &rpc, "--gateway", &grpc]);
-        run_cli(&all, timeout).await?.json()
+        cli_json(&self.node, &self.gateway, args, timeout).await
     }
 }
 
@@ -113,14 +109,13 @@ async fn scenario(net: &Net) -> Result<()> {
     let inputs = write_primes_inputs(&inputs_dir, TASKS, SPAN)?;
     let out_dir = net.dir.path().join("out");
 
-    let timeout = SUBMIT_TIMEOUT.as_secs().to_string();
-    let mut args = primes_submit_args(&wasm, &inputs_dir, &net.requester_key);
-    args.extend([
-        "--timeout".to_owned(),
-        timeout,
-        "--out".to_owned(),
-        path(&out_dir)?.to_owned(),
-    ]);
+    let args = primes_follow_args(
+        &wasm,
+        &inputs_dir,
+        &net.requester_key,
+        SUBMIT_TIMEOUT,
+        &out_dir,
+    );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let summary = net
         .cli(&args, SUBMIT_TIMEOUT + Duration::from_secs(10))
@@ -239,8 +234,4 @@ async fn check_requester_paid(net: &Net, job: &str) -> Result<()> {
         "the requester holds {balance}, expected {GENESIS_BALANCE} - {paid} - {store_fee} (store fee)"
     );
     Ok(())
-}
-
-fn path(p: &Path) -> Result<&str> {
-    p.to_str().context("a temporary path that is not UTF-8")
 }

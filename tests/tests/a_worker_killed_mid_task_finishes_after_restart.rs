@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use compute_tests::{
-    cli_new_key, poll_until, primes_submit_args, run_cli, write_primes_inputs, Gateway, NetConfig,
+    cli_json, cli_new_key, poll_until, primes_submit_args, write_primes_inputs, Gateway, NetConfig,
     Node, WorkerOptions, WorkerProcess,
 };
 use serde_json::{json, Value};
@@ -102,11 +102,7 @@ impl Net {
 
     /// `compute <args> --output json --node <rpc> --gateway <grpc>`.
     async fn cli(&self, args: &[&str]) -> Result<Value> {
-        let rpc = self.node.rpc_url();
-        let grpc = self.gateway.url();
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--output", "json", "--node", &rpc, "--gateway", &grpc]);
-        run_cli(&all, CLI_TIMEOUT).await?.json()
+        cli_json(&self.node, &self.gateway, args, CLI_TIMEOUT).await
     }
 
     async fn job(&self, job: &str) -> Result<Value> {

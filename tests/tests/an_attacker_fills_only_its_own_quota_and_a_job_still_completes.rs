@@ -10,7 +10,7 @@
 //! still completes, and every output stays downloadable after it settled.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use compute_client::{blob, Gateway as GatewayClient};
 use compute_proto::{BlobId, SigningKey};
 use compute_tests::gateway_calls::scrape;
 use compute_tests::{
-    cli_new_key, primes_submit_args, run_cli, write_primes_inputs, Gateway, NetConfig, Node,
+    cli_json, cli_new_key, primes_follow_args, write_primes_inputs, Gateway, NetConfig, Node,
     WorkerOptions, WorkerProcess,
 };
 use serde_json::{json, Value};
@@ -116,11 +116,7 @@ impl Net {
     }
 
     async fn cli(&self, args: &[&str], timeout: Duration) -> Result<Value> {
-        let rpc = self.node.rpc_url();
-        let grpc = self.gateway.url();
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--output", "json", "--node", &rpc, "--gateway", &grpc]);
-        run_cli(&all, timeout).await?.json()
+        cli_json(&self.node, &self.gateway, args, timeout).await
     }
 }
 
@@ -188,10 +184,6 @@ async fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Result<Option<T
         ensure!(Instant::now() < deadline, "not within {limit:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-fn path(p: &Path) -> Result<&str> {
-    p.to_str().context("non-UTF-8 path")
 }
 
 fn metric(metrics: &str, line_start: &str) -> u64 {
@@ -262,14 +254,13 @@ async fn scenario(net: &mut Net) -> Result<()> {
     let inputs_dir = net.dir.path().join("inputs");
     let inputs = write_primes_inputs(&inputs_dir, TASKS, SPAN)?;
     let out_dir = net.dir.path().join("out");
-    let timeout = SUBMIT_TIMEOUT.as_secs().to_string();
-    let mut args = primes_submit_args(&wasm, &inputs_dir, &net.requester_key);
-    args.extend([
-        "--timeout".to_owned(),
-        timeout,
-        "--out".to_owned(),
-        path(&out_dir)?.to_owned(),
-    ]);
+    let args = primes_follow_args(
+        &wasm,
+        &inputs_dir,
+        &net.requester_key,
+        SUBMIT_TIMEOUT,
+        &out_dir,
+    );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let summary = net
         .cli(&args, SUBMIT_TIMEOUT + Duration::from_secs(10))
