@@ -159,38 +159,49 @@ async fn scenario() {
         SUBSCRIBERS as u64 + 1
     );
 
-    // Far more blocks for the busy job than the ring holds, paced so that
-    // subscribers that keep reading keep up; then one block for the watched job.
+    // Far more blocks for the busy job than the ring holds. Every batch of
+    // them ends with a block for the watched job, which each of the thousand
+    // reads before the next batch goes out: readers that keep reading keep
+    // up however loaded the machine is, and the one that never reads falls
+    // behind.
     let busy_blocks = 3 * BLOCKS_BUFFERED as i64;
-    for height in 1..=busy_blocks {
-        let tx = [assigned(&ignored, &worker)];
+    let batch = 64;
+    let mut height = 0;
+    let mut open = streams;
+    while height < busy_blocks {
+        for _ in 0..batch {
+            height += 1;
+            let tx = [assigned(&ignored, &worker)];
+            served
+                .hub
+                .publish(height, &[], std::iter::once(tx.as_slice()));
+        }
+        height += 1;
+        let tick = height;
+        let tx = [assigned(&watched, &worker)];
         served
             .hub
-            .publish(height, &[], std::iter::once(tx.as_slice()));
-        if height % 64 == 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            .publish(tick, &[], std::iter::once(tx.as_slice()));
+        // Every one of the thousand gets the watched job's event, and only it.
+        let mut readers = Vec::with_capacity(SUBSCRIBERS);
+        for mut stream in open {
+            readers.push(tokio::spawn(async move {
+                let event = tokio::time::timeout(Duration::from_secs(30), stream.message())
+                    .await
+                    .expect("a reader got its event in time")
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(event.height, tick);
+                assert_eq!(event.kind, "task_assigned");
+                stream
+            }));
+        }
+        open = Vec::with_capacity(SUBSCRIBERS);
+        for reader in readers {
+            open.push(reader.await.unwrap());
         }
     }
-    let last = busy_blocks + 1;
-    let tx = [assigned(&watched, &worker)];
-    served
-        .hub
-        .publish(last, &[], std::iter::once(tx.as_slice()));
-
-    // Every one of the thousand gets the watched job's event, and only it.
-    let mut readers = Vec::new();
-    for mut stream in streams {
-        readers.push(tokio::spawn(async move {
-            let event = stream.message().await.unwrap().unwrap();
-            assert_eq!(event.height, last);
-            assert_eq!(event.kind, "task_assigned");
-            stream
-        }));
-    }
-    let mut open = Vec::new();
-    for reader in readers {
-        open.push(reader.await.unwrap());
-    }
+    let last = height;
 
     // The slow one gets what was buffered for it (a bounded prefix), then
     // the error that says why its stream ended.
