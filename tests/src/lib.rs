@@ -1198,3 +1198,303 @@ pub mod gateway_calls {
         Ok(reply)
     }
 }
+
+/// A single validator run by `compute-supervisor` (cometbft plus
+/// compute-abci as one unit) on free loopback ports in a temporary home.
+/// The supervisor writes its pid files into [`SupervisedNode::run_dir`],
+/// its own log into `supervisor.log`, and the children's logs into `logs/`.
+/// Dropping it sends the supervisor SIGTERM (SIGKILL after a bounded wait)
+/// and kills any child it left behind.
+pub struct SupervisedNode {
+    home: TempDir,
+    /// The chain id.
+    pub chain_id: String,
+    /// CometBFT's RPC port.
+    pub rpc_port: u16,
+    /// compute-abci's ABCI port.
+    pub abci_port: u16,
+    supervisor: Option<Child>,
+}
+
+impl SupervisedNode {
+    /// Initialises a home and genesis, starts `compute-supervisor` with the
+    /// given extra flags, and returns once compute-abci committed a block.
+    pub async fn start(config: NetConfig, extra_args: &[&str]) -> Result<Self> {
+        let home = tempfile::Builder::new().prefix("compute-sup-").tempdir()?;
+        let cometbft_home = home.path().join("cometbft");
+        let status = Command::new(cometbft_tool("cometbft"))
+            .args(["init", "--home"])
+            .arg(&cometbft_home)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("run cometbft init")?;
+        if !status.success() {
+            bail!("cometbft init failed: {status}");
+        }
+        write_genesis(&cometbft_home, &config)?;
+        set_fast_blocks(&cometbft_home, config.timeout_commit_ms)?;
+        let [rpc_port, abci_port, p2p_port] = free_ports::<3>();
+        let abci_addr = format!("tcp://127.0.0.1:{abci_port}");
+        let log = fs::File::create(home.path().join("supervisor.log"))?;
+        let child = Command::new(workspace_bin("compute-supervisor"))
+            .arg("--cometbft-home")
+            .arg(&cometbft_home)
+            .arg("--cometbft-bin")
+            .arg(cometbft_tool("cometbft"))
+            .arg(format!("--cometbft-arg=--proxy_app={abci_addr}"))
+            .arg(format!(
+                "--cometbft-arg=--rpc.laddr=tcp://127.0.0.1:{rpc_port}"
+            ))
+            .arg(format!(
+                "--cometbft-arg=--p2p.laddr=tcp://127.0.0.1:{p2p_port}"
+            ))
+            .arg("--cometbft-arg=--p2p.pex=false")
+            .arg("--cometbft-arg=--log_level=info")
+            .arg("--abci-bin")
+            .arg(workspace_bin("compute-abci"))
+            .arg("--abci-arg=--home")
+            .arg("--abci-arg")
+            .arg(home.path().join("abci"))
+            .arg("--abci-arg=--addr")
+            .arg(format!("--abci-arg={abci_addr}"))
+            .arg("--abci-addr")
+            .arg(&abci_addr)
+            .arg("--rpc")
+            .arg(format!("http://127.0.0.1:{rpc_port}"))
+            .arg("--run-dir")
+            .arg(home.path().join("run"))
+            .arg("--log-dir")
+            .arg(home.path().join("logs"))
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn compute-supervisor")?;
+        let node = Self {
+            home,
+            chain_id: config.chain_id,
+            rpc_port,
+            abci_port,
+            supervisor: Some(child),
+        };
+        node.wait_for_height(1, Duration::from_secs(60)).await?;
+        poll_until(
+            "compute-abci commits its first block",
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || async {
+                let stats = node.chain().stats().await?;
+                Ok((stats.height >= 1).then_some(()))
+            },
+        )
+        .await?;
+        Ok(node)
+    }
+
+    /// The RPC URL of CometBFT.
+    pub fn rpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.rpc_port)
+    }
+
+    /// A CometBFT RPC client.
+    pub fn client(&self) -> HttpClient {
+        HttpClient::new(self.rpc_url().as_str()).expect("valid loopback RPC URL")
+    }
+
+    /// The shared client of this chain.
+    pub fn chain(&self) -> ChainClient {
+        ChainClient::new(&self.rpc_url(), self.chain_id.clone()).expect("valid loopback RPC URL")
+    }
+
+    /// A transaction builder for this chain.
+    pub fn tx_builder(&self) -> TxBuilder {
+        TxBuilder::new(self.chain_id.clone())
+    }
+
+    /// CometBFT's home.
+    pub fn cometbft_home(&self) -> PathBuf {
+        self.home.path().join("cometbft")
+    }
+
+    /// The supervisor's `--run-dir`.
+    pub fn run_dir(&self) -> PathBuf {
+        self.home.path().join("run")
+    }
+
+    /// The pid in `<run-dir>/<name>.pid` (`cometbft`, `compute-abci`).
+    pub fn child_pid(&self, name: &str) -> Option<u32> {
+        fs::read_to_string(self.run_dir().join(format!("{name}.pid")))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Waits until `<run-dir>/<name>.pid` names a live process other than
+    /// `not`; returns its pid.
+    pub async fn wait_for_child(
+        &self,
+        name: &str,
+        not: Option<u32>,
+        timeout: Duration,
+    ) -> Result<u32> {
+        poll_until(
+            &format!("a new {name} runs"),
+            timeout,
+            Duration::from_millis(50),
+            || async {
+                Ok(self
+                    .child_pid(name)
+                    .filter(|pid| Some(*pid) != not && pid_alive(*pid)))
+            },
+        )
+        .await
+        .with_context(|| self.log_tail("supervisor"))
+    }
+
+    /// Everything the supervisor logged so far.
+    pub fn supervisor_log(&self) -> String {
+        fs::read_to_string(self.home.path().join("supervisor.log")).unwrap_or_default()
+    }
+
+    /// How many lines of the supervisor's log contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.supervisor_log()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until at least `count` lines of the supervisor's log contain
+    /// `needle`.
+    pub async fn wait_for_log(&self, needle: &str, count: usize, timeout: Duration) -> Result<()> {
+        poll_until(
+            &format!("{count} supervisor log lines with '{needle}'"),
+            timeout,
+            Duration::from_millis(25),
+            || async { Ok((self.log_count(needle) >= count).then_some(())) },
+        )
+        .await
+        .with_context(|| self.log_tail("supervisor"))
+    }
+
+    /// The latest height, if the RPC answers within a second.
+    pub async fn height(&self) -> Option<u64> {
+        let status = tokio::time::timeout(Duration::from_secs(1), self.client().status())
+            .await
+            .ok()?
+            .ok()?;
+        Some(status.sync_info.latest_block_height.value())
+    }
+
+    /// Waits until the latest height is at least `height`; returns it.
+    pub async fn wait_for_height(&self, height: u64, timeout: Duration) -> Result<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(latest) = self.height().await {
+                if latest >= height {
+                    return Ok(latest);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "height {height} not reached within {timeout:?}\n--- supervisor ---\n{}\n--- cometbft ---\n{}\n--- compute-abci ---\n{}",
+                    self.log_tail("supervisor"),
+                    self.log_tail("cometbft"),
+                    self.log_tail("compute-abci")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The last lines of `supervisor`, `cometbft` or `compute-abci`'s log.
+    pub fn log_tail(&self, name: &str) -> String {
+        let path = if name == "supervisor" {
+            self.home.path().join("supervisor.log")
+        } else {
+            self.home.path().join("logs").join(format!("{name}.log"))
+        };
+        tail(&path, 6000)
+    }
+
+    /// Sends the supervisor SIGTERM and waits up to `timeout` for it to
+    /// exit; returns its exit status.
+    pub async fn stop(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let mut child = self
+            .supervisor
+            .take()
+            .ok_or_else(|| anyhow!("the supervisor was already stopped"))?;
+        send_signal(child.id(), "TERM")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                kill(Some(child));
+                bail!(
+                    "the supervisor did not exit within {timeout:?} of SIGTERM:\n{}",
+                    self.log_tail("supervisor")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for SupervisedNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.supervisor.take() {
+            let _ = send_signal(child.id(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            kill(Some(child));
+        }
+        // Children a killed supervisor left behind.
+        for name in ["cometbft", "compute-abci"] {
+            if let Some(pid) = self.child_pid(name).filter(|p| pid_alive(*p)) {
+                let _ = send_signal(pid, "KILL");
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- supervisor log tail ---\n{}\n--- cometbft log tail ---\n{}\n--- compute-abci log tail ---\n{}",
+                self.log_tail("supervisor"),
+                self.log_tail("cometbft"),
+                self.log_tail("compute-abci")
+            );
+        }
+    }
+}
+
+/// Sends `signal` (a name such as `STOP`, `KILL`, `TERM`) to `pid` with
+/// the `kill` command.
+pub fn send_signal(pid: u32, signal: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("run kill")?;
+    if !status.success() {
+        bail!("kill -s {signal} {pid} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name in parentheses: "pid (comm) S ...".
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| state != "Z" && state != "X")
+}
