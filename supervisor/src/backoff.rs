@@ -1,16 +1,22 @@
 //! The wait between restarts and the restart budget.
+//!
+//! The delays are [`compute_client::Backoff`]'s (a ceiling doubling from
+//! `--backoff-initial` up to `--backoff-max`, each delay drawn from its upper
+//! half); this adds what a supervisor needs around them: back to the initial
+//! delay after a run that made progress long enough, and at most so many
+//! restarts within a window.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Doubling delays between restarts, reset after a healthy run, and a cap
-/// on how many restarts a window may hold.
+use compute_client::Backoff;
+
+/// Jittered, growing delays between restarts, reset after a healthy run,
+/// and a cap on how many restarts a window may hold.
 #[derive(Clone, Debug)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
+pub struct RestartPolicy {
+    delays: Backoff,
     reset_after: Duration,
-    failures: u32,
     max_restarts: usize,
     window: Duration,
     restarts: VecDeque<Instant>,
@@ -26,10 +32,10 @@ pub struct BudgetSpent {
     pub window: Duration,
 }
 
-impl Backoff {
-    /// Delays from `initial` doubling up to `max`; back to `initial` after a
-    /// run that was healthy for `reset_after`; at most `max_restarts` in any
-    /// `window`.
+impl RestartPolicy {
+    /// Delays with a ceiling from `initial` doubling up to `max`; back to
+    /// `initial` after a run that was healthy for `reset_after`; at most
+    /// `max_restarts` in any `window`.
     pub fn new(
         initial: Duration,
         max: Duration,
@@ -37,11 +43,25 @@ impl Backoff {
         max_restarts: u32,
         window: Duration,
     ) -> Self {
-        Self {
-            initial,
-            max: max.max(initial),
+        Self::with_delays(
+            Backoff::new(millis(initial), millis(max)),
             reset_after,
-            failures: 0,
+            max_restarts,
+            window,
+        )
+    }
+
+    /// As [`RestartPolicy::new`], with the delays of `delays` (a seeded
+    /// [`Backoff`] in tests).
+    pub fn with_delays(
+        delays: Backoff,
+        reset_after: Duration,
+        max_restarts: u32,
+        window: Duration,
+    ) -> Self {
+        Self {
+            delays,
+            reset_after,
             max_restarts: max_restarts as usize,
             window,
             restarts: VecDeque::new(),
@@ -67,12 +87,14 @@ impl Backoff {
         }
         self.restarts.push_back(now);
         if healthy_for >= self.reset_after {
-            self.failures = 0;
+            self.delays.reset();
         }
-        let factor = 1u32 << self.failures.min(16);
-        self.failures = self.failures.saturating_add(1);
-        Ok(self.initial.saturating_mul(factor).min(self.max))
+        Ok(self.delays.next_delay())
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -81,23 +103,45 @@ mod tests {
 
     const S: Duration = Duration::from_secs(1);
 
+    fn seeded(seed: u64, max_restarts: u32, window: Duration) -> RestartPolicy {
+        RestartPolicy::with_delays(
+            Backoff::seeded(1_000, 10_000, seed),
+            60 * S,
+            max_restarts,
+            window,
+        )
+    }
+
     #[test]
-    fn doubles_caps_and_resets() {
+    fn grows_caps_and_resets() {
         let t0 = Instant::now();
-        let mut b = Backoff::new(S, 10 * S, 60 * S, 100, 3600 * S);
-        let delays: Vec<_> = (0..6).map(|_| b.next(t0, S).unwrap()).collect();
-        assert_eq!(delays, [S, 2 * S, 4 * S, 8 * S, 10 * S, 10 * S]);
-        assert_eq!(b.next(t0, 60 * S), Ok(S));
-        assert_eq!(b.next(t0, S), Ok(2 * S));
-        for _ in 0..1000 {
-            let _ = b.next(t0, S);
+        for seed in 0..100 {
+            let mut b = seeded(seed, 100, 3600 * S);
+            // The ceilings: 1, 2, 4, 8, then 10 s; each delay in its upper half.
+            for ceiling in [1, 2, 4, 8, 10, 10].map(|c| c * S) {
+                let delay = b.next(t0, S).unwrap();
+                assert!(
+                    delay >= ceiling / 2 && delay <= ceiling,
+                    "{delay:?} {ceiling:?}"
+                );
+            }
+            // A run healthy for the reset period starts again from 1 s.
+            assert!(b.next(t0, 60 * S).unwrap() <= S);
+            assert!(b.next(t0, S).unwrap() <= 2 * S);
         }
+        let mut b = seeded(0, 100_000, 3600 * S);
+        for _ in 0..1000 {
+            assert!(b.next(t0, S).unwrap() <= 10 * S);
+        }
+        // Durations beyond u64 milliseconds saturate instead of wrapping.
+        let mut huge = RestartPolicy::new(Duration::MAX, Duration::MAX, S, 1, S);
+        assert!(huge.next(t0, Duration::ZERO).unwrap() >= S);
     }
 
     #[test]
     fn the_budget_is_per_window() {
         let t0 = Instant::now();
-        let mut b = Backoff::new(S, S, S, 3, 100 * S);
+        let mut b = seeded(1, 3, 100 * S);
         for _ in 0..3 {
             b.next(t0, Duration::ZERO).unwrap();
         }

@@ -51,7 +51,8 @@ struct Args {
     /// TCP connection there succeeds.
     #[arg(long, default_value = "tcp://127.0.0.1:26658")]
     abci_addr: String,
-    /// The own node's CometBFT RPC (plain HTTP).
+    /// The own node's CometBFT RPC: http://host:port[/path], https://...,
+    /// or tcp://host:port as config.toml writes it.
     #[arg(long, default_value = "http://127.0.0.1:26657")]
     rpc: String,
     /// A peer's CometBFT RPC (repeatable): with peers, a standing height is
@@ -77,10 +78,12 @@ struct Args {
     /// How long compute-abci may take to listen on --abci-addr.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     abci_ready_timeout: Duration,
-    /// The delay before the first restart (it doubles on each further one).
+    /// The delay before the first restart; the delay doubles on each
+    /// further one, and each is drawn from the upper half of its value
+    /// (jitter), so the first lies between half this and this.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     backoff_initial: Duration,
-    /// The longest delay before a restart.
+    /// The most the delay before a restart may grow to.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     backoff_max: Duration,
     /// A run that made progress this long resets the delay.

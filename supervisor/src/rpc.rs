@@ -1,103 +1,111 @@
-//! A minimal client for CometBFT's `/status`: one plain-HTTP GET per call,
-//! bounded in time and size. No HTTP library is needed for one read-only
-//! endpoint, and a hung node (which accepts the connection but never
-//! answers) must cost no more than the timeout.
+//! CometBFT's `/status`, read with `tendermint-rpc`'s [`HttpClient`], each
+//! call bounded in time: a hung node (a SIGSTOPped cometbft accepts the
+//! connection but never answers) costs no more than the timeout.
+//!
+//! [`RpcEndpoint`] is a checked URL (what `--rpc` and `--peer-rpc` name);
+//! [`StatusClient`] asks one endpoint for `/status` and answers a
+//! [`NodeStatus`] or a typed [`RpcError`].
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// The most an answer may hold; `/status` is about 2 KiB.
-pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+use tendermint_rpc::error::ErrorDetail;
+use tendermint_rpc::{Client, HttpClient, HttpClientUrl};
 
 /// Why an RPC endpoint or an answer was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
-    /// The URL is not `http://host:port[/path]` (or `tcp://host:port`).
-    #[error("bad RPC URL '{0}': expected http://host:port, e.g. http://127.0.0.1:26657")]
-    Url(String),
-    /// The connection was refused or failed.
-    #[error("cannot connect: {0}")]
-    Connect(std::io::Error),
+    /// The URL is not an `http://`, `https://` or `tcp://` URL with a host.
+    #[error(
+        "bad RPC URL '{url}' ({detail}): expected http://host:port, e.g. http://127.0.0.1:26657"
+    )]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The HTTP client could not be set up.
+    #[error("cannot set up the RPC client for {url}: {detail}")]
+    Client {
+        /// The endpoint.
+        url: String,
+        /// Why.
+        detail: String,
+    },
+    /// The connection was refused or failed before an answer came.
+    #[error("cannot reach {url}: {detail}")]
+    Connect {
+        /// The endpoint.
+        url: String,
+        /// What the transport said.
+        detail: String,
+    },
     /// Nothing (or not all) came back in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    /// Reading or writing failed.
-    #[error("i/o: {0}")]
-    Io(std::io::Error),
-    /// The answer is larger than [`MAX_RESPONSE_BYTES`].
-    #[error("the answer is larger than {MAX_RESPONSE_BYTES} bytes")]
-    TooLarge,
     /// The answer is not an HTTP 200 response.
-    #[error("bad HTTP answer: {0}")]
-    Http(String),
-    /// The body is not JSON.
-    #[error("the answer is not JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    /// The JSON lacks a field or holds a wrong value in it.
-    #[error("the answer has no valid {0}")]
-    Field(&'static str),
+    #[error("HTTP status {0}")]
+    Http(u16),
+    /// The node answered, but not with a usable `/status` (a JSON-RPC
+    /// error, or a body that does not parse).
+    #[error("bad /status answer: {0}")]
+    Answer(String),
 }
 
-/// A CometBFT RPC endpoint reached over plain HTTP.
+/// A CometBFT RPC endpoint: `http://host:port[/path]`, `https://...`, or
+/// `tcp://host:port` as config.toml writes it (read as `http://`). A URL
+/// without a port means the scheme's (80 or 443); `user:password@` is sent
+/// as basic authentication and left out of the [`Display`](fmt::Display)
+/// form, which is logged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RpcEndpoint {
-    host: String,
-    port: u16,
-    base_path: String,
-}
-
-impl RpcEndpoint {
-    /// The host (a name or an address; IPv6 without brackets).
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
-    /// The TCP port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
+    url: HttpClientUrl,
+    text: String,
 }
 
 impl fmt::Display for RpcEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "http://[{}]:{}{}", self.host, self.port, self.base_path)
-        } else {
-            write!(f, "http://{}:{}{}", self.host, self.port, self.base_path)
-        }
+        f.write_str(&self.text)
     }
 }
 
 impl FromStr for RpcEndpoint {
     type Err = RpcError;
 
-    fn from_str(url: &str) -> Result<Self, RpcError> {
-        let bad = || RpcError::Url(url.to_owned());
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("tcp://"))
-            .ok_or_else(bad)?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => rest.split_at(i),
-            None => (rest, ""),
+    fn from_str(text: &str) -> Result<Self, RpcError> {
+        let bad = |detail: String| RpcError::Url {
+            url: text.to_owned(),
+            detail,
         };
-        let (host, port) = split_host_port(authority).ok_or_else(bad)?;
-        let base_path = path.trim_end_matches('/').to_owned();
-        if base_path
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(bad());
+        // tendermint-rpc reads `tcp` as plain HTTP but keeps the scheme in
+        // the URL it requests, which the HTTP client then refuses.
+        let http = match text.strip_prefix("tcp://") {
+            Some(rest) => format!("http://{rest}"),
+            None => text.to_owned(),
+        };
+        let url: HttpClientUrl = http
+            .parse()
+            .map_err(|e: tendermint_rpc::Error| bad(describe(&e)))?;
+        let parsed = tendermint_rpc::Url::from(url.clone());
+        if parsed.port() == 0 {
+            return Err(bad("port 0".to_owned()));
         }
-        Ok(Self {
-            host,
-            port,
-            base_path,
-        })
+        let text = without_credentials(parsed.to_string().trim_end_matches('/'));
+        Ok(Self { url, text })
+    }
+}
+
+/// `url` without a `user:password@` (the endpoint is logged).
+fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
     }
 }
 
@@ -131,121 +139,73 @@ pub struct NodeStatus {
     pub catching_up: bool,
 }
 
-/// Asks `endpoint` for `/status`, within `timeout` overall.
-pub async fn status(endpoint: &RpcEndpoint, timeout: Duration) -> Result<NodeStatus, RpcError> {
-    let body = match tokio::time::timeout(timeout, get(endpoint, "/status")).await {
-        Ok(result) => result?,
-        Err(_) => return Err(RpcError::Timeout(timeout)),
-    };
-    parse_status(&body)
+/// Asks one endpoint for `/status`, each call within a fixed timeout.
+/// Cloning is cheap (the connection pool is shared).
+#[derive(Clone, Debug)]
+pub struct StatusClient {
+    endpoint: RpcEndpoint,
+    client: HttpClient,
+    timeout: Duration,
 }
 
-async fn get(endpoint: &RpcEndpoint, path: &str) -> Result<Vec<u8>, RpcError> {
-    let mut stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
-        .await
-        .map_err(RpcError::Connect)?;
-    // HTTP/1.0: the server closes the connection after the answer and sends
-    // no chunked encoding (still decoded below, should one come).
-    let host = if endpoint.host.contains(':') {
-        format!("[{}]:{}", endpoint.host, endpoint.port)
-    } else {
-        format!("{}:{}", endpoint.host, endpoint.port)
-    };
-    let request = format!(
-        "GET {}{} HTTP/1.0\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
-        endpoint.base_path, path
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(RpcError::Io)?;
-    let mut answer = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
-    loop {
-        let n = stream.read(&mut chunk).await.map_err(RpcError::Io)?;
-        if n == 0 {
-            break;
-        }
-        if answer.len() + n > MAX_RESPONSE_BYTES {
-            return Err(RpcError::TooLarge);
-        }
-        answer.extend_from_slice(&chunk[..n]);
-    }
-    http_body(&answer)
-}
-
-/// The body of a complete HTTP/1.x answer with status 200.
-pub fn http_body(answer: &[u8]) -> Result<Vec<u8>, RpcError> {
-    let end =
-        find(answer, b"\r\n\r\n").ok_or_else(|| RpcError::Http("no end of headers".to_owned()))?;
-    let head = String::from_utf8_lossy(&answer[..end]);
-    let body = &answer[end + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.split_whitespace();
-    let version = parts.next().unwrap_or_default();
-    let code = parts.next().unwrap_or_default();
-    if !version.starts_with("HTTP/1.") {
-        return Err(RpcError::Http(format!("status line '{status_line}'")));
-    }
-    if code != "200" {
-        return Err(RpcError::Http(format!("status {code}")));
-    }
-    let chunked = lines.any(|line| {
-        line.split_once(':').is_some_and(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("transfer-encoding")
-                && value.to_ascii_lowercase().contains("chunked")
+impl StatusClient {
+    /// A client of `endpoint` whose every call ends within `timeout`, from
+    /// connecting to the last byte of the answer.
+    pub fn new(endpoint: &RpcEndpoint, timeout: Duration) -> Result<Self, RpcError> {
+        let client = HttpClient::builder(endpoint.url.clone())
+            .timeout(timeout)
+            .build()
+            .map_err(|e| RpcError::Client {
+                url: endpoint.to_string(),
+                detail: describe(&e),
+            })?;
+        Ok(Self {
+            endpoint: endpoint.clone(),
+            client,
+            timeout,
         })
-    });
-    if chunked {
-        decode_chunked(body)
-    } else {
-        Ok(body.to_vec())
     }
-}
 
-fn decode_chunked(mut body: &[u8]) -> Result<Vec<u8>, RpcError> {
-    let bad = |why: &str| RpcError::Http(format!("bad chunked body: {why}"));
-    let mut out = Vec::with_capacity(body.len());
-    // Each chunk is at least 3 bytes ("0\r\n"), so the body's length bounds
-    // the number of chunks.
-    for _ in 0..=body.len() {
-        let line_end = find(body, b"\r\n").ok_or_else(|| bad("no size line"))?;
-        let size_text = String::from_utf8_lossy(&body[..line_end]);
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| bad("size"))?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
+    /// The endpoint asked.
+    pub fn endpoint(&self) -> &RpcEndpoint {
+        &self.endpoint
+    }
+
+    /// Asks for `/status`; fails within the timeout.
+    pub async fn status(&self) -> Result<NodeStatus, RpcError> {
+        let started = Instant::now();
+        // The client's own timeout bounds the request too; this one is the
+        // guarantee, whatever the transport does.
+        match tokio::time::timeout(self.timeout, self.client.status()).await {
+            Ok(Ok(status)) => Ok(NodeStatus {
+                height: status.sync_info.latest_block_height.value(),
+                catching_up: status.sync_info.catching_up,
+            }),
+            Ok(Err(error)) => Err(self.classify(&error, started.elapsed())),
+            Err(_) => Err(RpcError::Timeout(self.timeout)),
         }
-        if size.checked_add(2).is_none_or(|needed| body.len() < needed) {
-            return Err(bad("truncated"));
+    }
+
+    fn classify(&self, error: &tendermint_rpc::Error, elapsed: Duration) -> RpcError {
+        match error.detail() {
+            // The transport failed; after the whole timeout that is the
+            // client's own timeout, which wins a tie with the one above.
+            ErrorDetail::Http(_) if elapsed >= self.timeout => RpcError::Timeout(self.timeout),
+            ErrorDetail::Timeout(_) => RpcError::Timeout(self.timeout),
+            ErrorDetail::Http(_) => RpcError::Connect {
+                url: self.endpoint.to_string(),
+                detail: describe(error),
+            },
+            ErrorDetail::HttpRequestFailed(failed) => RpcError::Http(failed.status.as_u16()),
+            _ => RpcError::Answer(describe(error)),
         }
-        out.extend_from_slice(&body[..size]);
-        body = &body[size + 2..];
     }
-    Err(bad("too many chunks"))
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Reads `result.sync_info` of a `/status` answer.
-pub fn parse_status(body: &[u8]) -> Result<NodeStatus, RpcError> {
-    let value: serde_json::Value = serde_json::from_slice(body)?;
-    let sync = &value["result"]["sync_info"];
-    let height = match &sync["latest_block_height"] {
-        serde_json::Value::String(s) => s.parse().ok(),
-        serde_json::Value::Number(n) => n.as_u64(),
-        _ => None,
-    }
-    .ok_or(RpcError::Field("result.sync_info.latest_block_height"))?;
-    let catching_up = sync["catching_up"].as_bool().unwrap_or(false);
-    Ok(NodeStatus {
-        height,
-        catching_up,
-    })
+/// An error's messages on one line, outermost first (its `Display` is a
+/// multi-line report with source locations).
+fn describe(error: &tendermint_rpc::Error) -> String {
+    format!("{:#}", error.trace())
 }
 
 #[cfg(test)]
@@ -255,26 +215,28 @@ mod tests {
     #[test]
     fn urls() {
         let e: RpcEndpoint = "http://127.0.0.1:26657".parse().unwrap();
-        assert_eq!((e.host(), e.port()), ("127.0.0.1", 26657));
         assert_eq!(e.to_string(), "http://127.0.0.1:26657");
         let e: RpcEndpoint = "tcp://localhost:1/rpc/".parse().unwrap();
         assert_eq!(e.to_string(), "http://localhost:1/rpc");
         let e: RpcEndpoint = "http://[::1]:26657".parse().unwrap();
-        assert_eq!(e.host(), "::1");
         assert_eq!(e.to_string(), "http://[::1]:26657");
+        let e: RpcEndpoint = "https://user:pw@rpc.example.com/".parse().unwrap();
+        assert_eq!(e.to_string(), "https://rpc.example.com");
         for bad in [
             "",
             "127.0.0.1:26657",
-            "https://x:1",
-            "http://x",
+            "ws://x:1",
+            "unix:///tmp/rpc.sock",
             "http://x:0",
             "http://x:99999",
             "http://:1",
             "http://a:b:1",
-            "http://[::1]",
-            "http://x:1/a b",
         ] {
-            assert!(bad.parse::<RpcEndpoint>().is_err(), "{bad}");
+            let error = bad.parse::<RpcEndpoint>().expect_err(bad);
+            assert!(
+                error.to_string().contains("e.g. http://127.0.0.1:26657"),
+                "{error}"
+            );
         }
     }
 
@@ -292,61 +254,50 @@ mod tests {
         assert_eq!(split_host_port("127.0.0.1"), None);
     }
 
-    const STATUS: &str = r#"{"jsonrpc":"2.0","id":-1,"result":{"sync_info":{"latest_block_height":"19","catching_up":false}}}"#;
-
-    #[test]
-    fn a_plain_and_a_chunked_answer() {
-        let plain = format!("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{STATUS}");
-        let body = http_body(plain.as_bytes()).unwrap();
-        assert_eq!(
-            parse_status(&body).unwrap(),
-            NodeStatus {
-                height: 19,
-                catching_up: false
-            }
-        );
-        let (a, b) = STATUS.split_at(10);
-        let chunked = format!(
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x};x=y\r\n{b}\r\n0\r\n\r\n",
-            a.len(),
-            b.len()
-        );
-        assert_eq!(http_body(chunked.as_bytes()).unwrap(), STATUS.as_bytes());
+    fn client(port: u16, timeout: Duration) -> StatusClient {
+        let endpoint: RpcEndpoint = format!("http://127.0.0.1:{port}").parse().unwrap();
+        StatusClient::new(&endpoint, timeout).unwrap()
     }
 
-    #[test]
-    fn bad_answers_are_errors_not_panics() {
-        for bad in [
-            "",
-            "HTTP/1.1 500 Oops\r\n\r\n{}",
-            "garbage\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nab",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab",
-        ] {
-            assert!(http_body(bad.as_bytes()).is_err(), "{bad:?}");
-        }
-        for bad in [
-            "",
-            "{}",
-            "[]",
-            r#"{"result":{"sync_info":{"latest_block_height":"x"}}}"#,
-            r#"{"result":{"sync_info":{"latest_block_height":-1}}}"#,
-        ] {
-            assert!(parse_status(bad.as_bytes()).is_err(), "{bad:?}");
-        }
+    /// A SIGSTOPped cometbft: the connection is accepted, no answer comes.
+    #[tokio::test]
+    async fn a_hung_listener_costs_only_the_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut streams = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                streams.push(stream);
+            }
+        });
+        let timeout = Duration::from_millis(300);
+        let started = Instant::now();
+        let result = client(port, timeout).status().await;
+        let elapsed = started.elapsed();
+        assert!(
+            matches!(result, Err(RpcError::Timeout(t)) if t == timeout),
+            "{result:?}"
+        );
+        assert!(elapsed >= timeout, "{elapsed:?}");
+        assert!(elapsed < timeout + Duration::from_secs(2), "{elapsed:?}");
+        held.abort();
     }
 
     #[tokio::test]
-    async fn a_silent_server_costs_only_the_timeout() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let endpoint: RpcEndpoint = format!("http://127.0.0.1:{port}").parse().unwrap();
-        let started = std::time::Instant::now();
-        let result = status(&endpoint, Duration::from_millis(300)).await;
-        assert!(matches!(result, Err(RpcError::Timeout(_))), "{result:?}");
-        assert!(started.elapsed() < Duration::from_secs(5));
-        drop(listener);
+    async fn a_refused_port_is_a_connect_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // The listener is dropped: nothing listens there now.
+        let timeout = Duration::from_secs(5);
+        let started = Instant::now();
+        let result = client(port, timeout).status().await;
+        assert!(
+            matches!(&result, Err(RpcError::Connect { url, .. }) if url.ends_with(&port.to_string())),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < timeout, "{:?}", started.elapsed());
     }
 }

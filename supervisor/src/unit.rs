@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, Signal as UnixSignal, SignalKind};
 use tokio::task::JoinSet;
 
-use crate::backoff::{Backoff, BudgetSpent};
+use crate::backoff::{BudgetSpent, RestartPolicy};
 use crate::health::{HangReason, StallDetector, StallRules, Verdict};
 use crate::process::{self, Role, StopOutcome, Supervised};
 use crate::reindex::{self, ReindexOutcome, ReindexRequest};
-use crate::rpc::{self, NodeStatus, RpcEndpoint, RpcError};
+use crate::rpc::{NodeStatus, RpcEndpoint, RpcError, StatusClient};
 use crate::rundir::{RunDir, RunDirError};
 
 /// Everything the supervisor is told.
@@ -88,6 +88,9 @@ pub enum SupervisorError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// An RPC client could not be set up.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
     /// Too many restarts.
     #[error("{budget}; the last failure: {last}")]
     GaveUp {
@@ -127,7 +130,7 @@ impl Signals {
 pub async fn run(config: Config) -> Result<(), SupervisorError> {
     let mut signals = Signals::install()?;
     let run_dir = RunDir::open(config.run_dir.as_deref())?;
-    let mut unit = Unit::new(config, run_dir.clone());
+    let mut unit = Unit::new(config, run_dir.clone())?;
     let result = unit.run(&mut signals).await;
     run_dir.close();
     result
@@ -172,7 +175,11 @@ impl fmt::Display for ExitText {
 struct Unit {
     config: Config,
     run_dir: RunDir,
-    backoff: Backoff,
+    restarts: RestartPolicy,
+    /// Asks the own node for `/status`.
+    own: StatusClient,
+    /// Asks each peer.
+    peers: Vec<StatusClient>,
     /// The highest height the own node reported (or `reindex-event` named).
     last_height: Option<u64>,
     /// Why the event index may have lost entries; cleared by a repair.
@@ -181,8 +188,14 @@ struct Unit {
 }
 
 impl Unit {
-    fn new(config: Config, run_dir: RunDir) -> Self {
-        let backoff = Backoff::new(
+    fn new(config: Config, run_dir: RunDir) -> Result<Self, SupervisorError> {
+        let own = StatusClient::new(&config.rpc, config.rpc_timeout)?;
+        let peers = config
+            .peers
+            .iter()
+            .map(|peer| StatusClient::new(peer, config.rpc_timeout))
+            .collect::<Result<Vec<_>, RpcError>>()?;
+        let restarts = RestartPolicy::new(
             config.backoff_initial,
             config.backoff_max,
             config.backoff_reset,
@@ -192,14 +205,16 @@ impl Unit {
         let last_height = run_dir.last_height();
         let height_rule_without_peers =
             config.peers.is_empty() && !makes_no_empty_blocks(&config.cometbft_home);
-        Self {
+        Ok(Self {
             config,
             run_dir,
-            backoff,
+            restarts,
+            own,
+            peers,
             last_height,
             needs_reindex: None,
             height_rule_without_peers,
-        }
+        })
     }
 
     async fn run(&mut self, signals: &mut Signals) -> Result<(), SupervisorError> {
@@ -261,7 +276,7 @@ impl Unit {
                 } => {
                     self.needs_reindex = Some(reason.clone());
                     self.run_dir.mark_needs_reindex(&reason)?;
-                    let delay = match self.backoff.next(Instant::now(), healthy_for) {
+                    let delay = match self.restarts.next(Instant::now(), healthy_for) {
                         Ok(delay) => delay,
                         Err(budget) => {
                             tracing::error!(%reason, "{budget}");
@@ -547,12 +562,12 @@ impl Unit {
         // Ends on a child's exit, a hang or a signal; each pass waits at most
         // a poll interval plus one bounded poll.
         loop {
-            let rpc = self.config.rpc.clone();
-            let peers = self.config.peers.clone();
+            let own = self.own.clone();
+            let peers = self.peers.clone();
             let timeout = self.config.rpc_timeout;
             let poll = async move {
                 tokio::time::sleep_until(next_poll).await;
-                poll_all(rpc, peers, timeout).await
+                poll_all(own, peers, timeout).await
             };
             let event = tokio::select! {
                 status = abci.wait() => Event::Exited(Role::Abci, status),
@@ -590,17 +605,18 @@ impl Unit {
 
 type PollResult = Result<NodeStatus, RpcError>;
 
-/// Polls the own node and every peer at once; each bounded by `timeout`.
+/// Polls the own node and every peer at once; each call is bounded by the
+/// clients' `timeout`.
 async fn poll_all(
-    own: RpcEndpoint,
-    peers: Vec<RpcEndpoint>,
+    own: StatusClient,
+    peers: Vec<StatusClient>,
     timeout: Duration,
 ) -> (PollResult, Vec<PollResult>) {
     let mut set = JoinSet::new();
     let count = peers.len();
-    set.spawn(async move { (0usize, rpc::status(&own, timeout).await) });
+    set.spawn(async move { (0usize, own.status().await) });
     for (i, peer) in peers.into_iter().enumerate() {
-        set.spawn(async move { (i + 1, rpc::status(&peer, timeout).await) });
+        set.spawn(async move { (i + 1, peer.status().await) });
     }
     let mut own_result: PollResult = Err(RpcError::Timeout(timeout));
     let mut peer_results: Vec<PollResult> = (0..count)
