@@ -17,7 +17,9 @@ use tendermint_proto::v0_38::abci::{
     ResponseFinalizeBlock, ResponseInfo, ResponseInitChain, ResponsePrepareProposal,
     ResponseProcessProposal, ResponseQuery,
 };
+use tendermint_proto::v0_38::abci::{MisbehaviorType, ValidatorUpdate};
 use tendermint_proto::v0_38::crypto::public_key::Sum;
+use tendermint_proto::v0_38::crypto::PublicKey;
 
 use crate::app::{App, BlockInput};
 use crate::codes::CODESPACE;
@@ -25,7 +27,7 @@ use crate::store::Store;
 
 /// The ABCI application version reported by `Info`; bumped with every
 /// change of the state machine's rules.
-pub const APP_VERSION: u64 = 2;
+pub const APP_VERSION: u64 = 3;
 
 /// An [`App`] shared by the ABCI connections.
 pub struct AbciApp<S: Store> {
@@ -33,6 +35,10 @@ pub struct AbciApp<S: Store> {
     /// The committed store, read by queries without the lock above: a slow
     /// query never delays a block.
     store: Arc<S>,
+    /// The next nonces CheckTx counted since the last commit, which
+    /// `/nonce` reads without the lock above (they have their own, held for
+    /// one map operation).
+    pending: Arc<crate::query::PendingNonces>,
 }
 
 impl<S: Store> Clone for AbciApp<S> {
@@ -40,6 +46,7 @@ impl<S: Store> Clone for AbciApp<S> {
         Self {
             inner: Arc::clone(&self.inner),
             store: Arc::clone(&self.store),
+            pending: Arc::clone(&self.pending),
         }
     }
 }
@@ -48,9 +55,11 @@ impl<S: Store> AbciApp<S> {
     /// Wraps `app` for serving.
     pub fn new(app: App<S>) -> Self {
         let store = app.shared_store();
+        let pending = app.shared_pending();
         Self {
             inner: Arc::new(Mutex::new(app)),
             store,
+            pending,
         }
     }
 
@@ -171,15 +180,19 @@ impl<S: Store> Application for AbciApp<S> {
             .filter(|vote| vote.block_id_flag == COMMIT_FLAG)
             .filter_map(|vote| vote.validator.as_ref().map(|v| v.address.to_vec()))
             .collect();
+        let consensus = consensus_input(&request);
         let mut app = self.app();
-        let output = app.finalize_block(BlockInput {
-            height: request.height,
-            proposer_address: &request.proposer_address,
-            signer_addresses: &signers,
-            txs: &request.txs,
-            hash: &request.hash,
-            time_seconds: request.time.as_ref().map_or(0, |t| t.seconds),
-        });
+        let output = app.finalize_block_with(
+            BlockInput {
+                height: request.height,
+                proposer_address: &request.proposer_address,
+                signer_addresses: &signers,
+                txs: &request.txs,
+                hash: &request.hash,
+                time_seconds: request.time.as_ref().map_or(0, |t| t.seconds),
+            },
+            &consensus,
+        );
         tracing::info!(
             height = request.height,
             txs = request.txs.len(),
@@ -201,7 +214,17 @@ impl<S: Store> Application for AbciApp<S> {
                     ..Default::default()
                 })
                 .collect(),
-            validator_updates: Vec::new(),
+            validator_updates: output
+                .validator_updates
+                .iter()
+                .map(|u| ValidatorUpdate {
+                    pub_key: Some(PublicKey {
+                        sum: Some(Sum::Ed25519(u.pub_key.to_vec())),
+                    }),
+                    // Powers are capped far below i64::MAX (params.rs).
+                    power: i64::try_from(u.power).unwrap_or(i64::MAX),
+                })
+                .collect(),
             consensus_param_updates: None,
             app_hash: output.app_hash.to_vec().into(),
         }
@@ -215,7 +238,8 @@ impl<S: Store> Application for AbciApp<S> {
     }
 
     fn query(&self, request: RequestQuery) -> ResponseQuery {
-        let outcome = crate::app::query_snapshot(&*self.store, &request.path, request.height);
+        let outcome =
+            crate::app::query_snapshot(&*self.store, &self.pending, &request.path, request.height);
         ResponseQuery {
             code: outcome.code.value(),
             log: outcome.log,
@@ -227,11 +251,144 @@ impl<S: Store> Application for AbciApp<S> {
     }
 }
 
+/// What FinalizeBlock's request says about the validators: every vote of
+/// the last commit (missed when its flag is `ABSENT`) and the evidence.
+fn consensus_input(request: &RequestFinalizeBlock) -> crate::validators::ConsensusInput {
+    // BlockIdFlag::Absent: the validator's vote is not in the commit.
+    const ABSENT_FLAG: i32 = 1;
+    let votes = request
+        .decided_last_commit
+        .iter()
+        .flat_map(|commit| &commit.votes)
+        .filter_map(|vote| {
+            vote.validator.as_ref().map(|v| crate::validators::Vote {
+                address: v.address.to_vec(),
+                missed: vote.block_id_flag == ABSENT_FLAG,
+            })
+        })
+        .collect();
+    let misbehavior = request
+        .misbehavior
+        .iter()
+        .filter_map(|m| {
+            let kind = match MisbehaviorType::try_from(m.r#type) {
+                Ok(MisbehaviorType::DuplicateVote) => {
+                    crate::validators::MisbehaviorKind::DuplicateVote
+                }
+                Ok(MisbehaviorType::LightClientAttack) => {
+                    crate::validators::MisbehaviorKind::LightClientAttack
+                }
+                _ => return None,
+            };
+            m.validator
+                .as_ref()
+                .map(|v| crate::validators::Misbehavior {
+                    kind,
+                    address: v.address.to_vec(),
+                    height: m.height,
+                })
+        })
+        .collect();
+    crate::validators::ConsensusInput { votes, misbehavior }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::MemStore;
     use std::time::Duration;
+
+    #[test]
+    fn finalize_block_reads_votes_and_evidence_and_answers_validator_updates() {
+        use tendermint_proto::v0_38::abci::{CommitInfo, Misbehavior, Validator, VoteInfo};
+        let genesis_key = compute_proto::SigningKey::from_seed([9; 32]);
+        let operator = compute_proto::SigningKey::from_seed([1; 32]);
+        let consensus = compute_proto::SigningKey::from_seed([2; 32]);
+        let app = AbciApp::new(App::new(MemStore::new()));
+        let app_state = format!(
+            r#"{{"accounts":[{{"address":"{}","balance":1000000}}]}}"#,
+            operator.account()
+        );
+        app.init_chain(RequestInitChain {
+            chain_id: "c".into(),
+            initial_height: 1,
+            app_state_bytes: app_state.into_bytes().into(),
+            validators: vec![ValidatorUpdate {
+                pub_key: Some(PublicKey {
+                    sum: Some(Sum::Ed25519(genesis_key.account().0.to_vec())),
+                }),
+                power: 10,
+            }],
+            ..Default::default()
+        });
+        let tx = compute_proto::TxBuilder::new("c").sign(
+            &operator,
+            0,
+            compute_proto::pb::tx_body::Msg::BondValidator(compute_proto::pb::BondValidator {
+                pub_key: consensus.account().0.to_vec(),
+                stake: 300_000,
+            }),
+        );
+        let vote = |seed: u8, flag: i32| VoteInfo {
+            validator: Some(Validator {
+                address: crate::app::validator_address(&[seed; 32]).to_vec().into(),
+                power: 10,
+            }),
+            block_id_flag: flag,
+        };
+        let evidence = |kind: MisbehaviorType| Misbehavior {
+            r#type: kind as i32,
+            validator: Some(Validator {
+                address: vec![7; 20].into(),
+                power: 10,
+            }),
+            height: 1,
+            ..Default::default()
+        };
+        let request = RequestFinalizeBlock {
+            txs: vec![tx.into()],
+            decided_last_commit: Some(CommitInfo {
+                round: 0,
+                votes: vec![vote(3, 1), vote(4, 2), vote(5, 3)],
+            }),
+            misbehavior: vec![
+                evidence(MisbehaviorType::DuplicateVote),
+                evidence(MisbehaviorType::Unknown),
+                evidence(MisbehaviorType::LightClientAttack),
+            ],
+            height: 1,
+            proposer_address: crate::app::validator_address(&genesis_key.account().0)
+                .to_vec()
+                .into(),
+            ..Default::default()
+        };
+        let input = consensus_input(&request);
+        let missed: Vec<bool> = input.votes.iter().map(|v| v.missed).collect();
+        assert_eq!(missed, [true, false, false], "only ABSENT is a miss");
+        let kinds: Vec<_> = input.misbehavior.iter().map(|m| m.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                crate::validators::MisbehaviorKind::DuplicateVote,
+                crate::validators::MisbehaviorKind::LightClientAttack
+            ]
+        );
+        let response = app.finalize_block(request);
+        assert_eq!(
+            response.tx_results[0].code, 0,
+            "{}",
+            response.tx_results[0].log
+        );
+        assert_eq!(
+            response.validator_updates,
+            vec![ValidatorUpdate {
+                pub_key: Some(PublicKey {
+                    sum: Some(Sum::Ed25519(consensus.account().0.to_vec())),
+                }),
+                power: 30,
+            }]
+        );
+    }
 
     #[test]
     fn queries_answer_while_a_block_holds_the_state_machine() {
@@ -241,16 +398,22 @@ mod tests {
         let (sender, receiver) = std::sync::mpsc::channel();
         let querier = app.clone();
         std::thread::spawn(move || {
-            let answer = querier.query(RequestQuery {
-                path: "/stats".into(),
-                ..Default::default()
-            });
-            let _ = sender.send(answer);
+            // `/nonce` reads CheckTx's count of the mempool, not the state
+            // machine: it does not wait for the block either.
+            for path in ["/stats".to_owned(), format!("/nonce/{}", "ab".repeat(32))] {
+                let answer = querier.query(RequestQuery {
+                    path,
+                    ..Default::default()
+                });
+                let _ = sender.send(answer);
+            }
         });
-        let answer = receiver
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the query waited for the state machine's lock");
-        assert_eq!(answer.code, 0, "{}", answer.log);
-        assert_eq!(answer.height, 0);
+        for _ in 0..2 {
+            let answer = receiver
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the query waited for the state machine's lock");
+            assert_eq!(answer.code, 0, "{}", answer.log);
+            assert_eq!(answer.height, 0);
+        }
     }
 }

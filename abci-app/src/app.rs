@@ -4,7 +4,6 @@
 
 use compute_proto::tx::verify_batch;
 use compute_proto::{pb, SignedTx, TxError};
-use sha2::{Digest, Sha256};
 
 use crate::apphash::{self, LastCommit};
 use crate::codes::{Code, Rejection};
@@ -72,6 +71,9 @@ pub struct BlockOutput {
     pub tx_results: Vec<TxOutcome>,
     /// Block-level events.
     pub events: Vec<Event>,
+    /// Changes of validators' voting power for CometBFT (it applies them
+    /// two blocks later); see [`crate::validators`].
+    pub validator_updates: Vec<crate::validators::ValidatorUpdate>,
     /// The app hash after this block.
     pub app_hash: [u8; 32],
 }
@@ -114,6 +116,10 @@ pub struct App<S: Store> {
     /// CheckTx's view: the effects of transactions accepted into the mempool
     /// since the last commit, so one account can queue several in order.
     check: Delta,
+    /// The next nonce of each account in `check`, shared with the query
+    /// connection, which answers `/nonce` from it without this state
+    /// machine's lock.
+    pending: std::sync::Arc<crate::query::PendingNonces>,
     last: LastCommit,
     /// Compiles stored modules and runs `verify` for Verified jobs.
     verifier: Verifier,
@@ -121,10 +127,7 @@ pub struct App<S: Store> {
 
 /// The 20-byte CometBFT address of an ed25519 consensus key.
 pub fn validator_address(pub_key: &[u8; 32]) -> [u8; 20] {
-    let digest = Sha256::digest(pub_key);
-    let mut address = [0u8; 20];
-    address.copy_from_slice(&digest[..20]);
-    address
+    crate::validators::address_of(pub_key)
 }
 
 const EMPTY: &Delta = &Delta::new();
@@ -147,7 +150,11 @@ impl<S: Store> App<S> {
             },
         };
         let chain = match (store.chain_id(), store.params()) {
-            (Some(chain_id), Some(params)) => Some(Chain { chain_id, params }),
+            (Some(chain_id), Some(params)) => Some(Chain {
+                chain_id,
+                // Held resolved, as InitChain holds them.
+                params: crate::params::resolved(params),
+            }),
             _ => {
                 assert!(
                     last.height == 0,
@@ -162,6 +169,7 @@ impl<S: Store> App<S> {
             genesis: None,
             block: None,
             check: Delta::new(),
+            pending: std::sync::Arc::default(),
             last,
             verifier: Verifier::default(),
         }
@@ -183,6 +191,13 @@ impl<S: Store> App<S> {
     /// [`query_snapshot`] without holding the state machine.
     pub fn shared_store(&self) -> std::sync::Arc<S> {
         std::sync::Arc::clone(&self.store)
+    }
+
+    /// The next nonces CheckTx counted since the last commit, shared:
+    /// `/nonce` reads them through [`query_snapshot`] without holding the
+    /// state machine.
+    pub fn shared_pending(&self) -> std::sync::Arc<crate::query::PendingNonces> {
+        std::sync::Arc::clone(&self.pending)
     }
 
     /// The last commit, as `Info` reports it.
@@ -232,9 +247,11 @@ impl<S: Store> App<S> {
         let genesis_height = u64::try_from(initial_height.max(1).saturating_sub(1)).unwrap_or(0);
         let app_hash = apphash::next(&[0; 32], genesis_height, &delta);
         self.genesis = Some(delta);
+        // Stored sparse (parameters genesis did not name are absent, as
+        // before they existed), held resolved, as a restart reads them.
         self.chain = Some(Chain {
             chain_id: chain_id.to_owned(),
-            params: genesis.params,
+            params: crate::params::resolved(genesis.params),
         });
         self.last = LastCommit {
             height: initial_height.max(1).saturating_sub(1),
@@ -281,6 +298,9 @@ impl<S: Store> App<S> {
         ante.absorb(body);
         let delta = ante.into_delta();
         self.check.merge(delta);
+        // The ante step took exactly this nonce.
+        self.pending
+            .note(tx.signer, tx.body.nonce.saturating_add(1));
         events.insert(0, msg::message_event(&tx));
         Ok(events)
     }
@@ -351,12 +371,29 @@ impl<S: Store> App<S> {
         })
     }
 
-    /// FinalizeBlock: executes the block's transactions in order and
-    /// computes the app hash. Nothing is stored until [`App::commit`].
+    /// FinalizeBlock without anything learnt about the validators (no
+    /// votes of the last commit but its signers, no evidence): see
+    /// [`App::finalize_block_with`].
     ///
     /// # Panics
     /// When CometBFT skips a height: a broken invariant of the protocol.
     pub fn finalize_block<T: AsRef<[u8]>>(&mut self, input: BlockInput<'_, T>) -> BlockOutput {
+        self.finalize_block_with(input, &crate::validators::ConsensusInput::default())
+    }
+
+    /// FinalizeBlock: executes the block's transactions in order, then the
+    /// protocol's end of block, the block reward and the validators' end of
+    /// block (evidence, liveness from `consensus.votes`, unbondings, the
+    /// update queue), and computes the app hash. Nothing is stored until
+    /// [`App::commit`].
+    ///
+    /// # Panics
+    /// When CometBFT skips a height: a broken invariant of the protocol.
+    pub fn finalize_block_with<T: AsRef<[u8]>>(
+        &mut self,
+        input: BlockInput<'_, T>,
+        consensus: &crate::validators::ConsensusInput,
+    ) -> BlockOutput {
         let expected = self.last.height.saturating_add(1);
         assert!(
             input.height == expected,
@@ -373,6 +410,7 @@ impl<S: Store> App<S> {
                     .map(|_| TxOutcome::rejected(&rejection))
                     .collect(),
                 events: Vec::new(),
+                validator_updates: Vec::new(),
                 app_hash: self.last.app_hash,
             };
         };
@@ -447,6 +485,14 @@ impl<S: Store> App<S> {
             block.absorb(delta);
             events.extend(reward_events);
         }
+        // Validators last: a record that goes here was still mapped for
+        // the reward of the commit it signed.
+        let mut staking = StateTx::new(&block);
+        let (validator_events, validator_updates) =
+            crate::validators::end_block(&mut staking, &ctx, consensus);
+        let delta = staking.into_delta();
+        block.absorb(delta);
+        events.extend(validator_events);
         let delta = block.into_delta();
         let app_hash = apphash::next(&self.last.app_hash, ctx.height, &delta);
         self.block = Some(PendingBlock {
@@ -457,6 +503,7 @@ impl<S: Store> App<S> {
         BlockOutput {
             tx_results,
             events,
+            validator_updates,
             app_hash,
         }
     }
@@ -483,19 +530,28 @@ impl<S: Store> App<S> {
             app_hash: block.app_hash,
         };
         self.check = Delta::new();
+        self.pending.clear();
         block.height
     }
 
-    /// Answers a query against the last committed state.
+    /// Answers a query against the last committed state (and `/nonce`
+    /// also against CheckTx's count of the mempool).
     pub fn query(&self, path: &str, height: i64) -> QueryOutcome {
-        query_snapshot(&*self.store, path, height)
+        query_snapshot(&*self.store, &self.pending, path, height)
     }
 }
 
 /// Answers a query from a snapshot of the last commit of `store`: the
 /// height, the app hash and every record come from one commit, and no lock
-/// of the state machine is taken.
-pub fn query_snapshot<S: Store>(store: &S, path: &str, height: i64) -> QueryOutcome {
+/// of the state machine is taken. `/nonce` also reads `pending`, the next
+/// nonces CheckTx counted since the last commit (under their own short
+/// lock).
+pub fn query_snapshot<S: Store>(
+    store: &S,
+    pending: &crate::query::PendingNonces,
+    path: &str,
+    height: i64,
+) -> QueryOutcome {
     let snapshot = store.snapshot();
     let info = snapshot.commit_info();
     let committed_height = info.as_ref().map_or(0, |c| c.height);
@@ -515,7 +571,7 @@ pub fn query_snapshot<S: Store>(store: &S, path: &str, height: i64) -> QueryOutc
             .and_then(|c| <[u8; 32]>::try_from(c.app_hash.as_slice()).ok())
             .unwrap_or([0; 32]),
     };
-    let answer = crate::query::route(snapshot.as_ref(), path, committed_height, &last);
+    let answer = crate::query::route(snapshot.as_ref(), path, committed_height, &last, pending);
     match answer {
         Ok(value) => QueryOutcome {
             code: Code::Ok,

@@ -200,6 +200,87 @@ pub enum Rejection {
         /// The budget.
         max: u64,
     },
+    /// The signer operates no validator.
+    #[error("{0} operates no validator: send BondValidator first (see /validators)")]
+    UnknownValidator(AccountId),
+    /// The consensus key backs another account's validator.
+    #[error(
+        "consensus key {key} {why}: use the pub_key of your own node's priv_validator_key.json"
+    )]
+    ValidatorKeyTaken {
+        /// The key.
+        key: AccountId,
+        /// Whose it is.
+        why: String,
+    },
+    /// The signer already operates a validator with another key.
+    #[error("{operator} already operates the validator with consensus key {key}: bond more to that key, or unbond it completely and wait for its record to go")]
+    ValidatorExists {
+        /// The signer.
+        operator: AccountId,
+        /// The key of its validator.
+        key: AccountId,
+    },
+    /// The chain holds `max_validators` validator records.
+    #[error("the chain already holds {max} validator records (max_validators); retry when one has unbonded")]
+    TooManyValidators {
+        /// `max_validators`.
+        max: u32,
+    },
+    /// The validator's stake would be below `min_validator_stake`.
+    #[error("{what} would leave {stake} credits bonded, below the chain's minimum validator stake of {min}: {hint}")]
+    ValidatorStakeTooLow {
+        /// What was asked.
+        what: &'static str,
+        /// The stake it would leave.
+        stake: u64,
+        /// `min_validator_stake`.
+        min: u64,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// Unbonding more than is bonded.
+    #[error("validator {key} has {bonded} credits bonded and cannot unbond {}; amount 0 unbonds all that is bonded", asked_to_unbond(.asked))]
+    InsufficientStake {
+        /// The validator's key.
+        key: AccountId,
+        /// What is bonded.
+        bonded: u64,
+        /// What was asked.
+        asked: u64,
+    },
+    /// The validator has `max_unbonding_entries` unbondings in progress.
+    #[error("validator {key} already has {max} unbondings in progress (max_unbonding_entries); wait until the first returns at height {next}")]
+    TooManyUnbondings {
+        /// The validator's key.
+        key: AccountId,
+        /// `max_unbonding_entries`.
+        max: u32,
+        /// The first completion height.
+        next: i64,
+    },
+    /// The validator's jail time is not over.
+    #[error("validator {key} is jailed ({reason}) until height {until}: send UnjailValidator at that height or later")]
+    ValidatorJailed {
+        /// The validator's key.
+        key: AccountId,
+        /// Why.
+        reason: &'static str,
+        /// The first height it may unjail at.
+        until: i64,
+    },
+    /// The validator is not jailed.
+    #[error("validator {0} is not jailed: there is nothing to unjail")]
+    NotJailed(AccountId),
+}
+
+/// How an unbonding's amount reads in a rejection (0 means all).
+fn asked_to_unbond(asked: &u64) -> String {
+    if *asked == 0 {
+        "all of it (nothing is bonded)".to_owned()
+    } else {
+        asked.to_string()
+    }
 }
 
 impl Rejection {
@@ -244,6 +325,15 @@ impl Rejection {
             Rejection::WrongPhase { .. } => Code::WrongPhase,
             Rejection::CommitmentMismatch { .. } => Code::CommitmentMismatch,
             Rejection::ModuleBudgetExceeded { .. } => Code::ModuleBudgetExceeded,
+            Rejection::UnknownValidator(_) => Code::UnknownValidator,
+            Rejection::ValidatorKeyTaken { .. } => Code::ValidatorKeyTaken,
+            Rejection::ValidatorExists { .. } => Code::ValidatorExists,
+            Rejection::TooManyValidators { .. } => Code::TooManyValidators,
+            Rejection::ValidatorStakeTooLow { .. } => Code::ValidatorStakeTooLow,
+            Rejection::InsufficientStake { .. } => Code::InsufficientStake,
+            Rejection::TooManyUnbondings { .. } => Code::TooManyUnbondings,
+            Rejection::ValidatorJailed { .. } => Code::ValidatorJailed,
+            Rejection::NotJailed(_) => Code::NotJailed,
         }
     }
 }

@@ -28,8 +28,10 @@ pub mod settlement;
 pub mod state;
 pub mod store;
 pub mod task;
+pub mod validators;
 pub mod verify;
 
 pub use app::{App, BlockInput, BlockOutput, TxOutcome};
 pub use apphash::LastCommit;
 pub use codes::{Code, Rejection, CODESPACE};
+pub use validators::{ConsensusInput, Misbehavior, MisbehaviorKind, ValidatorUpdate, Vote};

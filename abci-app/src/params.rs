@@ -45,7 +45,130 @@ pub fn defaults() -> pb::Params {
         // module of a block (docs/BENCHMARKS.md, worst blocks).
         max_compile_units_per_block: 400_000,
         store_module_fee_per_kib: 1,
+        // Validator parameters have explicit presence: `None` is the
+        // default of [`VALIDATOR_DEFAULTS`], and genesis stores only those
+        // it names (see [`resolved`]).
+        min_validator_stake: None,
+        stake_per_power: None,
+        max_validator_power: None,
+        max_validators: None,
+        max_validator_updates_per_block: None,
+        unbonding_blocks: None,
+        max_unbonding_entries: None,
+        slash_double_sign_ppm: None,
+        double_sign_jail_blocks: None,
+        signed_blocks_window: None,
+        jail_missed_ppm: None,
+        jail_blocks: None,
+        slash_missed_ppm: None,
     }
+}
+
+/// The validator parameters, resolved: what the rules read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValidatorParams {
+    /// Credits a new validator must bond at least.
+    pub min_validator_stake: u64,
+    /// Credits of bonded stake per unit of voting power.
+    pub stake_per_power: u64,
+    /// The most voting power one validator gets.
+    pub max_validator_power: u64,
+    /// Validator records the chain keeps at most.
+    pub max_validators: u32,
+    /// Entries of the update queue the end of a block visits at most.
+    pub max_validator_updates_per_block: u32,
+    /// Blocks unbonding stake waits before it returns.
+    pub unbonding_blocks: u64,
+    /// Unbondings in progress per validator at most.
+    pub max_unbonding_entries: u32,
+    /// Share of stake slashed for double signing, in ppm.
+    pub slash_double_sign_ppm: u32,
+    /// Blocks a double signer stays jailed.
+    pub double_sign_jail_blocks: u64,
+    /// Blocks over which liveness is judged.
+    pub signed_blocks_window: u64,
+    /// Missing more than this share of the window jails, in ppm.
+    pub jail_missed_ppm: u32,
+    /// Blocks a validator jailed for missing blocks stays jailed.
+    pub jail_blocks: u64,
+    /// Share of stake slashed when jailed for missing blocks, in ppm.
+    pub slash_missed_ppm: u32,
+}
+
+/// The defaults of the validator parameters (`docs/PARAMETERS.md`).
+pub const VALIDATOR_DEFAULTS: ValidatorParams = ValidatorParams {
+    min_validator_stake: 100_000,
+    // 100,000 credits bond 10 units of power, what `cometbft init` gives
+    // a genesis validator.
+    stake_per_power: 10_000,
+    max_validator_power: 1_000,
+    max_validators: 100,
+    max_validator_updates_per_block: 10,
+    // Longer than CometBFT's default evidence age (100,000 blocks and 48
+    // hours, whichever is longer), so evidence always finds the stake.
+    unbonding_blocks: 200_000,
+    max_unbonding_entries: 7,
+    slash_double_sign_ppm: 50_000,
+    double_sign_jail_blocks: 1_000_000,
+    signed_blocks_window: 100,
+    jail_missed_ppm: 500_000,
+    jail_blocks: 600,
+    slash_missed_ppm: 100,
+};
+
+/// The most blocks `signed_blocks_window` may span (a validator's liveness
+/// record holds at most that many heights).
+pub const MAX_SIGNED_BLOCKS_WINDOW: u64 = 10_000;
+
+/// The most voting power all validators the application sets may have
+/// together: half of CometBFT's `MaxTotalVotingPower` (`i64::MAX / 8`),
+/// leaving the other half to genesis validators.
+pub const MAX_BONDED_POWER: u64 = (i64::MAX as u64) / 16;
+
+/// The validator parameters of `p`, defaults filled in.
+pub fn validator_params(p: &pb::Params) -> ValidatorParams {
+    let d = VALIDATOR_DEFAULTS;
+    ValidatorParams {
+        min_validator_stake: p.min_validator_stake.unwrap_or(d.min_validator_stake),
+        stake_per_power: p.stake_per_power.unwrap_or(d.stake_per_power),
+        max_validator_power: p.max_validator_power.unwrap_or(d.max_validator_power),
+        max_validators: p.max_validators.unwrap_or(d.max_validators),
+        max_validator_updates_per_block: p
+            .max_validator_updates_per_block
+            .unwrap_or(d.max_validator_updates_per_block),
+        unbonding_blocks: p.unbonding_blocks.unwrap_or(d.unbonding_blocks),
+        max_unbonding_entries: p.max_unbonding_entries.unwrap_or(d.max_unbonding_entries),
+        slash_double_sign_ppm: p.slash_double_sign_ppm.unwrap_or(d.slash_double_sign_ppm),
+        double_sign_jail_blocks: p
+            .double_sign_jail_blocks
+            .unwrap_or(d.double_sign_jail_blocks),
+        signed_blocks_window: p.signed_blocks_window.unwrap_or(d.signed_blocks_window),
+        jail_missed_ppm: p.jail_missed_ppm.unwrap_or(d.jail_missed_ppm),
+        jail_blocks: p.jail_blocks.unwrap_or(d.jail_blocks),
+        slash_missed_ppm: p.slash_missed_ppm.unwrap_or(d.slash_missed_ppm),
+    }
+}
+
+/// `p` with every parameter that has explicit presence filled in: what
+/// `/params` shows and the state machine holds. Genesis stores the sparse
+/// form, so a chain whose genesis names no validator parameter keeps the
+/// parameter record (and app hashes) it had before they existed.
+pub fn resolved(mut p: pb::Params) -> pb::Params {
+    let v = validator_params(&p);
+    p.min_validator_stake = Some(v.min_validator_stake);
+    p.stake_per_power = Some(v.stake_per_power);
+    p.max_validator_power = Some(v.max_validator_power);
+    p.max_validators = Some(v.max_validators);
+    p.max_validator_updates_per_block = Some(v.max_validator_updates_per_block);
+    p.unbonding_blocks = Some(v.unbonding_blocks);
+    p.max_unbonding_entries = Some(v.max_unbonding_entries);
+    p.slash_double_sign_ppm = Some(v.slash_double_sign_ppm);
+    p.double_sign_jail_blocks = Some(v.double_sign_jail_blocks);
+    p.signed_blocks_window = Some(v.signed_blocks_window);
+    p.jail_missed_ppm = Some(v.jail_missed_ppm);
+    p.jail_blocks = Some(v.jail_blocks);
+    p.slash_missed_ppm = Some(v.slash_missed_ppm);
+    p
 }
 
 /// Why a parameter set is refused.
@@ -194,6 +317,56 @@ pub fn validate(p: &pb::Params) -> Result<(), ParamsError> {
     if p.stake_unit == 0 {
         return fail("stake_unit must be at least 1".into());
     }
+    validate_validators(&validator_params(p))
+}
+
+/// The checks between the validator parameters.
+fn validate_validators(v: &ValidatorParams) -> Result<(), ParamsError> {
+    let fail = |msg: String| Err(ParamsError::Inconsistent(msg));
+    if v.stake_per_power == 0 {
+        return fail("stake_per_power must be at least 1".into());
+    }
+    if v.min_validator_stake < v.stake_per_power {
+        return fail(format!(
+            "min_validator_stake {} must be at least stake_per_power {}, so that every validator has voting power",
+            v.min_validator_stake, v.stake_per_power
+        ));
+    }
+    if v.max_validators == 0 || v.max_validator_updates_per_block == 0 {
+        return fail(
+            "max_validators and max_validator_updates_per_block must be at least 1".into(),
+        );
+    }
+    let total = u128::from(v.max_validator_power).saturating_mul(u128::from(v.max_validators));
+    if v.max_validator_power == 0 || total > u128::from(MAX_BONDED_POWER) {
+        return fail(format!(
+            "max_validator_power {} must be at least 1, and max_validator_power x max_validators ({total}) at most {MAX_BONDED_POWER} (half of CometBFT's largest total voting power)",
+            v.max_validator_power
+        ));
+    }
+    if v.unbonding_blocks == 0 || v.jail_blocks == 0 || v.double_sign_jail_blocks == 0 {
+        return fail(
+            "unbonding_blocks, jail_blocks and double_sign_jail_blocks must be at least 1".into(),
+        );
+    }
+    if v.max_unbonding_entries == 0 {
+        return fail("max_unbonding_entries must be at least 1".into());
+    }
+    if !(1..=MAX_SIGNED_BLOCKS_WINDOW).contains(&v.signed_blocks_window) {
+        return fail(format!(
+            "signed_blocks_window {} must be between 1 and {MAX_SIGNED_BLOCKS_WINDOW}",
+            v.signed_blocks_window
+        ));
+    }
+    for (name, value) in [
+        ("slash_double_sign_ppm", v.slash_double_sign_ppm),
+        ("jail_missed_ppm", v.jail_missed_ppm),
+        ("slash_missed_ppm", v.slash_missed_ppm),
+    ] {
+        if value > 1_000_000 {
+            return fail(format!("{name} {value} must be at most 1000000 (100%)"));
+        }
+    }
     Ok(())
 }
 
@@ -247,6 +420,64 @@ mod tests {
             from_genesis(Some(&json!({"max_compile_units_per_block": 1}))),
             Err(ParamsError::Inconsistent(m)) if m.contains("max_compile_units_per_block")
         ));
+    }
+
+    #[test]
+    fn validator_parameters_are_stored_only_when_named() {
+        let p = from_genesis(None).unwrap();
+        assert_eq!(p.unbonding_blocks, None);
+        assert_eq!(validator_params(&p), VALIDATOR_DEFAULTS);
+        let p = from_genesis(Some(&json!({"unbonding_blocks": 5}))).unwrap();
+        assert_eq!(p.unbonding_blocks, Some(5));
+        assert_eq!(p.jail_blocks, None);
+        assert_eq!(validator_params(&p).unbonding_blocks, 5);
+        let full = resolved(p);
+        assert_eq!(full.jail_blocks, Some(VALIDATOR_DEFAULTS.jail_blocks));
+        assert_eq!(validator_params(&full).unbonding_blocks, 5);
+        // The encoding of default parameters does not change with them.
+        use prost::Message;
+        assert_eq!(
+            defaults().encode_to_vec(),
+            pb::Params {
+                min_validator_stake: None,
+                ..defaults()
+            }
+            .encode_to_vec()
+        );
+    }
+
+    #[test]
+    fn inconsistent_validator_parameters_are_refused() {
+        for (bad, name) in [
+            (json!({"stake_per_power": 0}), "stake_per_power"),
+            (
+                json!({"min_validator_stake": 5, "stake_per_power": 10}),
+                "min_validator_stake",
+            ),
+            (json!({"max_validators": 0}), "max_validators"),
+            (
+                json!({"max_validator_power": u64::MAX}),
+                "max_validator_power",
+            ),
+            (json!({"unbonding_blocks": 0}), "unbonding_blocks"),
+            (json!({"signed_blocks_window": 0}), "signed_blocks_window"),
+            (
+                json!({"signed_blocks_window": 10_001}),
+                "signed_blocks_window",
+            ),
+            (json!({"jail_missed_ppm": 1_000_001}), "jail_missed_ppm"),
+            (
+                json!({"slash_double_sign_ppm": 2_000_000}),
+                "slash_double_sign_ppm",
+            ),
+            (json!({"max_unbonding_entries": 0}), "max_unbonding_entries"),
+        ] {
+            assert!(
+                matches!(from_genesis(Some(&bad)), Err(ParamsError::Inconsistent(ref m)) if m.contains(name)),
+                "{bad}: {:?}",
+                from_genesis(Some(&bad))
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! | path | answer |
 //! | --- | --- |
 //! | `/account/<hex>` | `{"address", "balance", "nonce"}` (zero for a key never seen) |
+//! | `/nonce/<hex>` | `{"address", "nonce", "pending_nonce"}`: the committed next nonce and the one that counts this node's mempool ([`PendingNonces`]) |
 //! | `/params` | every chain parameter |
 //! | `/stats` | height, app hash, chain id and chain-wide counters |
 //! | `/module/<id>[?code=true]` | a module's metadata (and its bytes in base64) |
@@ -13,11 +14,13 @@
 //! | `/worker/<hex>/assignments` | the tasks a worker holds now and what each waits for |
 //! | `/completions?job=<id>` or `?worker=<hex>` (`&limit=&after=`) | completion records |
 //! | `/reputation/<hex>` | a key's reputation counters and score |
+//! | `/validators?limit=&after=` | the validators the chain manages (stake-backed or punished), in address order |
+//! | `/validator/<hex key or address>` | one validator: stake, unbondings, power, jail, misses |
 
 use compute_proto::views::{
     AccountView, AssignmentView, AssignmentsView, Base64, CompletionView, CompletionsPage,
-    InputView, JobSummary, JobView, JobsPage, ModuleView, PolicyView, ProgressView, ReplicaView,
-    ReputationView, StatsView, TaskView, WorkerListing, WorkerView, WorkersPage,
+    InputView, JobSummary, JobView, JobsPage, ModuleView, NonceView, PolicyView, ProgressView,
+    ReplicaView, ReputationView, StatsView, TaskView, WorkerListing, WorkerView, WorkersPage,
 };
 use compute_proto::{pb, AccountId, Hash32, JobId, JobStatus, ModuleId, ReplicaStatus, TaskStatus};
 use serde::Serialize;
@@ -28,7 +31,7 @@ use crate::state::{keys, StateRead};
 use crate::store::KvRead;
 
 /// The paths this node serves, for error messages.
-const KNOWN_PATHS: &str = "/account/<hex>, /params, /stats, /module/<id>[?code=true], /worker/<hex>, /worker/<hex>/assignments, /workers?limit=&after=, /job/<id>, /jobs?status=&master=&limit=&after=, /completions?job=<id>|worker=<hex>, /reputation/<hex>";
+const KNOWN_PATHS: &str = "/account/<hex>, /nonce/<hex>, /params, /stats, /module/<id>[?code=true], /worker/<hex>, /worker/<hex>/assignments, /workers?limit=&after=, /job/<id>, /jobs?status=&master=&limit=&after=, /completions?job=<id>|worker=<hex>, /reputation/<hex>, /validators?limit=&after=, /validator/<hex key or address>";
 
 /// Entries a page holds when the query names no `limit`.
 pub const DEFAULT_PAGE: usize = 50;
@@ -40,7 +43,66 @@ const MAX_SCAN: usize = 10_000;
 /// A failed query: its code and a message naming the fix.
 pub type QueryError = (Code, String);
 
-/// Answers `path` from `state` (the last committed state at `height`).
+/// The next nonce of every account that has transactions in this node's
+/// mempool, as CheckTx counted them since the last commit: what `/nonce`
+/// answers as `pending_nonce`.
+///
+/// The state machine notes each transaction CheckTx accepts and clears the
+/// set at Commit (CometBFT then rechecks what stays in the mempool, which
+/// notes it again). It has a lock of its own, held for one map operation
+/// and never across I/O, so that `/nonce` answers without waiting for the
+/// state machine, which a block holds for its whole execution. Its entries
+/// are bounded by the mempool's transactions.
+#[derive(Debug, Default)]
+pub struct PendingNonces {
+    next: std::sync::Mutex<std::collections::HashMap<AccountId, u64>>,
+}
+
+impl PendingNonces {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<AccountId, u64>> {
+        // A panic while holding it left the map whole: every operation on
+        // it is a single insert, read or clear.
+        self.next.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// CheckTx accepted a transaction of `account`: its next one carries
+    /// `next` (the highest noted is kept).
+    pub fn note(&self, account: AccountId, next: u64) {
+        let mut map = self.map();
+        let entry = map.entry(account).or_insert(next);
+        *entry = (*entry).max(next);
+    }
+
+    /// The next nonce of `account` counting the mempool, if it has a
+    /// transaction there.
+    pub fn get(&self, account: &AccountId) -> Option<u64> {
+        self.map().get(account).copied()
+    }
+
+    /// Forgets every account (at Commit, when CheckTx's state starts
+    /// again from the new block).
+    pub fn clear(&self) {
+        self.map().clear();
+    }
+
+    /// Accounts with transactions in the mempool.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    /// Whether no account has a transaction in the mempool.
+    pub fn is_empty(&self) -> bool {
+        self.map().is_empty()
+    }
+}
+
+/// Answers `path` from `state` (the last committed state at `height`), and
+/// `/nonce` also from `pending` (this node's mempool).
 ///
 /// # Errors
 /// `UnknownQuery` for a path this node does not serve, `BadQuery` for a
@@ -50,6 +112,7 @@ pub fn route(
     path: &str,
     height: i64,
     last: &LastCommit,
+    pending: &PendingNonces,
 ) -> Result<Vec<u8>, QueryError> {
     let (route, query) = path.split_once('?').unwrap_or((path, ""));
     let segments: Vec<&str> = route.trim_matches('/').split('/').collect();
@@ -63,6 +126,28 @@ pub fn route(
                 nonce: account.nonce,
             })
         }
+        ["nonce", hex] => {
+            let id = parse_account(hex)?;
+            if !query.is_empty() {
+                return Err((
+                    Code::BadQuery,
+                    format!("unknown query argument '{query}': /nonce/<hex> takes none"),
+                ));
+            }
+            let nonce = state.account(&id).nonce;
+            // Noted before the commit this snapshot is of, an entry can lag
+            // the committed nonce for a moment: never answer below it.
+            let pending_nonce = pending.get(&id).map_or(nonce, |p| p.max(nonce));
+            encode(&NonceView {
+                address: id,
+                nonce,
+                pending_nonce,
+            })
+        }
+        ["nonce"] => Err((
+            Code::BadQuery,
+            "missing account id: ask /nonce/<64 hex characters>".to_owned(),
+        )),
         ["account"] => Err((
             Code::BadQuery,
             "missing account id: ask /account/<64 hex characters>".to_owned(),
@@ -139,7 +224,8 @@ pub fn route(
             let params = state
                 .params()
                 .ok_or_else(|| (Code::NotFound, "the chain has no genesis yet".to_owned()))?;
-            encode(&params)
+            // Parameters genesis did not name show their defaults.
+            encode(&crate::params::resolved(params))
         }
         ["stats"] => {
             let stats = state.stats();
@@ -164,6 +250,8 @@ pub fn route(
                 credits_slashed: stats.credits_slashed,
             })
         }
+        ["validators"] => encode(&crate::validators::query_validators(state, query, height)?),
+        ["validator", hex] => encode(&crate::validators::query_validator(state, hex, height)?),
         _ => Err((
             Code::UnknownQuery,
             format!("unknown query path '{path}': this node serves {KNOWN_PATHS}"),
@@ -698,4 +786,108 @@ fn query_flag(query: &str, name: &str) -> Result<bool, QueryError> {
         }
     }
     Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+    use crate::{App, BlockInput};
+    use compute_proto::{SigningKey, TxBuilder};
+
+    fn nonce_of(app: &App<MemStore>, id: &AccountId) -> NonceView {
+        let answer = app.query(&format!("/nonce/{id}"), 0);
+        assert_eq!(answer.code, Code::Ok, "{}", answer.log);
+        serde_json::from_slice(&answer.value).expect("a NonceView")
+    }
+
+    fn block(app: &mut App<MemStore>, txs: &[Vec<u8>]) {
+        let height = app.last_commit().height.saturating_add(1);
+        let out = app.finalize_block(BlockInput {
+            height,
+            proposer_address: &[0; 20],
+            signer_addresses: &[],
+            txs,
+            hash: &[7; 32],
+            time_seconds: 0,
+        });
+        assert!(out.tx_results.iter().all(|r| r.code == Code::Ok));
+        app.commit();
+    }
+
+    #[test]
+    fn the_pending_nonce_counts_what_check_tx_accepted_until_the_commit() {
+        let alice = SigningKey::from_seed([1; 32]);
+        let bob = SigningKey::from_seed([2; 32]).account();
+        let genesis =
+            serde_json::json!({"accounts": [{"address": alice.account(), "balance": 1_000}]});
+        let mut app = App::new(MemStore::new());
+        app.init_chain("c", 1, genesis.to_string().as_bytes(), &[[9; 32]])
+            .expect("genesis");
+        block(&mut app, &[]);
+        let builder = TxBuilder::new("c");
+        let transfer = |nonce| {
+            builder.sign(
+                &alice,
+                nonce,
+                pb::tx_body::Msg::Transfer(pb::Transfer {
+                    to: bob.0.to_vec(),
+                    amount: 1,
+                }),
+            )
+        };
+        let fresh = nonce_of(&app, &alice.account());
+        assert_eq!((fresh.nonce, fresh.pending_nonce), (0, 0));
+        // A key never seen: zero, like /account.
+        assert_eq!(nonce_of(&app, &bob).pending_nonce, 0);
+
+        let txs: Vec<Vec<u8>> = (0..3).map(transfer).collect();
+        for tx in &txs {
+            assert_eq!(app.check_tx(tx).code, Code::Ok);
+        }
+        // Refused by CheckTx (a replay, a gap): not counted.
+        assert_eq!(app.check_tx(&transfer(1)).code, Code::NonceReplayed);
+        assert_eq!(app.check_tx(&transfer(9)).code, Code::NonceGap);
+        let pending = nonce_of(&app, &alice.account());
+        assert_eq!((pending.nonce, pending.pending_nonce), (0, 3));
+        assert_eq!(pending.address, alice.account());
+        // /account stays the committed view.
+        let account: AccountView =
+            serde_json::from_slice(&app.query(&format!("/account/{}", alice.account()), 0).value)
+                .unwrap();
+        assert_eq!(account.nonce, 0);
+
+        // Two of them are committed; CometBFT rechecks the third.
+        block(&mut app, &txs[..2]);
+        let after = nonce_of(&app, &alice.account());
+        assert_eq!((after.nonce, after.pending_nonce), (2, 2));
+        assert_eq!(app.check_tx(&txs[2]).code, Code::Ok);
+        assert_eq!(nonce_of(&app, &alice.account()).pending_nonce, 3);
+    }
+
+    #[test]
+    fn a_malformed_nonce_query_is_refused() {
+        let app = App::new(MemStore::new());
+        assert_eq!(app.query("/nonce", 0).code, Code::BadQuery);
+        assert_eq!(app.query("/nonce/zz", 0).code, Code::BadQuery);
+        let id = "00".repeat(32);
+        assert_eq!(
+            app.query(&format!("/nonce/{id}?x=1"), 0).code,
+            Code::BadQuery
+        );
+        assert_eq!(app.query(&format!("/nonce/{id}"), 0).code, Code::Ok);
+    }
+
+    #[test]
+    fn pending_nonces_keep_the_highest_and_clear() {
+        let pending = PendingNonces::new();
+        let id = AccountId([3; 32]);
+        assert!(pending.is_empty());
+        pending.note(id, 5);
+        pending.note(id, 4);
+        assert_eq!(pending.get(&id), Some(5));
+        assert_eq!(pending.len(), 1);
+        pending.clear();
+        assert_eq!(pending.get(&id), None);
+    }
 }

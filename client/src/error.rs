@@ -72,6 +72,17 @@ pub enum ClientError {
         /// The block it was refused in, 0 when CheckTx refused it.
         height: u64,
     },
+    /// A transaction was sent, and may have reached a mempool, but whether
+    /// it lands is not known: sending a new one could make both land.
+    #[error("transaction {hash} (nonce {nonce}) was sent but its outcome is not known: {detail}; look it up by its hash (the node's /tx?hash=0x{hash})")]
+    TxOutcomeUnknown {
+        /// The transaction hash as CometBFT names it (upper-case hex).
+        hash: String,
+        /// Its nonce.
+        nonce: u64,
+        /// What happened.
+        detail: String,
+    },
     /// The chain answered with a code this client does not know (a newer chain?).
     #[error("{what} answered code {code}, which this client does not know: {log}")]
     UnknownCode {
@@ -184,6 +195,18 @@ impl ClientError {
     #[must_use]
     pub fn is_not_found(&self) -> bool {
         matches!(self, ClientError::NotFound { .. })
+    }
+
+    /// The hash of the transaction the error is about, when one was signed
+    /// and sent (upper-case hex, as CometBFT names it).
+    #[must_use]
+    pub fn tx_hash(&self) -> Option<&str> {
+        match self {
+            ClientError::TxRejected { hash, .. } | ClientError::TxOutcomeUnknown { hash, .. } => {
+                Some(hash)
+            }
+            _ => None,
+        }
     }
 }
 

@@ -3,8 +3,11 @@
 //!
 //! - [`Query`]: every query path with its typed answer
 //!   ([`compute_proto::views`]), over either transport;
-//! - [`ChainClient`]: a CometBFT node's RPC: chain id, queries, signed
-//!   transactions waited into a block;
+//! - [`ChainClient`]: a CometBFT node's RPC (one of several, chosen per
+//!   sender): chain id, queries, signed transactions waited into a block;
+//! - [`submit`]: how a transaction is submitted so that it lands once: the
+//!   node's pending nonce, stale nonces re-signed, cache hits looked up by
+//!   hash, bounded attempts, every hash announced before it is sent;
 //! - [`Gateway`]: a gateway's gRPC API: queries, relayed transactions,
 //!   `Subscribe` streams, and blob transfers that are signed by the
 //!   uploader's key and chunked on the way up and, on the way down, bounded
@@ -25,10 +28,12 @@ pub mod error;
 pub mod follow;
 pub mod gateway;
 pub mod query;
+pub mod submit;
 
 pub use backoff::{retry, retry_with, Backoff, RETRY_ATTEMPTS_MAX};
-pub use chain::{ChainClient, NodeStatus, TxReceipt};
+pub use chain::{node_order, parse_tx_hash, ChainClient, NodeStatus, TxReceipt};
 pub use error::ClientError;
 pub use follow::{JobWatch, Wake};
 pub use gateway::{Events, Gateway};
-pub use query::{CompletionsOf, JobTasks, JobsFilter, Query, QueryAnswer};
+pub use query::{CompletionsOf, JobTasks, JobsFilter, NextNonce, Query, QueryAnswer};
+pub use submit::{SubmitEvent, SubmitOptions, SubmitStatus, Submitted, Wait};

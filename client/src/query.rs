@@ -11,7 +11,7 @@ use std::future::Future;
 
 use compute_proto::views::{
     AccountView, AssignmentsView, CompletionView, CompletionsPage, JobView, JobsPage, ModuleView,
-    ReputationView, StatsView, WorkerListing, WorkerView, WorkersPage,
+    NonceView, ReputationView, StatsView, WorkerListing, WorkerView, WorkersPage,
 };
 use compute_proto::{pb, AccountId, Code, JobId, JobStatus, ModuleId};
 use serde::de::DeserializeOwned;
@@ -74,6 +74,20 @@ pub fn parse<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, ClientE
         what: path.to_owned(),
         reason: e.to_string(),
     })
+}
+
+/// The nonce to sign an account's next transaction with, and where it
+/// came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NextNonce {
+    /// The nonce to sign with.
+    pub nonce: u64,
+    /// The account's next nonce as of the last block.
+    pub committed: u64,
+    /// Whether `nonce` counts the answering node's mempool (`/nonce`);
+    /// false when the node is older than that query and only the committed
+    /// nonce (`/account`) was known.
+    pub counts_mempool: bool,
 }
 
 /// Which tasks `/job/<id>` answers with.
@@ -241,6 +255,50 @@ pub trait Query: Sync {
     fn next_nonce(&self, id: &AccountId) -> impl Future<Output = Result<u64, ClientError>> + Send {
         let account = self.account(id);
         async move { Ok(account.await?.nonce) }
+    }
+
+    /// `/nonce/<id>`: the account's next nonce as of the last block and the
+    /// one that counts the transactions the node's mempool holds of it.
+    ///
+    /// # Errors
+    /// As [`Query::query`]; a node older than this query refuses it with
+    /// [`Code::UnknownQuery`] (see [`Query::pending_nonce`]).
+    fn nonce(&self, id: &AccountId) -> impl Future<Output = Result<NonceView, ClientError>> + Send {
+        let path = format!("/nonce/{id}");
+        async move { self.query(&path).await }
+    }
+
+    /// The nonce the next transaction of `id` sent to this node should
+    /// carry: `/nonce`'s `pending_nonce`, which counts the transactions
+    /// the node accepted into its mempool; from a node that does not serve
+    /// `/nonce` (it answers [`Code::UnknownQuery`]), `/account`'s committed
+    /// nonce, with [`NextNonce::counts_mempool`] false.
+    ///
+    /// # Errors
+    /// As [`Query::query`].
+    fn pending_nonce(
+        &self,
+        id: &AccountId,
+    ) -> impl Future<Output = Result<NextNonce, ClientError>> + Send {
+        let id = *id;
+        async move {
+            let path = format!("/nonce/{id}");
+            let answer = self.query_answer(&path).await?;
+            if answer.code == Code::UnknownQuery.value() {
+                let committed = self.account(&id).await?.nonce;
+                return Ok(NextNonce {
+                    nonce: committed,
+                    committed,
+                    counts_mempool: false,
+                });
+            }
+            let view: NonceView = parse(&path, &answer.into_value(&path)?)?;
+            Ok(NextNonce {
+                nonce: view.pending_nonce.max(view.nonce),
+                committed: view.nonce,
+                counts_mempool: true,
+            })
+        }
     }
 
     /// `/params`: the chain's parameters.

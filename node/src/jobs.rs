@@ -9,7 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use compute_client::{ChainClient, ClientError, Gateway, Query, TxReceipt};
+use compute_client::{
+    ChainClient, ClientError, Gateway, Query, SubmitEvent, SubmitOptions, Submitted,
+};
 use compute_proto::hash::{hash_parts, Tag};
 use compute_proto::views::{CompletionView, JobView, ProgressView};
 use compute_proto::{
@@ -27,14 +29,128 @@ fn gateway_hint(url: &str) -> String {
     format!("the gateway at {url} (is compute-node running? scripts/devnet.sh starts one)")
 }
 
+/// A transaction the `compute` tool sent last, while its fate is not
+/// known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InFlight {
+    /// Its hash (upper-case hex, as CometBFT names it).
+    pub hash: String,
+    /// Its nonce.
+    pub nonce: u64,
+    /// The node it went to.
+    pub url: String,
+}
+
+/// The transaction in flight, for the error report of a command that
+/// fails while one is.
+static IN_FLIGHT: std::sync::Mutex<Option<InFlight>> = std::sync::Mutex::new(None);
+
+fn in_flight_slot() -> std::sync::MutexGuard<'static, Option<InFlight>> {
+    IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the `compute` tool says of the transactions it submits: every hash
+/// before it is sent, every retry and re-signing and why (on stderr, in
+/// text mode), and which transaction is in flight, so that a failure names
+/// it.
+#[derive(Clone, Copy, Debug)]
+pub struct TxReport {
+    text: bool,
+}
+
+impl TxReport {
+    /// A report that prints on stderr when `text` (quiet otherwise: the
+    /// JSON output names the hash).
+    #[must_use]
+    pub fn new(text: bool) -> Self {
+        Self { text }
+    }
+
+    /// Hears of a submission's step.
+    pub fn event(&self, event: &SubmitEvent) {
+        let line = match event {
+            SubmitEvent::Sending {
+                hash,
+                nonce,
+                attempt,
+                url,
+            } => {
+                let again = {
+                    let mut slot = in_flight_slot();
+                    let again = slot.as_ref().is_some_and(|t| &t.hash == hash);
+                    *slot = Some(InFlight {
+                        hash: hash.clone(),
+                        nonce: *nonce,
+                        url: url.clone(),
+                    });
+                    again
+                };
+                if again {
+                    format!("sending transaction {hash} again (attempt {attempt})")
+                } else {
+                    format!("sending transaction {hash} (nonce {nonce}) to {url}")
+                }
+            }
+            SubmitEvent::Retrying {
+                hash,
+                reason,
+                delay,
+            } => format!(
+                "note: transaction {hash}: {reason}; sending it again in {} ms",
+                delay.as_millis()
+            ),
+            SubmitEvent::Superseded {
+                hash,
+                nonce,
+                reason,
+                copy: false,
+            } => format!(
+                "note: transaction {hash} (nonce {nonce}) will not land ({reason}); signing again with a fresh nonce"
+            ),
+            SubmitEvent::Superseded {
+                hash,
+                reason,
+                copy: true,
+                ..
+            } => format!(
+                "note: {reason}; {hash} is that transaction's hash, not this one's: signing again with a fresh nonce"
+            ),
+            SubmitEvent::Waiting { hash } => {
+                format!("transaction {hash} is in the mempool; waiting for its block")
+            }
+            SubmitEvent::CommittedNonceOnly { url } => format!(
+                "note: the node at {url} does not answer /nonce (an older version): signing with the committed nonce, which does not count its mempool"
+            ),
+        };
+        if self.text {
+            eprintln!("{line}");
+        }
+    }
+
+    /// The transaction sent last whose fate is not known yet.
+    #[must_use]
+    pub fn in_flight() -> Option<InFlight> {
+        in_flight_slot().clone()
+    }
+
+    /// The transaction in flight has an answer (it is reported by whoever
+    /// got it).
+    pub fn settled() {
+        *in_flight_slot() = None;
+    }
+}
+
 /// Stores `wasm` on the chain unless it is there; returns its id and the
-/// receipt of the transaction that stored it, when this call did.
+/// submission that stored it, when this call did (which may be accepted
+/// but not yet seen committed: see [`Submitted::status`]). `observe` hears
+/// of every hash before it is sent.
 pub async fn upload_module(
     chain: &ChainClient,
     key: &SigningKey,
     wasm: &[u8],
     fee: u64,
-) -> Result<(ModuleId, Option<TxReceipt>)> {
+    observe: &(dyn Fn(&SubmitEvent) + Send + Sync),
+) -> Result<(ModuleId, Option<Submitted>)> {
     let id = ModuleId::of(wasm);
     match chain.module(&id).await {
         Ok(_) => return Ok((id, None)),
@@ -47,13 +163,14 @@ pub async fn upload_module(
         .context("read the chain's parameters")?;
     check_module_size(wasm.len(), Some(params.max_module_bytes))?;
     let stored = chain
-        .submit(
+        .submit_with(
             key,
             pb::tx_body::Msg::StoreModule(pb::StoreModule {
                 wasm: wasm.to_vec(),
             }),
             fee,
-            None,
+            &SubmitOptions::default(),
+            observe,
         )
         .await;
     match stored {
@@ -357,6 +474,29 @@ pub fn parse_job(text: &str) -> Result<JobId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_transaction_in_flight_is_the_last_one_sent_until_it_settles() {
+        let report = TxReport::new(false);
+        let sending = |hash: &str, nonce| SubmitEvent::Sending {
+            hash: hash.to_owned(),
+            nonce,
+            attempt: 1,
+            url: "http://n".to_owned(),
+        };
+        report.event(&sending("AA", 3));
+        report.event(&sending("BB", 4));
+        assert_eq!(
+            TxReport::in_flight(),
+            Some(InFlight {
+                hash: "BB".to_owned(),
+                nonce: 4,
+                url: "http://n".to_owned()
+            })
+        );
+        TxReport::settled();
+        assert_eq!(TxReport::in_flight(), None);
+    }
 
     #[test]
     fn every_failure_hash_is_recognised_by_name() {

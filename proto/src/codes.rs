@@ -81,6 +81,24 @@ pub enum Code {
     /// The block's modules already cost `max_compile_units_per_block` to
     /// compile.
     ModuleBudgetExceeded = 32,
+    /// The signer operates no validator.
+    UnknownValidator = 33,
+    /// The consensus key backs another account's validator.
+    ValidatorKeyTaken = 34,
+    /// The signer already operates a validator with another consensus key.
+    ValidatorExists = 35,
+    /// The chain holds `max_validators` validator records.
+    TooManyValidators = 36,
+    /// The validator's stake would be below `min_validator_stake`.
+    ValidatorStakeTooLow = 37,
+    /// The validator has less bonded stake than asked to unbond.
+    InsufficientStake = 38,
+    /// The validator has `max_unbonding_entries` unbondings in progress.
+    TooManyUnbondings = 39,
+    /// The validator's jail time is not over.
+    ValidatorJailed = 40,
+    /// The validator is not jailed.
+    NotJailed = 41,
     /// The query path is not known.
     UnknownQuery = 100,
     /// A query argument is malformed.
@@ -127,6 +145,15 @@ impl Code {
         Code::CommitmentMismatch,
         Code::TxNotCanonical,
         Code::ModuleBudgetExceeded,
+        Code::UnknownValidator,
+        Code::ValidatorKeyTaken,
+        Code::ValidatorExists,
+        Code::TooManyValidators,
+        Code::ValidatorStakeTooLow,
+        Code::InsufficientStake,
+        Code::TooManyUnbondings,
+        Code::ValidatorJailed,
+        Code::NotJailed,
         Code::UnknownQuery,
         Code::BadQuery,
         Code::NotFound,
@@ -176,6 +203,15 @@ impl Code {
             30 => Some(Code::CommitmentMismatch),
             31 => Some(Code::TxNotCanonical),
             32 => Some(Code::ModuleBudgetExceeded),
+            33 => Some(Code::UnknownValidator),
+            34 => Some(Code::ValidatorKeyTaken),
+            35 => Some(Code::ValidatorExists),
+            36 => Some(Code::TooManyValidators),
+            37 => Some(Code::ValidatorStakeTooLow),
+            38 => Some(Code::InsufficientStake),
+            39 => Some(Code::TooManyUnbondings),
+            40 => Some(Code::ValidatorJailed),
+            41 => Some(Code::NotJailed),
             100 => Some(Code::UnknownQuery),
             101 => Some(Code::BadQuery),
             102 => Some(Code::NotFound),
@@ -221,6 +257,15 @@ impl Code {
             Code::CommitmentMismatch => "CommitmentMismatch",
             Code::TxNotCanonical => "TxNotCanonical",
             Code::ModuleBudgetExceeded => "ModuleBudgetExceeded",
+            Code::UnknownValidator => "UnknownValidator",
+            Code::ValidatorKeyTaken => "ValidatorKeyTaken",
+            Code::ValidatorExists => "ValidatorExists",
+            Code::TooManyValidators => "TooManyValidators",
+            Code::ValidatorStakeTooLow => "ValidatorStakeTooLow",
+            Code::InsufficientStake => "InsufficientStake",
+            Code::TooManyUnbondings => "TooManyUnbondings",
+            Code::ValidatorJailed => "ValidatorJailed",
+            Code::NotJailed => "NotJailed",
             Code::UnknownQuery => "UnknownQuery",
             Code::BadQuery => "BadQuery",
             Code::NotFound => "NotFound",
@@ -286,6 +331,15 @@ mod tests {
         CommitmentMismatch = 30,
         TxNotCanonical = 31,
         ModuleBudgetExceeded = 32,
+        UnknownValidator = 33,
+        ValidatorKeyTaken = 34,
+        ValidatorExists = 35,
+        TooManyValidators = 36,
+        ValidatorStakeTooLow = 37,
+        InsufficientStake = 38,
+        TooManyUnbondings = 39,
+        ValidatorJailed = 40,
+        NotJailed = 41,
         UnknownQuery = 100,
         BadQuery = 101,
         NotFound = 102,

@@ -102,6 +102,9 @@ pub fn msg_name(msg: &pb::tx_body::Msg) -> &'static str {
         Msg::CancelJob(_) => "CancelJob",
         Msg::Dispute(_) => "Dispute",
         Msg::DeclineTask(_) => "DeclineTask",
+        Msg::BondValidator(_) => "BondValidator",
+        Msg::UnbondValidator(_) => "UnbondValidator",
+        Msg::UnjailValidator(_) => "UnjailValidator",
     }
 }
 

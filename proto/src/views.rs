@@ -48,6 +48,22 @@ pub struct AccountView {
     pub nonce: u64,
 }
 
+/// `/nonce/<hex>`: an account's next nonce as of the last block, and the
+/// one that also counts the transactions the answering node's mempool
+/// holds of it (what a client signs its next transaction with).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NonceView {
+    /// The account's public key.
+    pub address: AccountId,
+    /// The nonce its next transaction carries as of the last committed
+    /// block (as `/account` answers it).
+    pub nonce: u64,
+    /// The nonce its next transaction carries once the transactions this
+    /// node's CheckTx accepted since that block are committed: at least
+    /// `nonce`, and `nonce` plus their number.
+    pub pending_nonce: u64,
+}
+
 /// `/module/<id>[?code=true]`: a stored module's metadata.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModuleView {
@@ -371,6 +387,61 @@ pub struct ReputationView {
     pub blocks_proposed: u64,
     /// Tasks of its Verified jobs that failed because `verify` refused every worker's output.
     pub verifications_failed: u64,
+}
+
+/// Stake of a validator on its way back to the operator's balance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnbondingView {
+    /// Credits (after any slash).
+    pub amount: u64,
+    /// The height at whose end they return to the operator's balance.
+    pub completion_height: i64,
+}
+
+/// `/validator/<hex consensus key or address>` (and each entry of
+/// `/validators`): a validator the chain manages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorView {
+    /// Its 32-byte ed25519 consensus key.
+    pub validator: AccountId,
+    /// Its 20-byte CometBFT address, 40 lower-case hex characters.
+    pub address: String,
+    /// The account that bonded it and earns its rewards.
+    pub operator: AccountId,
+    /// Stake that counts for voting power.
+    pub bonded: u64,
+    /// Stake unbonding, in completion order.
+    pub unbonding: Vec<UnbondingView>,
+    /// The voting power last sent to CometBFT (it applies two blocks
+    /// later); `null` while CometBFT still holds a genesis validator's
+    /// genesis power.
+    pub power: Option<u64>,
+    /// The power its stake and state give it now; differs from `power`
+    /// while an update waits in the queue.
+    pub target_power: u64,
+    /// Whether an update of its power waits in the queue.
+    pub queued: bool,
+    /// While jailed, the first height `UnjailValidator` may be sent at.
+    pub jailed_until: Option<i64>,
+    /// Why it is jailed: `missed_blocks` or `double_sign`; `null` when not.
+    pub jail_reason: Option<String>,
+    /// Commits it missed within the last `signed_blocks_window` blocks.
+    pub missed_blocks: u64,
+    /// Credits slashed from it so far.
+    pub slashed: u64,
+    /// The height it was bonded (or first punished) at.
+    pub since_height: i64,
+    /// Whether it is one of the validators of CometBFT's genesis.
+    pub genesis: bool,
+}
+
+/// `/validators?limit=&after=`: a page of validators in address order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorsPage {
+    /// The validators of this page.
+    pub validators: Vec<ValidatorView>,
+    /// The `after` (an address) of the next page, if any.
+    pub next: Option<String>,
 }
 
 /// `/stats`: the committed height, app hash, chain id and chain-wide counters.

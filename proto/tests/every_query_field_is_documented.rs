@@ -100,6 +100,11 @@ fn samples() -> Vec<serde_json::Value> {
             balance: 1,
             nonce: 1,
         })),
+        to(serde_json::to_value(NonceView {
+            address: account,
+            nonce: 1,
+            pending_nonce: 2,
+        })),
         to(serde_json::to_value(ModuleView {
             module,
             owner: account,

@@ -330,6 +330,12 @@ fn msg_json(msg: &Msg) -> (&'static str, Value) {
             "decline_task",
             json!({ "job_id": hx(&m.job_id), "task": m.task, "reason": m.reason }),
         ),
+        Msg::BondValidator(m) => (
+            "bond_validator",
+            json!({ "pub_key": hx(&m.pub_key), "stake": m.stake }),
+        ),
+        Msg::UnbondValidator(m) => ("unbond_validator", json!({ "amount": m.amount })),
+        Msg::UnjailValidator(_) => ("unjail_validator", json!({})),
     }
 }
 

@@ -13,6 +13,7 @@
 //! use are in [`crate::ledger`], the task's life after a message in
 //! [`crate::settlement`].
 
+pub mod bond_validator;
 pub mod cancel_job;
 pub mod commit;
 pub mod decline;
@@ -22,6 +23,8 @@ pub mod replica;
 pub mod reveal;
 pub mod store_module;
 pub mod transfer;
+pub mod unbond_validator;
+pub mod unjail_validator;
 pub mod unregister_worker;
 
 use compute_proto::pb::tx_body::Msg;
@@ -58,6 +61,12 @@ pub enum Checked<'a> {
     RevealResult(&'a pb::RevealResult, Target),
     /// A drawn task given back.
     DeclineTask(&'a pb::DeclineTask, Target),
+    /// Stake bonded behind a valid consensus key.
+    BondValidator(&'a pb::BondValidator, [u8; 32]),
+    /// Stake to unbond.
+    UnbondValidator(&'a pb::UnbondValidator),
+    /// A jailed validator back to the set.
+    UnjailValidator,
 }
 
 /// Checks everything that needs no state. The signature is checked apart
@@ -100,6 +109,18 @@ pub fn check_stateless<'t>(tx: &'t SignedTx, ctx: &Ctx<'_>) -> Result<Checked<'t
             reveal::check_stateless(m, ctx.params)?,
         )),
         Msg::DeclineTask(m) => Ok(Checked::DeclineTask(m, decline::check_stateless(m)?)),
+        Msg::BondValidator(m) => Ok(Checked::BondValidator(
+            m,
+            bond_validator::check_stateless(m)?,
+        )),
+        Msg::UnbondValidator(m) => {
+            unbond_validator::check_stateless(m)?;
+            Ok(Checked::UnbondValidator(m))
+        }
+        Msg::UnjailValidator(m) => {
+            unjail_validator::check_stateless(m)?;
+            Ok(Checked::UnjailValidator)
+        }
         other => Err(Rejection::NotYetSupported(name(other))),
     }
 }
@@ -188,6 +209,18 @@ pub fn run(
         Checked::UnregisterWorker => {
             let record = unregister_worker::check_stateful(&tx.signer, state)?;
             unregister_worker::execute(&record, &tx.signer, state)
+        }
+        Checked::BondValidator(m, key) => {
+            bond_validator::check_stateful(m, key, &tx.signer, tx.body.fee, ctx.params, state)?;
+            bond_validator::execute(m, key, &tx.signer, ctx, state)
+        }
+        Checked::UnbondValidator(m) => {
+            let unbonding = unbond_validator::check_stateful(m, &tx.signer, ctx, state)?;
+            unbond_validator::execute(unbonding, &tx.signer, ctx, state)
+        }
+        Checked::UnjailValidator => {
+            let (address, record) = unjail_validator::check_stateful(&tx.signer, ctx, state)?;
+            unjail_validator::execute(address, record, &tx.signer, ctx, state)
         }
         Checked::Transfer(m, to) => {
             transfer::check_stateful(m, &tx.signer, tx.body.fee, state)?;

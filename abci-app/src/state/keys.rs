@@ -35,6 +35,17 @@ pub const WORKER_COMPLETION_PREFIX: &[u8] = b"wdone/";
 /// Prefix of the index of jobs by requester.
 pub const REQUESTER_PREFIX: &[u8] = b"mjob/";
 
+/// Prefix of validator records, by 20-byte consensus address.
+pub const VALIDATOR_RECORD_PREFIX: &[u8] = b"vrec/";
+/// Prefix of the index of validators by operator account.
+pub const VALIDATOR_OPERATOR_PREFIX: &[u8] = b"vop/";
+/// Prefix of the validator update queue, by priority byte then sequence.
+pub const VALIDATOR_UPDATE_PREFIX: &[u8] = b"vupd/";
+/// Prefix of the unbonding queue, by completion height then address.
+pub const UNBONDING_PREFIX: &[u8] = b"vunb/";
+/// Prefix of validators' liveness records, by address.
+pub const LIVENESS_PREFIX: &[u8] = b"vlive/";
+
 /// Prefix of the verify queue, by big-endian sequence number.
 pub const VERIFY_QUEUE_PREFIX: &[u8] = b"vq/";
 
@@ -59,6 +70,47 @@ pub fn account(id: &AccountId) -> Vec<u8> {
 /// The account behind a 20-byte CometBFT validator address.
 pub fn validator(address: &[u8]) -> Vec<u8> {
     [VALIDATOR_PREFIX, address].concat()
+}
+
+/// The record of the validator with this 20-byte consensus address.
+pub fn validator_record(address: &[u8; 20]) -> Vec<u8> {
+    [VALIDATOR_RECORD_PREFIX, address.as_slice()].concat()
+}
+
+/// The address of the validator `operator` bonded.
+pub fn validator_operator(operator: &AccountId) -> Vec<u8> {
+    [VALIDATOR_OPERATOR_PREFIX, operator.as_bytes()].concat()
+}
+
+/// An entry of the validator update queue: `priority` 0 (a punishment)
+/// goes before 1 (anything else), then first come first served.
+pub fn validator_update(priority: u8, sequence: u64) -> Vec<u8> {
+    [
+        VALIDATOR_UPDATE_PREFIX,
+        &[priority],
+        &sequence.to_be_bytes(),
+    ]
+    .concat()
+}
+
+/// The sequence number the next validator update queue entry gets.
+pub fn validator_update_next() -> Vec<u8> {
+    b"meta/validator_update_next".to_vec()
+}
+
+/// How many validator records exist.
+pub fn validator_count() -> Vec<u8> {
+    b"meta/validator_count".to_vec()
+}
+
+/// Stake of the validator at `address` that returns at the end of `height`.
+pub fn unbonding(height: u64, address: &[u8; 20]) -> Vec<u8> {
+    [UNBONDING_PREFIX, &height.to_be_bytes(), address.as_slice()].concat()
+}
+
+/// The liveness record of the validator at `address`.
+pub fn liveness(address: &[u8; 20]) -> Vec<u8> {
+    [LIVENESS_PREFIX, address.as_slice()].concat()
 }
 
 /// The metadata of a stored module.
@@ -217,6 +269,13 @@ mod tests {
             REQUESTER_PREFIX,
             WORKER_JOB_PREFIX,
             WORKER_COMPLETION_PREFIX,
+            VERIFY_QUEUE_PREFIX,
+            VALIDATOR_RECORD_PREFIX,
+            VALIDATOR_OPERATOR_PREFIX,
+            VALIDATOR_UPDATE_PREFIX,
+            UNBONDING_PREFIX,
+            LIVENESS_PREFIX,
+            b"meta/",
         ];
         for (i, prefix) in prefixes.iter().enumerate() {
             for key in &fixed {

@@ -90,7 +90,9 @@ pub trait StateRead: KvRead {
         self.record(&keys::account(id)).unwrap_or_default()
     }
 
-    /// The chain parameters; present from genesis on.
+    /// The chain parameters as stored; present from genesis on. Parameters
+    /// with explicit presence that genesis did not name are absent here
+    /// (`crate::params::resolved` fills in their defaults).
     fn params(&self) -> Option<pb::Params> {
         self.record(&keys::params())
     }
@@ -166,10 +168,39 @@ pub trait StateRead: KvRead {
             .map_or(0, u32::from_be_bytes)
     }
 
-    /// The account of the validator with this 20-byte consensus address.
+    /// The account of the validator with this 20-byte consensus address:
+    /// a genesis validator's own key, else the operator that bonded it.
     fn validator_account(&self, address: &[u8]) -> Option<AccountId> {
+        self.genesis_validator(address).or_else(|| {
+            let address = <[u8; 20]>::try_from(address).ok()?;
+            self.validator_record(&address)
+                .map(|v| stored_account(&v.operator))
+        })
+    }
+
+    /// The consensus key of the genesis validator with this address (the
+    /// registry InitChain writes: the key is its account).
+    fn genesis_validator(&self, address: &[u8]) -> Option<AccountId> {
         self.get(&keys::validator(address))
             .and_then(|raw| AccountId::from_slice(&raw).ok())
+    }
+
+    /// The record of the validator with this address, if the chain manages it.
+    fn validator_record(&self, address: &[u8; 20]) -> Option<pb::Validator> {
+        self.record(&keys::validator_record(address))
+    }
+
+    /// The address of the validator `operator` bonded, if any.
+    fn validator_of(&self, operator: &AccountId) -> Option<[u8; 20]> {
+        let key = keys::validator_operator(operator);
+        self.get(&key).map(|raw| {
+            <[u8; 20]>::try_from(raw.as_slice()).unwrap_or_else(|_| {
+                panic!(
+                    "state value under key {} is not an address; the state is corrupt, halting",
+                    String::from_utf8_lossy(&key)
+                )
+            })
+        })
     }
 }
 

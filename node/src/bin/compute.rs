@@ -9,8 +9,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use compute_client::blob::BLOB_BYTES_MAX_DEFAULT;
 use compute_client::follow::FALLBACK_TICK_MS;
 use compute_client::query::PAGE_LIMIT_MAX;
-use compute_client::{ChainClient, ClientError, Gateway, JobTasks, JobWatch, JobsFilter, Query};
-use compute_node::jobs::{self, Progress};
+use compute_client::{
+    ChainClient, ClientError, Gateway, JobTasks, JobWatch, JobsFilter, Query, SubmitOptions,
+    SubmitStatus, Submitted, Wait,
+};
+use compute_node::jobs::{self, Progress, TxReport};
 use compute_proto::keys::KeyFile;
 use compute_proto::views::JobView;
 use compute_proto::{pb, AccountId, JobId, JobStatus, SigningKey, TaskStatus};
@@ -20,14 +23,18 @@ use serde_json::json;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
-    /// CometBFT RPC of a node running compute-abci.
+    /// CometBFT RPC of a node running compute-abci; several may be given,
+    /// comma-separated or repeated: a sender's transactions all go to the
+    /// one its account picks (the next if it does not answer), reads to
+    /// the first that answers.
     #[arg(
         long,
         global = true,
         env = "COMPUTE_NODE",
-        default_value = "http://127.0.0.1:26657"
+        default_value = "http://127.0.0.1:26657",
+        value_delimiter = ','
     )]
-    node: String,
+    node: Vec<String>,
     /// gRPC address of a gateway (compute-node), for the data plane and
     /// the job events `job submit` follows.
     #[arg(
@@ -77,9 +84,25 @@ enum Command {
         /// Fee offered to the block proposer.
         #[arg(long, default_value_t = 0)]
         fee: u64,
-        /// Use this nonce instead of asking the chain.
+        /// Use this nonce instead of the node's pending nonce; the
+        /// transaction is then never signed again with another (sending
+        /// the same transfer again with its nonce is safe: it lands once).
         #[arg(long)]
         nonce: Option<u64>,
+        /// Return once the node's CheckTx accepted it into its mempool,
+        /// without waiting for its block (check it later with `compute tx
+        /// <hash>`).
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Look a transaction up by the hash printed when it was sent: its
+    /// block and the chain's verdict.
+    ///
+    /// Exit status: 0 when it is committed and was executed; 1 when it was
+    /// refused in its block, or no committed block holds it (yet).
+    Tx {
+        /// The hash (64 hex characters, as printed; `0x` optional).
+        hash: String,
     },
     /// Run a raw ABCI query such as /stats or /params.
     Query {
@@ -280,13 +303,84 @@ async fn main() {
         Ok(0) => {}
         Ok(code) => std::process::exit(code),
         Err(e) => {
+            let details = failure_details(&e);
             match output {
-                Output::Json => println!("{}", json!({"error": format!("{e:#}")})),
-                Output::Text => eprintln!("error: {e:#}"),
+                Output::Json => {
+                    let mut object = serde_json::Map::new();
+                    object.insert("error".to_owned(), json!(format!("{e:#}")));
+                    object.extend(details);
+                    println!("{}", serde_json::Value::Object(object));
+                }
+                Output::Text => {
+                    eprintln!("error: {e:#}");
+                    if let Some(hint) = check_hint(&details) {
+                        eprintln!("{hint}");
+                    }
+                }
             }
             std::process::exit(1);
         }
     }
+}
+
+/// A failure with fields for `--output json` besides `error`.
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// What the JSON of a failure says besides `error`: the transaction it is
+/// about (from the error itself, else the one in flight when it happened)
+/// and how to look it up.
+fn failure_details(e: &anyhow::Error) -> serde_json::Map<String, serde_json::Value> {
+    if let Some(failure) = e.chain().find_map(|c| c.downcast_ref::<Failure>()) {
+        return failure.fields.clone();
+    }
+    let mut fields = serde_json::Map::new();
+    let client = e.chain().find_map(|c| c.downcast_ref::<ClientError>());
+    let in_flight = TxReport::in_flight();
+    let hash = client
+        .and_then(ClientError::tx_hash)
+        .map(str::to_owned)
+        .or_else(|| in_flight.as_ref().map(|t| t.hash.clone()));
+    if let Some(hash) = hash {
+        fields.insert("hash".to_owned(), json!(hash));
+        if let Some(t) = in_flight.as_ref().filter(|t| t.hash == hash) {
+            fields.insert("nonce".to_owned(), json!(t.nonce));
+            fields.insert("node".to_owned(), json!(t.url));
+        }
+        if let Some(ClientError::TxRejected { code, height, .. }) = client {
+            fields.insert("code".to_owned(), json!(code.value()));
+            fields.insert("height".to_owned(), json!(height));
+        }
+        if let Some(ClientError::TxOutcomeUnknown { nonce, .. }) = client {
+            fields.insert("nonce".to_owned(), json!(nonce));
+        }
+        fields.insert("check".to_owned(), json!(format!("compute tx {hash}")));
+    }
+    fields
+}
+
+/// How to look up the transaction a failure is about.
+fn check_hint(fields: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    let hash = fields.get("hash")?.as_str()?;
+    let rpc = match fields.get("node").and_then(|n| n.as_str()) {
+        Some(url) => format!(" or {}/tx?hash=0x{hash}", url.trim_end_matches('/')),
+        None => format!(" or the node's /tx?hash=0x{hash}"),
+    };
+    fields.get("check")?;
+    Some(format!(
+        "transaction {hash}: look it up with `compute tx {hash}`{rpc}"
+    ))
 }
 
 fn print(output: Output, value: &serde_json::Value, text: impl FnOnce() -> String) {
@@ -367,12 +461,78 @@ fn add_genesis_account(path: &Path, id: &AccountId, balance: u64) -> Result<()> 
     Ok(())
 }
 
-/// Connects to the CometBFT node at `url`, saying what to do when it is
-/// not there.
-async fn connect(url: &str, chain_id: Option<String>) -> Result<ChainClient> {
-    ChainClient::connect(url, chain_id).await.with_context(|| {
-        format!("cannot reach the node at {url}: is it running? (start one with scripts/devnet.sh)")
-    })
+/// Connects to the first of the CometBFT nodes `urls` that answers (for
+/// reads), saying what to do when none is there.
+async fn connect(urls: &[String], chain_id: Option<String>) -> Result<ChainClient> {
+    connect_nodes(urls, None, chain_id).await
+}
+
+/// Connects to the node of `urls` that `sender`'s transactions go to (the
+/// next that answers when it does not), so that one sender's consecutive
+/// nonces meet one mempool.
+async fn connect_for(
+    urls: &[String],
+    sender: &AccountId,
+    chain_id: Option<String>,
+) -> Result<ChainClient> {
+    connect_nodes(urls, Some(sender), chain_id).await
+}
+
+async fn connect_nodes(
+    urls: &[String],
+    sender: Option<&AccountId>,
+    chain_id: Option<String>,
+) -> Result<ChainClient> {
+    ChainClient::connect_first(urls, sender, chain_id)
+        .await
+        .with_context(|| match urls {
+            [url] => format!(
+                "cannot reach the node at {url}: is it running? (start one with scripts/devnet.sh)"
+            ),
+            _ => format!(
+                "cannot reach any of the nodes {}: is one running? (start one with scripts/devnet.sh)",
+                urls.join(", ")
+            ),
+        })
+}
+
+/// Submits `msg` signed by `key`, printing every hash before it is sent
+/// (stderr, in text mode); a transaction CheckTx accepted that is not yet
+/// seen in a block is returned with [`SubmitStatus::Submitted`], not as an
+/// error.
+async fn send_tx(
+    client: &ChainClient,
+    key: &SigningKey,
+    msg: pb::tx_body::Msg,
+    fee: u64,
+    options: &SubmitOptions,
+    output: Output,
+) -> Result<Submitted> {
+    let report = TxReport::new(output == Output::Text);
+    let submitted = client
+        .submit_with(key, msg, fee, options, &|e| report.event(e))
+        .await?;
+    TxReport::settled();
+    Ok(submitted)
+}
+
+/// What a submission's JSON says, with `extra` fields of the command.
+fn submitted_json(submitted: &Submitted, extra: serde_json::Value) -> Result<serde_json::Value> {
+    let mut value = to_json(submitted)?;
+    if let (Some(object), serde_json::Value::Object(extra)) = (value.as_object_mut(), extra) {
+        object.extend(extra);
+    }
+    Ok(value)
+}
+
+/// The text for a transaction CheckTx accepted that is not yet seen in a
+/// block.
+fn not_yet_committed(submitted: &Submitted) -> String {
+    let hash = &submitted.hash;
+    format!(
+        "submitted, not yet seen committed: hash {hash} (nonce {}); look it up with `compute tx {hash}`",
+        submitted.nonce
+    )
 }
 
 /// The JSON of a typed answer.
@@ -426,41 +586,47 @@ async fn run(cli: Cli) -> Result<i32> {
             amount,
             fee,
             nonce,
+            no_wait,
         } => {
             let key = KeyFile::load(&key)?;
             let to = resolve_account(&to)?;
-            let client = connect(&cli.node, cli.chain_id).await?;
+            let client = connect_for(&cli.node, &key.account(), cli.chain_id).await?;
             let msg = pb::tx_body::Msg::Transfer(pb::Transfer {
                 to: to.0.to_vec(),
                 amount,
             });
-            let receipt = match client.submit(&key, msg, fee, nonce).await {
-                Ok(receipt) => receipt,
-                Err(ClientError::TxRejected {
-                    code,
-                    log,
-                    hash,
-                    height,
-                }) => {
-                    print(
-                        output,
-                        &json!({"hash": hash, "height": height, "code": code.value(), "log": log}),
-                        String::new,
-                    );
-                    bail!(
-                        "transfer refused (code {} {}): {log}",
-                        code.value(),
-                        code.name()
-                    );
-                }
-                Err(e) => return Err(e).context("send the transfer"),
+            let options = SubmitOptions {
+                nonce,
+                wait: if no_wait { Wait::CheckTx } else { Wait::Commit },
+                ..SubmitOptions::default()
             };
-            print(output, &to_json(&receipt)?, || {
-                format!(
+            let submitted = match send_tx(&client, &key, msg, fee, &options, output).await {
+                Ok(submitted) => submitted,
+                Err(e) => match e.downcast_ref::<ClientError>() {
+                    Some(ClientError::TxRejected { .. }) => {
+                        return Err(e.context("transfer refused"))
+                    }
+                    _ => return Err(e.context("send the transfer")),
+                },
+            };
+            let value = submitted_json(&submitted, json!({"amount": amount, "to": to}))?;
+            print(output, &value, || match submitted.status {
+                SubmitStatus::Committed => format!(
                     "sent {amount} to {to} in block {} (tx {})",
-                    receipt.height, receipt.hash
-                )
+                    submitted.height, submitted.hash
+                ),
+                SubmitStatus::Submitted => {
+                    format!(
+                        "transfer of {amount} to {to} {}",
+                        not_yet_committed(&submitted)
+                    )
+                }
             });
+        }
+        Command::Tx { hash } => {
+            compute_client::parse_tx_hash(&hash)?;
+            let client = connect(&cli.node, cli.chain_id).await?;
+            return show_tx(&client, &hash, output).await;
         }
         Command::Query { path } => {
             let client = connect(&cli.node, cli.chain_id).await?;
@@ -483,16 +649,25 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Module(ModuleCommand::Upload { wasm, key, fee }) => {
             let key = KeyFile::load(&key)?;
             let bytes = std::fs::read(&wasm).with_context(|| format!("read {}", wasm.display()))?;
-            let client = connect(&cli.node, cli.chain_id).await?;
-            let (id, receipt) = jobs::upload_module(&client, &key, &bytes, fee).await?;
-            print(
-                output,
-                &json!({"module": id, "stored_now": receipt.is_some(), "size": bytes.len()}),
-                || match receipt {
-                    Some(r) => format!("module {id} stored in block {}", r.height),
-                    None => format!("module {id} is already stored"),
-                },
-            );
+            let client = connect_for(&cli.node, &key.account(), cli.chain_id).await?;
+            let report = TxReport::new(output == Output::Text);
+            let (id, submitted) =
+                jobs::upload_module(&client, &key, &bytes, fee, &|e| report.event(e)).await?;
+            TxReport::settled();
+            let mut value =
+                json!({"module": id, "stored_now": submitted.is_some(), "size": bytes.len()});
+            if let (Some(s), Some(object)) = (&submitted, value.as_object_mut()) {
+                object.insert("hash".to_owned(), json!(s.hash));
+                object.insert("height".to_owned(), json!(s.height));
+                object.insert("status".to_owned(), json!(s.status));
+            }
+            print(output, &value, || match &submitted {
+                Some(s) if s.is_committed() => {
+                    format!("module {id} stored in block {} (tx {})", s.height, s.hash)
+                }
+                Some(s) => format!("module {id} {}", not_yet_committed(s)),
+                None => format!("module {id} is already stored"),
+            });
         }
         Command::Job(command) => {
             return job_command(command, &cli.node, cli.chain_id, &cli.gateway, output).await;
@@ -556,15 +731,69 @@ async fn run(cli: Cli) -> Result<i32> {
     Ok(0)
 }
 
+/// `compute tx <hash>`: the block and verdict of a transaction.
+async fn show_tx(client: &ChainClient, hash: &str, output: Output) -> Result<i32> {
+    let parsed = compute_client::parse_tx_hash(hash)?;
+    let hash = parsed.to_string();
+    let found = client
+        .lookup_tx(&hash)
+        .await
+        .with_context(|| format!("look up transaction {hash} at {}", client.url()))?;
+    let Some(included) = found else {
+        let mut fields = serde_json::Map::new();
+        fields.insert("hash".to_owned(), json!(hash));
+        fields.insert("status".to_owned(), json!("not_found"));
+        return Err(Failure {
+            message: format!(
+                "no committed block of the node at {} holds transaction {hash}: it may still wait in a mempool, it may have been dropped (a stale nonce, a full mempool), or the node may be behind",
+                client.url()
+            ),
+            fields,
+        }
+        .into());
+    };
+    let known = compute_proto::Code::from_u32(included.code);
+    if known == Some(compute_proto::Code::Ok) {
+        print(
+            output,
+            &json!({"hash": hash, "status": "committed", "height": included.height, "code": 0, "log": included.log}),
+            || format!("transaction {hash} committed in block {}", included.height),
+        );
+        return Ok(0);
+    }
+    let name = known.map_or("unknown", compute_proto::Code::name);
+    let mut fields = serde_json::Map::new();
+    fields.insert("hash".to_owned(), json!(hash));
+    fields.insert("status".to_owned(), json!("refused"));
+    fields.insert("height".to_owned(), json!(included.height));
+    fields.insert("code".to_owned(), json!(included.code));
+    fields.insert("log".to_owned(), json!(included.log));
+    Err(Failure {
+        message: format!(
+            "transaction {hash} was refused in block {} with code {} ({name}): {}",
+            included.height, included.code, included.log
+        ),
+        fields,
+    }
+    .into())
+}
+
 /// `compute job ...`.
 async fn job_command(
     command: JobCommand,
-    node: &str,
+    nodes: &[String],
     chain_id: Option<String>,
     gateway_url: &str,
     output: Output,
 ) -> Result<i32> {
-    let client = connect(node, chain_id).await?;
+    // A requester's transactions go to the node its account picks.
+    let client = match &command {
+        JobCommand::Submit { key, .. } | JobCommand::Cancel { key, .. } => {
+            let sender = KeyFile::load(key)?.account();
+            connect_for(nodes, &sender, chain_id).await?
+        }
+        _ => connect(nodes, chain_id).await?,
+    };
     // Connected on first use: only blobs and event streams need it.
     let gateway = jobs::gateway(gateway_url)?;
     match command {
@@ -592,7 +821,25 @@ async fn job_command(
             let key = KeyFile::load(&key)?;
             let wasm =
                 std::fs::read(&module).with_context(|| format!("read {}", module.display()))?;
-            let (module_id, _) = jobs::upload_module(&client, &key, &wasm, fee).await?;
+            let report = TxReport::new(output == Output::Text);
+            let (module_id, stored) =
+                jobs::upload_module(&client, &key, &wasm, fee, &|e| report.event(e)).await?;
+            TxReport::settled();
+            if let Some(s) = stored.filter(|s| !s.is_committed()) {
+                let mut fields = serde_json::Map::new();
+                fields.insert("hash".to_owned(), json!(s.hash));
+                fields.insert("nonce".to_owned(), json!(s.nonce));
+                fields.insert("status".to_owned(), json!(s.status));
+                fields.insert("check".to_owned(), json!(format!("compute tx {}", s.hash)));
+                return Err(Failure {
+                    message: format!(
+                        "the module was submitted, not yet seen committed: hash {} (nonce {}); post the job once it is",
+                        s.hash, s.nonce
+                    ),
+                    fields,
+                }
+                .into());
+            }
             let params = client
                 .params()
                 .await
@@ -612,8 +859,6 @@ async fn job_command(
                     max_replicas: max_replicas.unwrap_or(0),
                 })
             };
-            let nonce = client.next_nonce(&key.account()).await?;
-            let job = JobId::derive(&key.account(), nonce);
             let msg = pb::tx_body::Msg::PostJob(pb::PostJob {
                 module_id: module_id.0.to_vec(),
                 tasks,
@@ -624,21 +869,30 @@ async fn job_command(
                 min_reputation_ppm: min_reputation,
                 max_tasks_per_worker,
             });
-            let receipt = client
-                .submit(&key, msg, fee, Some(nonce))
+            let posted = send_tx(&client, &key, msg, fee, &SubmitOptions::default(), output)
                 .await
                 .context("the job was refused")?;
+            // The id is derived from the nonce the posting carried.
+            let job = JobId::derive(&key.account(), posted.nonce);
+            if !posted.is_committed() {
+                let value = submitted_json(&posted, json!({"job": job}))?;
+                print(output, &value, || {
+                    format!("job {job} {}", not_yet_committed(&posted))
+                });
+                return Ok(0);
+            }
             if output == Output::Text {
                 eprintln!(
-                    "job {job} posted in block {} with {} tasks (module {module_id})",
-                    receipt.height,
-                    files.len()
+                    "job {job} posted in block {} with {} tasks (module {module_id}, tx {})",
+                    posted.height,
+                    files.len(),
+                    posted.hash
                 );
             }
             if no_wait {
                 print(
                     output,
-                    &json!({"job": job, "height": receipt.height}),
+                    &json!({"job": job, "height": posted.height, "hash": posted.hash}),
                     || job.to_hex(),
                 );
                 return Ok(0);
@@ -743,22 +997,32 @@ async fn job_command(
         JobCommand::Cancel { job, key, fee } => {
             let job = jobs::parse_job(&job)?;
             let key = KeyFile::load(&key)?;
-            let receipt = client
-                .submit(
-                    &key,
-                    pb::tx_body::Msg::CancelJob(pb::CancelJob {
-                        job_id: job.0.to_vec(),
-                    }),
-                    fee,
-                    None,
-                )
+            let msg = pb::tx_body::Msg::CancelJob(pb::CancelJob {
+                job_id: job.0.to_vec(),
+            });
+            let cancelled = send_tx(&client, &key, msg, fee, &SubmitOptions::default(), output)
                 .await
                 .context("cancel refused")?;
+            if !cancelled.is_committed() {
+                let value = submitted_json(&cancelled, json!({"job": job}))?;
+                print(output, &value, || {
+                    format!(
+                        "cancellation of job {job} {}",
+                        not_yet_committed(&cancelled)
+                    )
+                });
+                return Ok(0);
+            }
             let view = client.job(&job, JobTasks::Without).await?;
             print(
                 output,
-                &json!({"job": job, "height": receipt.height, "status": view.summary.status}),
-                || format!("job {job} cancelled in block {}", receipt.height),
+                &json!({"job": job, "height": cancelled.height, "hash": cancelled.hash, "status": view.summary.status}),
+                || {
+                    format!(
+                        "job {job} cancelled in block {} (tx {})",
+                        cancelled.height, cancelled.hash
+                    )
+                },
             );
         }
     }
