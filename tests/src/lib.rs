@@ -184,6 +184,23 @@ impl NetConfig {
     }
 }
 
+/// Waits until compute-abci has committed block 1. CometBFT reports a
+/// height once it stored the block, a moment before the application commits
+/// it; queries read the last commit, which holds the genesis writes only
+/// from block 1 on.
+pub async fn wait_for_first_commit(chain: &ChainClient) -> Result<()> {
+    poll_until(
+        "compute-abci commits its first block",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || async {
+            let stats = chain.stats().await?;
+            Ok((stats.height >= 1).then_some(()))
+        },
+    )
+    .await
+}
+
 /// A running single-validator network: `cometbft` plus `compute-abci`.
 pub struct Node {
     home: TempDir,
@@ -230,19 +247,7 @@ impl Node {
         node.start_abci()?;
         node.start_cometbft()?;
         node.wait_for_height(1, Duration::from_secs(60)).await?;
-        // CometBFT reports a height once it stored the block, a moment before
-        // compute-abci commits it; queries read the last commit, which holds
-        // the genesis writes only from block 1 on.
-        poll_until(
-            "compute-abci commits its first block",
-            Duration::from_secs(30),
-            Duration::from_millis(50),
-            || async {
-                let stats = node.chain().stats().await?;
-                Ok((stats.height >= 1).then_some(()))
-            },
-        )
-        .await?;
+        wait_for_first_commit(&node.chain()).await?;
         Ok(node)
     }
 
@@ -1281,16 +1286,7 @@ impl SupervisedNode {
             supervisor: Some(child),
         };
         node.wait_for_height(1, Duration::from_secs(60)).await?;
-        poll_until(
-            "compute-abci commits its first block",
-            Duration::from_secs(30),
-            Duration::from_millis(50),
-            || async {
-                let stats = node.chain().stats().await?;
-                Ok((stats.height >= 1).then_some(()))
-            },
-        )
-        .await?;
+        wait_for_first_commit(&node.chain()).await?;
         Ok(node)
     }
 
