@@ -125,12 +125,125 @@ enum Command {
         /// A 64-hex account id, or a key file.
         who: String,
     },
+    /// Bond, unbond and unjail a validator, and show the validators.
+    #[command(subcommand)]
+    Validator(ValidatorCommand),
     /// The registered workers, best reputation first.
     Top {
         /// Rows to show.
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ValidatorCommand {
+    /// Lock stake behind a consensus key: the key joins the validator set
+    /// two blocks after the bond (docs/OPERATIONS.md, "Becoming a validator
+    /// by stake"). Bonding again adds stake.
+    Bond {
+        /// The operator's key file (pays the stake and earns the rewards).
+        #[arg(long)]
+        key: PathBuf,
+        /// The consensus key: 64 hex characters, or CometBFT's
+        /// priv_validator_key.json.
+        #[arg(long)]
+        consensus_key: String,
+        /// Credits to bond.
+        #[arg(long)]
+        stake: u64,
+        /// Fee offered to the block proposer.
+        #[arg(long, default_value_t = 0)]
+        fee: u64,
+    },
+    /// Start unbonding: the power drops at once, the credits come back
+    /// after the chain's unbonding delay.
+    Unbond {
+        /// The operator's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Credits to unbond (all that is bonded when omitted).
+        #[arg(long)]
+        amount: Option<u64>,
+        /// Fee offered to the block proposer.
+        #[arg(long, default_value_t = 0)]
+        fee: u64,
+    },
+    /// Return a jailed validator to the set once its jail time is over.
+    Unjail {
+        /// The operator's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Fee offered to the block proposer.
+        #[arg(long, default_value_t = 0)]
+        fee: u64,
+    },
+    /// Show one validator: by consensus key (64 hex), address (40 hex), or
+    /// priv_validator_key.json.
+    Show {
+        /// The validator.
+        who: String,
+    },
+    /// The validators the chain manages, in address order.
+    List {
+        /// Rows in the page.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+/// A consensus key from 64 hex characters or a priv_validator_key.json.
+fn consensus_key(text: &str) -> Result<[u8; 32]> {
+    let path = Path::new(text);
+    if path.is_file() {
+        let file: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(path).with_context(|| format!("read {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is not JSON", path.display()))?;
+        let value = file["pub_key"]["value"].as_str().with_context(|| {
+            format!(
+                "{} has no pub_key.value (is it CometBFT's priv_validator_key.json?)",
+                path.display()
+            )
+        })?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .with_context(|| format!("{}: pub_key.value is not base64", path.display()))?;
+        return bytes
+            .try_into()
+            .map_err(|_| anyhow!("{}: pub_key.value is not 32 bytes", path.display()));
+    }
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut key).map_err(|e| {
+        anyhow!("a consensus key is 64 hex characters or a priv_validator_key.json file: {e}")
+    })?;
+    Ok(key)
+}
+
+/// Signs and sends a validator message with `key`; prints the outcome.
+async fn send_validator_tx(
+    nodes: &[String],
+    chain_id: Option<String>,
+    output: Output,
+    key: &Path,
+    msg: pb::tx_body::Msg,
+    fee: u64,
+    what: &str,
+) -> Result<()> {
+    let key = KeyFile::load(key)?;
+    let client = connect_for(nodes, &key.account(), chain_id).await?;
+    let submitted = send_tx(&client, &key, msg, fee, &SubmitOptions::default(), output)
+        .await
+        .with_context(|| format!("{what} refused or not sent"))?;
+    let value = submitted_json(&submitted, json!({"validator_tx": what}))?;
+    print(output, &value, || match submitted.status {
+        SubmitStatus::Committed => format!(
+            "{what}: committed in block {} (tx {})",
+            submitted.height, submitted.hash
+        ),
+        SubmitStatus::Submitted => format!("{what} {}", not_yet_committed(&submitted)),
+    });
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]
@@ -623,6 +736,52 @@ async fn run(cli: Cli) -> Result<i32> {
                 }
             });
         }
+        Command::Validator(command) => match command {
+            ValidatorCommand::Bond {
+                key,
+                consensus_key: who,
+                stake,
+                fee,
+            } => {
+                let msg = pb::tx_body::Msg::BondValidator(pb::BondValidator {
+                    pub_key: consensus_key(&who)?.to_vec(),
+                    stake,
+                });
+                send_validator_tx(&cli.node, cli.chain_id, output, &key, msg, fee, "bond").await?;
+            }
+            ValidatorCommand::Unbond { key, amount, fee } => {
+                let msg = pb::tx_body::Msg::UnbondValidator(pb::UnbondValidator {
+                    amount: amount.unwrap_or(0),
+                });
+                send_validator_tx(&cli.node, cli.chain_id, output, &key, msg, fee, "unbond")
+                    .await?;
+            }
+            ValidatorCommand::Unjail { key, fee } => {
+                let msg = pb::tx_body::Msg::UnjailValidator(pb::UnjailValidator {});
+                send_validator_tx(&cli.node, cli.chain_id, output, &key, msg, fee, "unjail")
+                    .await?;
+            }
+            ValidatorCommand::Show { who } => {
+                let id = if who.trim().len() == 40 {
+                    who.trim().to_owned()
+                } else {
+                    hex::encode(consensus_key(&who)?)
+                };
+                let client = connect(&cli.node, cli.chain_id).await?;
+                let value: serde_json::Value = client.query(&format!("/validator/{id}")).await?;
+                print(output, &value, || {
+                    serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
+                });
+            }
+            ValidatorCommand::List { limit } => {
+                let client = connect(&cli.node, cli.chain_id).await?;
+                let value: serde_json::Value =
+                    client.query(&format!("/validators?limit={limit}")).await?;
+                print(output, &value, || {
+                    serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
+                });
+            }
+        },
         Command::Tx { hash } => {
             compute_client::parse_tx_hash(&hash)?;
             let client = connect(&cli.node, cli.chain_id).await?;
