@@ -37,7 +37,7 @@
 use compute_proto::views::{UnbondingView, ValidatorView, ValidatorsPage};
 use compute_proto::{pb, AccountId};
 
-use crate::codes::Code;
+use crate::codes::{Code, Rejection};
 use crate::events::{event, Event};
 use crate::ledger::{update_stats, Ctx};
 use crate::params::{validator_params, ValidatorParams};
@@ -128,6 +128,26 @@ fn stored_key(v: &pb::Validator) -> [u8; 32] {
 /// Whether the record is jailed.
 pub fn is_jailed(v: &pb::Validator) -> bool {
     v.jail_reason != pb::JailReason::Unspecified as i32
+}
+
+/// The validator `operator` runs: its address and record.
+///
+/// # Errors
+/// [`Rejection::UnknownValidator`] when it runs none.
+pub fn operated_by(
+    operator: &AccountId,
+    state: &impl StateRead,
+) -> Result<([u8; 20], pb::Validator), Rejection> {
+    let address = state
+        .validator_of(operator)
+        .ok_or(Rejection::UnknownValidator(*operator))?;
+    let record = state.validator_record(&address).unwrap_or_else(|| {
+        panic!(
+            "the validator index of {operator} names {} which has no record; the state is corrupt, halting",
+            hex::encode(address)
+        )
+    });
+    Ok((address, record))
 }
 
 /// The name of a jail reason, as events and queries spell it.

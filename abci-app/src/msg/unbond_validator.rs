@@ -36,15 +36,7 @@ pub fn check_stateful(
     state: &impl StateRead,
 ) -> Result<Unbonding, Rejection> {
     let p = validator_params(ctx.params);
-    let address = state
-        .validator_of(operator)
-        .ok_or(Rejection::UnknownValidator(*operator))?;
-    let record = state.validator_record(&address).unwrap_or_else(|| {
-        panic!(
-            "the validator index of {operator} names {} which has no record; the state is corrupt, halting",
-            hex::encode(address)
-        )
-    });
+    let (address, record) = validators::operated_by(operator, state)?;
     let key = stored_account(&record.pub_key);
     let amount = if msg.amount == 0 {
         record.bonded
