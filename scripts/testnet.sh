@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # A local network of N validators on 127.0.0.1: per node, cometbft +
-# compute-abci and a compute-node gateway; one genesis, peers by address.
+# compute-abci under compute-supervisor, and a compute-node gateway; one
+# genesis, peers by address.
 #
 #   scripts/testnet.sh start [N]    create (first time; N from 1 to 16,
 #                                   default 4) and start every node
 #   scripts/testnet.sh stop         stop every node
-#   scripts/testnet.sh status       processes, height, peers and app hash
-#                                   at a common height, per node
-#   scripts/testnet.sh kill I       SIGKILL node I (a crash)
+#   scripts/testnet.sh status       processes, supervisor restarts, height,
+#                                   peers and app hash at a common height,
+#                                   per node
+#   scripts/testnet.sh kill I       SIGKILL node I (a crash of the node)
+#   scripts/testnet.sh crash I [cometbft|abci]
+#                                   SIGKILL one child of node I's supervisor
+#                                   and watch it recover
 #   scripts/testnet.sh restart I    start node I again (stopping it first
 #                                   if it runs)
 #   scripts/testnet.sh reset        stop and delete the testnet's home
@@ -29,21 +34,31 @@ usage() {
   cat <<'USAGE'
 usage: scripts/testnet.sh [OPTIONS] COMMAND
 
-A network of N validators on 127.0.0.1. Each node I has its own cometbft,
-compute-abci and compute-node gateway, homes, logs and ports; all share one
+A network of N validators on 127.0.0.1. Each node I has its own cometbft
+and compute-abci, run as one unit by a compute-supervisor, and a
+compute-node gateway, with its own homes, logs and ports; all share one
 genesis whose app_state funds a demo key and every validator's key.
 
 Commands:
   start [N]     create the testnet (first time; N from 1 to 16, default 4)
                 and start whatever of it is not running; waits until every
                 node reports a height of at least 2, then prints the nodes
-  stop          stop every node (SIGTERM, then SIGKILL after 10 s)
-  status        per node: processes, height, peers, and the app hash of the
+  stop          stop every node: SIGTERM to each gateway and supervisor
+                (which stops cometbft, then compute-abci), SIGKILL to what
+                is left after 20 s
+  status        per node: processes, the restarts its supervisor logged
+                since it started, height, peers, and the app hash of the
                 highest block all running nodes have (they must agree)
-  kill I        SIGKILL node I's compute-node, cometbft and compute-abci
-  restart I     start node I again: compute-abci, then cometbft, then the
-                gateway (a running node is stopped first); waits a bounded
-                time for it to catch up with the others
+  kill I        SIGKILL node I's compute-node, compute-supervisor, cometbft
+                and compute-abci (a crash of the node; it stays down)
+  crash I [cometbft|abci]
+                SIGKILL only node I's cometbft or compute-abci (default
+                abci): its supervisor stops the other, repairs the event
+                index and restarts both; shows the supervisor's log while
+                it waits a bounded time for the node to be in step again
+  restart I     start node I again: its supervisor (compute-abci, then
+                cometbft), then the gateway (a running node is stopped
+                first); waits a bounded time for it to catch up
   reset         stop, and delete the testnet's home
 
   --hosts H1,H2,...  --out DIR
@@ -54,7 +69,11 @@ Commands:
 
 Options (and the environment variables they override):
   --home DIR          the testnet's home (TESTNET_HOME, default .testnet in
-                      the clone): node1/ .. nodeN/, keys/, genesis.json
+                      the clone): node1/ .. nodeN/, keys/, genesis.json;
+                      nodeI/ holds the homes (cometbft/, abci/, gateway/),
+                      the logs (compute-supervisor.log, cometbft.log,
+                      compute-abci.log, compute-node.log) and run/, the
+                      supervisor's run dir
   --base-port P       node I uses ports P+10*(I-1) .. +4: P2P, RPC, ABCI,
                       gateway gRPC, gateway metrics (TESTNET_BASE_PORT,
                       default 27656; fixed when the home is created)
@@ -321,24 +340,72 @@ create_home() {
 
 # --- processes ---------------------------------------------------------------
 
-components=(compute-node cometbft compute-abci)
+# Node I runs two processes of ours: compute-supervisor, which runs cometbft
+# and compute-abci as one unit (docs/OPERATIONS.md, "Supervising a
+# validator"), and the gateway compute-node. The script's pid files for
+# those two sit in the node's dir; the supervisor writes its children's in
+# its run dir, nodeI/run/ (it also writes run/supervisor.pid, but only once
+# it runs, so the script keeps its own from the moment it starts it).
 
-pidfile() { printf '%s/%s.pid\n' "$(node_dir "$1")" "$2"; }
+# The supervisor's grace between SIGTERM and SIGKILL for each child, and how
+# long `stop` waits for it: cometbft, then compute-abci, each up to the grace
+# and then SIGKILL, plus time to reap (the help says 20 s).
+kill_grace_secs=5
+stop_secs=$((2 * kill_grace_secs + 10))
+
+run_dir() { printf '%s/run\n' "$(node_dir "$1")"; }
+
+# NAME is a program, or legacy-cometbft and legacy-compute-abci for the pid
+# files this script kept in the node's dir before the supervisor ran them
+# (`stop` still stops a testnet started then).
+pidfile() {
+  case "$2" in
+    cometbft | compute-abci) printf '%s/%s.pid\n' "$(run_dir "$1")" "$2" ;;
+    *) printf '%s/%s.pid\n' "$(node_dir "$1")" "${2#legacy-}" ;;
+  esac
+}
 
 # Whether node I's NAME runs: its pid file names a live process whose
-# program is NAME (a stale pid reused by another program does not count).
+# program is NAME and one of whose arguments lies in node I's dir (a stale
+# pid reused by another program, or by another testnet's, does not count).
 running() {
-  local file pid argv0=""
+  local file pid dir arg argv=()
   file="$(pidfile "$1" "$2")"
   [ -f "$file" ] || return 1
   pid="$(cat "$file" 2>/dev/null || true)"
   is_uint "$pid" || return 1
   kill -0 "$pid" 2>/dev/null || return 1
-  if [ -r "/proc/$pid/cmdline" ]; then
-    IFS= read -r -d '' argv0 <"/proc/$pid/cmdline" || true
-    [ "${argv0##*/}" = "$2" ] || return 1
+  [ -r "/proc/$pid/cmdline" ] || return 0
+  mapfile -d '' -t argv <"/proc/$pid/cmdline" 2>/dev/null || return 1
+  if ! { [ "${#argv[@]}" -ge 1 ] && [ "${argv[0]##*/}" = "${2#legacy-}" ]; }; then return 1; fi
+  dir="$(node_dir "$1")/"
+  for arg in "${argv[@]:1}"; do
+    case "$arg" in "$dir"* | *"=$dir"*) return 0 ;; esac
+  done
+  return 1
+}
+
+pid_of() { cat "$(pidfile "$1" "$2")"; }
+
+# Removes a pid file of the script's own; the supervisor's run dir is left
+# to the supervisor (which checks a stale pid file before it trusts it).
+forget() {
+  case "$2" in cometbft | compute-abci) ;; *) rm -f "$(pidfile "$1" "$2")" ;; esac
+}
+
+# An outgoing connection (a P2P dial, an RPC poll) takes its local port from
+# the kernel's ephemeral range; a node port inside that range may be held by
+# one just when the node restarts and wants to listen on it ("Address
+# already in use", which the supervisor then retries with its backoff).
+warn_ephemeral() {
+  local low high last=$((base_port + 10 * (nodes - 1) + 4))
+  read -r low high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || return 0
+  if ! { is_uint "${low:-x}" && is_uint "${high:-x}"; }; then return 0; fi
+  if [ "$base_port" -le "$high" ] && [ "$last" -ge "$low" ]; then
+    echo "warning: ports $base_port..$last lie in the kernel's ephemeral port range $low..$high" \
+      "(/proc/sys/net/ipv4/ip_local_port_range): an outgoing connection may hold one when a node" \
+      "restarts; a base port below $((low - 10 * (nodes - 1) - 4)) avoids that" >&2
   fi
-  return 0
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -358,8 +425,21 @@ log_tail() {
   exit 1
 }
 
-# Waits (bounded: SECS, default 20) until node I's NAME accepts connections
-# on PORT.
+# Waits (bounded: 2 s) until the process just started in the background as
+# node I's NAME has become NAME: until it has exec'd, its pid ($!) is that of
+# a copy of this shell, then of nohup.
+wait_exec() {
+  local i="$1" name="$2" _
+  for _ in $(seq 1 100); do
+    running "$i" "$name" && return 0
+    kill -0 "$(pid_of "$i" "$name")" 2>/dev/null || break
+    sleep 0.02
+  done
+  log_tail "$i" "$name"
+}
+
+# Waits (bounded: SECS, default 20) until node I's PORT accepts
+# connections, while node I's NAME runs.
 wait_port() {
   local i="$1" name="$2" port="$3" secs="${4:-20}" _
   for _ in $(seq 1 $((secs * 10))); do
@@ -367,27 +447,36 @@ wait_port() {
     running "$i" "$name" || log_tail "$i" "$name"
     sleep 0.1
   done
-  die "$name of node $i does not listen on 127.0.0.1:$port after $secs s; see $(node_dir "$i")/$name.log"
+  die "node $i does not listen on 127.0.0.1:$port after $secs s; see $(node_dir "$i")/*.log"
 }
 
-start_abci() {
-  local i="$1" dir
+# Starts node I's supervisor, which starts compute-abci, waits for its ABCI
+# port, then starts cometbft, and restarts both when either dies. The
+# addresses are in config.toml too; giving them here keeps the node's
+# command line saying what it listens on.
+start_supervisor() {
+  local i="$1" dir j peers=()
   dir="$(node_dir "$i")"
-  running "$i" compute-abci && return 0
-  need_free "$(abci_port "$i")"
-  RUST_LOG="${RUST_LOG:-info}" nohup "$COMPUTE_BIN_DIR/compute-abci" --home "$dir/abci" \
-    --addr "tcp://127.0.0.1:$(abci_port "$i")" >>"$dir/compute-abci.log" 2>&1 </dev/null &
-  echo $! >"$(pidfile "$i" compute-abci)"
-}
-
-start_cometbft() {
-  local i="$1" dir
-  dir="$(node_dir "$i")"
-  running "$i" cometbft && return 0
-  running "$i" compute-abci || die "compute-abci of node $i is not running"
-  need_free "$(p2p_port "$i")" "$(rpc_port "$i")"
-  nohup cometbft node --home "$dir/cometbft" >>"$dir/cometbft.log" 2>&1 </dev/null &
-  echo $! >"$(pidfile "$i" cometbft)"
+  running "$i" compute-supervisor && return 0
+  need_free "$(p2p_port "$i")" "$(rpc_port "$i")" "$(abci_port "$i")"
+  for j in $(seq 1 "$nodes"); do
+    [ "$j" -eq "$i" ] || peers+=(--peer-rpc "http://127.0.0.1:$(rpc_port "$j")")
+  done
+  RUST_LOG="${RUST_LOG:-info}" nohup "$COMPUTE_BIN_DIR/compute-supervisor" \
+    --cometbft-bin "$(command -v cometbft)" --cometbft-home "$dir/cometbft" \
+    --cometbft-arg="--proxy_app=tcp://127.0.0.1:$(abci_port "$i")" \
+    --cometbft-arg="--rpc.laddr=tcp://127.0.0.1:$(rpc_port "$i")" \
+    --cometbft-arg="--p2p.laddr=tcp://127.0.0.1:$(p2p_port "$i")" \
+    --abci-bin "$COMPUTE_BIN_DIR/compute-abci" \
+    --abci-arg=--home --abci-arg="$dir/abci" \
+    --abci-arg=--addr --abci-arg="tcp://127.0.0.1:$(abci_port "$i")" \
+    --abci-addr "tcp://127.0.0.1:$(abci_port "$i")" \
+    --rpc "http://127.0.0.1:$(rpc_port "$i")" ${peers[@]+"${peers[@]}"} \
+    --kill-grace "${kill_grace_secs}s" \
+    --run-dir "$(run_dir "$i")" --log-dir "$dir" \
+    >>"$dir/compute-supervisor.log" 2>&1 </dev/null &
+  echo $! >"$(pidfile "$i" compute-supervisor)"
+  wait_exec "$i" compute-supervisor
 }
 
 start_gateway() {
@@ -403,34 +492,94 @@ start_gateway() {
     --home "$dir/gateway" --metrics "127.0.0.1:$(metrics_port "$i")" \
     ${peers[@]+"${peers[@]}"} >>"$dir/compute-node.log" 2>&1 </dev/null &
   echo $! >"$(pidfile "$i" compute-node)"
+  wait_exec "$i" compute-node
 }
 
-# Stops the given "I:NAME" processes together: SIGTERM, up to 10 s, SIGKILL.
+# SIGKILLs node I's supervisor and its children at once, as a crash of the
+# machine would, and prints what it killed. The supervisor is stopped
+# (SIGSTOP) first, so that it cannot start a child between the reading of
+# the pid files and the kill; its children are also found by parent pid, in
+# case one has no pid file yet (or is a `cometbft reindex-event`).
+kill_unit() {
+  local i="$1" sup="" pid name pids=() names=()
+  if running "$i" compute-supervisor; then
+    sup="$(pid_of "$i" compute-supervisor)"
+    kill -STOP "$sup" 2>/dev/null || true
+    pids+=("$sup")
+    names+=("compute-supervisor ($sup)")
+  fi
+  for name in cometbft compute-abci; do
+    if running "$i" "$name"; then
+      pid="$(pid_of "$i" "$name")"
+      pids+=("$pid")
+      names+=("$name ($pid)")
+    fi
+  done
+  if [ -n "$sup" ] && command -v pgrep >/dev/null; then
+    for pid in $(pgrep -P "$sup" || true); do
+      case " ${pids[*]} " in *" $pid "*) continue ;; esac
+      pids+=("$pid")
+      names+=("$(cat "/proc/$pid/comm" 2>/dev/null || echo child) ($pid)")
+    done
+  fi
+  [ "${#pids[@]}" -gt 0 ] || return 0
+  kill -9 "${pids[@]}" 2>/dev/null || true
+  forget "$i" compute-supervisor
+  printf '%s\n' "${names[@]}"
+}
+
+# Stops the given "I:NAME" processes together: SIGTERM, up to stop_secs,
+# then SIGKILL. A supervisor that needs the SIGKILL leaves its children
+# running: they get it too.
 terminate() {
-  local item live=() pids=() _
+  local item i name live=() pids=() any deadline
   for item in "$@"; do
-    if running "${item%%:*}" "${item#*:}"; then
+    i="${item%%:*}" name="${item#*:}"
+    if running "$i" "$name"; then
       live+=("$item")
-      pids+=("$(cat "$(pidfile "${item%%:*}" "${item#*:}")")")
+      pids+=("$(pid_of "$i" "$name")")
     else
-      rm -f "$(pidfile "${item%%:*}" "${item#*:}")"
+      forget "$i" "$name"
     fi
   done
   [ "${#live[@]}" -gt 0 ] || return 0
   kill "${pids[@]}" 2>/dev/null || true
-  for _ in $(seq 1 100); do
-    local any=0
+  deadline=$((SECONDS + stop_secs))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    any=0
     for item in "${live[@]}"; do running "${item%%:*}" "${item#*:}" && any=1; done
     [ "$any" -eq 0 ] && break
     sleep 0.1
   done
   for item in "${live[@]}"; do
-    if running "${item%%:*}" "${item#*:}"; then
-      echo "node ${item%%:*}: ${item#*:} ignored SIGTERM for 10 s; sending SIGKILL"
-      kill -9 "$(cat "$(pidfile "${item%%:*}" "${item#*:}")")" 2>/dev/null || true
+    i="${item%%:*}" name="${item#*:}"
+    if running "$i" "$name"; then
+      if [ "$name" = compute-supervisor ]; then
+        echo "node $i: $name ignored SIGTERM for $stop_secs s; sent SIGKILL to $(kill_unit "$i" | paste -sd ' ')"
+      else
+        echo "node $i: ${name#legacy-} ignored SIGTERM for $stop_secs s; sending SIGKILL"
+        kill -9 "$(pid_of "$i" "$name")" 2>/dev/null || true
+      fi
     fi
-    rm -f "$(pidfile "${item%%:*}" "${item#*:}")"
-    echo "node ${item%%:*}: stopped ${item#*:}"
+    forget "$i" "$name"
+    echo "node $i: stopped ${name#legacy-}"
+  done
+}
+
+# Stops nodes I...: each gateway and supervisor (which stops cometbft, then
+# compute-abci), and a cometbft or compute-abci whose supervisor is gone.
+stop_nodes() {
+  local i items=()
+  for i in "$@"; do
+    items+=("$i:compute-node" "$i:compute-supervisor" "$i:legacy-cometbft" "$i:legacy-compute-abci")
+    running "$i" compute-supervisor || items+=("$i:cometbft" "$i:compute-abci")
+  done
+  terminate "${items[@]}"
+  # What a supervisor stopped cleanly is gone; anything else is a leftover.
+  for i in "$@"; do
+    if running "$i" cometbft || running "$i" compute-abci; then
+      echo "node $i: killed what its supervisor left: $(kill_unit "$i" | paste -sd ' ')"
+    fi
   done
 }
 
@@ -450,6 +599,38 @@ height_of() {
   if is_uint "${h:-x}"; then echo "$h"; fi
 }
 
+# The highest height of the nodes other than I that answer, and how many
+# answer: "HEIGHT COUNT".
+others_height() {
+  local i="$1" j h high=0 count=0
+  for j in $(seq 1 "$nodes"); do
+    [ "$j" -eq "$i" ] && continue
+    running "$j" cometbft || continue
+    h="$(height_of "$j")"
+    [ -n "$h" ] || continue
+    count=$((count + 1))
+    if [ "$h" -gt "$high" ]; then high="$h"; fi
+  done
+  echo "$high $count"
+}
+
+# The supervisor's log lines (supervisor/src/unit.rs) that mark its start
+# and each restart of the unit.
+started_line="supervisor started"
+restart_line="restarting compute-abci and cometbft in"
+
+# How many restarts node I's supervisor logged since it last started, and
+# the reason of the last one: "COUNT REASON".
+restarts_of() {
+  local log
+  log="$(node_dir "$1")/compute-supervisor.log"
+  [ -f "$log" ] || { echo 0; return 0; }
+  awk -v s="$started_line" -v r="$restart_line" '
+    index($0, s) { n = 0; why = "" }
+    index($0, r) { n++; why = $0; sub(/.* reason=/, "", why) }
+    END { print n + 0, why }' "$log"
+}
+
 print_nodes() {
   local i
   printf '%-5s %-24s %-24s %-32s %s\n' node RPC "gateway (gRPC)" metrics "home and logs"
@@ -464,7 +645,7 @@ print_nodes() {
 
 cmd_start() {
   local n="${1:-}" i
-  need_binaries compute compute-abci compute-node
+  need_binaries compute compute-abci compute-node compute-supervisor
   need_cometbft
   need_curl
   if [ -n "$n" ]; then
@@ -485,10 +666,11 @@ cmd_start() {
     done
     create_home "$nodes"
   fi
+  warn_ephemeral
 
   local todo=()
   for i in $(seq 1 "$nodes"); do
-    if ! running "$i" compute-abci || ! running "$i" cometbft || ! running "$i" compute-node; then
+    if ! running "$i" compute-supervisor || ! running "$i" compute-node; then
       todo+=("$i")
     fi
   done
@@ -497,16 +679,18 @@ cmd_start() {
     cmd_status
     return 0
   fi
+  # A cometbft or compute-abci whose supervisor is gone holds the ports the
+  # new supervisor needs.
+  for i in "${todo[@]}"; do
+    running "$i" compute-supervisor || stop_nodes "$i"
+  done
   # Check every port first, so a clash stops the start before anything runs.
   for i in "${todo[@]}"; do
-    running "$i" compute-abci || need_free "$(abci_port "$i")"
-    running "$i" cometbft || need_free "$(p2p_port "$i")" "$(rpc_port "$i")"
+    running "$i" compute-supervisor || need_free "$(p2p_port "$i")" "$(rpc_port "$i")" "$(abci_port "$i")"
     running "$i" compute-node || need_free "$(grpc_port "$i")" "$(metrics_port "$i")"
   done
   echo "starting node(s) ${todo[*]} of $nodes in $home"
-  for i in "${todo[@]}"; do start_abci "$i"; done
-  for i in "${todo[@]}"; do wait_port "$i" compute-abci "$(abci_port "$i")"; done
-  for i in "${todo[@]}"; do start_cometbft "$i"; done
+  for i in "${todo[@]}"; do start_supervisor "$i"; done
 
   # Wait until every node has a block made after this start: height 2 for a
   # new network, one above the highest stored height for one that ran before
@@ -519,8 +703,7 @@ cmd_start() {
     high=0
     all=1
     for i in $(seq 1 "$nodes"); do
-      running "$i" cometbft || log_tail "$i" cometbft
-      running "$i" compute-abci || log_tail "$i" compute-abci
+      running "$i" compute-supervisor || log_tail "$i" compute-supervisor
       h="$(height_of "$i")"
       if [ -z "$h" ]; then all=0; h=0; fi
       heights+=("$h")
@@ -535,7 +718,7 @@ cmd_start() {
     sleep 0.5
   done
   if [ -z "$target" ] || [ "$low" -lt "$target" ]; then
-    die "not every node reached height ${target:-2} after $wait_secs s (heights: ${heights[*]}); see $home/node*/cometbft.log and compute-abci.log"
+    die "not every node reached height ${target:-2} after $wait_secs s (heights: ${heights[*]}); see $home/node*/compute-supervisor.log, cometbft.log and compute-abci.log"
   fi
   for i in "${todo[@]}"; do start_gateway "$i"; done
   for i in "${todo[@]}"; do wait_port "$i" compute-node "$(grpc_port "$i")"; done
@@ -556,6 +739,7 @@ Try:
   $self status
   $compute --node http://127.0.0.1:$(rpc_port "$second") transfer --key $home/keys/demo.json --to $home/keys/friend.json --amount 10
   $compute --node http://127.0.0.1:$(rpc_port 1) account $home/keys/friend.json
+  $self crash $second abci     # its supervisor restarts it
   $self kill $second; $self restart $second
 Stop with: $self stop
 MSG
@@ -566,22 +750,18 @@ cmd_stop() {
     echo "no testnet in $home"
     return 0
   fi
-  local i name items
-  for name in "${components[@]}"; do
-    items=()
-    for i in $(seq 1 "$nodes"); do items+=("$i:$name"); done
-    terminate "${items[@]}"
-  done
+  # shellcheck disable=SC2046 # the node numbers split on purpose
+  stop_nodes $(seq 1 "$nodes")
 }
 
 cmd_status() {
   require_home
   need_curl
-  local i name up=() heights=() peer_counts=() catch_flags=() procs low="" any=0 voting=0
+  local i name up=() heights=() peer_counts=() catch_flags=() restarts=() notes=() procs low="" any=0 voting=0
   local quorum=$((2 * nodes / 3 + 1))
   for i in $(seq 1 "$nodes"); do
     procs=""
-    for name in compute-abci cometbft compute-node; do
+    for name in compute-supervisor compute-abci cometbft compute-node; do
       if running "$i" "$name"; then
         procs="$procs${procs:+,}${name#compute-}"
       fi
@@ -590,6 +770,15 @@ cmd_status() {
     heights[i]=""
     peer_counts[i]=""
     catch_flags[i]=""
+    restarts[i]="-"
+    if running "$i" compute-supervisor; then
+      local count why
+      read -r count why <<<"$(restarts_of "$i")"
+      restarts[i]="$count"
+      [ "$count" -eq 0 ] || notes+=("node $i: its supervisor restarted cometbft and compute-abci $(plural "$count" time) since it started; the last because: $why")
+    elif running "$i" cometbft || running "$i" compute-abci; then
+      notes+=("node $i: no supervisor runs, but its ${up[i]} does (see $(node_dir "$i")/compute-supervisor.log; '$self restart $i')")
+    fi
     if running "$i" cometbft; then
       local s
       s="$(rpc_get "$i" status || true)"
@@ -606,11 +795,12 @@ cmd_status() {
   echo "testnet $chain_id in $home: $(plural "$nodes" validator); a block needs more than 2/3 of them ($quorum)"
   if [ "$any" -eq 0 ]; then
     for i in $(seq 1 "$nodes"); do echo "node $i: ${up[i]}"; done
+    [ "${#notes[@]}" -eq 0 ] || printf '%s\n' "${notes[@]}"
     echo "no node answers (start it with: $self start)"
     return 1
   fi
   local hashes=() first="" agree=1 answered=0
-  printf '%-5s %-22s %-8s %-6s %-12s %s\n' node processes height peers "catching up" "app hash in block $low's header"
+  printf '%-5s %-30s %-9s %-8s %-6s %-12s %s\n' node processes restarts height peers "catching up" "app hash in block $low's header"
   for i in $(seq 1 "$nodes"); do
     hashes[i]=""
     if is_uint "${heights[i]:-x}" && [ "$low" -ge 1 ]; then
@@ -621,9 +811,10 @@ cmd_status() {
         [ "${hashes[i]}" = "$first" ] || agree=0
       fi
     fi
-    printf '%-5s %-22s %-8s %-6s %-12s %s\n' "$i" "${up[i]}" "${heights[i]:--}" "${peer_counts[i]:--}" \
-      "${catch_flags[i]:--}" "${hashes[i]:--}"
+    printf '%-5s %-30s %-9s %-8s %-6s %-12s %s\n' "$i" "${up[i]}" "${restarts[i]}" "${heights[i]:--}" \
+      "${peer_counts[i]:--}" "${catch_flags[i]:--}" "${hashes[i]:--}"
   done
+  [ "${#notes[@]}" -eq 0 ] || printf '%s\n' "${notes[@]}"
   if [ "$voting" -lt "$quorum" ]; then
     echo "only $voting of the $nodes validators run: the chain makes no blocks until $quorum do ($self restart I)"
   fi
@@ -638,45 +829,104 @@ cmd_status() {
 cmd_kill() {
   require_home
   check_index "${1:-}"
-  local i="$1" name pid killed=()
-  for name in "${components[@]}"; do
-    if running "$i" "$name"; then
-      pid="$(cat "$(pidfile "$i" "$name")")"
-      kill -9 "$pid" 2>/dev/null || true
-      killed+=("$name ($pid)")
-    fi
-    rm -f "$(pidfile "$i" "$name")"
-  done
+  local i="$1" pid killed=() line
+  # The gateway first: with its validator gone it would only log errors.
+  if running "$i" compute-node; then
+    pid="$(pid_of "$i" compute-node)"
+    kill -9 "$pid" 2>/dev/null || true
+    killed+=("compute-node ($pid)")
+  fi
+  forget "$i" compute-node
+  while IFS= read -r line; do killed+=("$line"); done < <(kill_unit "$i")
   if [ "${#killed[@]}" -eq 0 ]; then
     echo "node $i was not running"
   else
     local k
     k="$(printf '%s, ' "${killed[@]}")"
     echo "node $i: sent SIGKILL to ${k%, }"
+    echo "(its run dir is left as a crash leaves it: '$self restart $i' repairs the event index first)"
   fi
+}
+
+# Waits (bounded: wait_secs) until node I's cometbft, a new one (not pid
+# OLD, if given), reports height TARGET or more and is not catching up;
+# prints the supervisor's log lines that come meanwhile when FOLLOW is the
+# number of lines of its log to skip. Fails if the supervisor exits.
+wait_in_step() {
+  local i="$1" target="$2" old="${3:-}" follow="${4:-}" log s h n height=0 catching="" fresh=0
+  local deadline=$((SECONDS + wait_secs))
+  log="$(node_dir "$i")/compute-supervisor.log"
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    if [ -n "$follow" ]; then
+      n="$(wc -l <"$log")"
+      if [ "$n" -gt "$follow" ]; then
+        sed -n "$((follow + 1)),${n}p" "$log" | sed 's/^/  | /'
+        follow="$n"
+      fi
+    fi
+    running "$i" compute-supervisor || log_tail "$i" compute-supervisor
+    fresh=0
+    if running "$i" cometbft && [ "$(pid_of "$i" cometbft)" != "$old" ]; then fresh=1; fi
+    if [ "$fresh" -eq 1 ]; then
+      s="$(rpc_get "$i" status || true)"
+      h="$(printf '%s' "$s" | json_field latest_block_height)"
+      if is_uint "${h:-x}"; then height="$h"; fi
+      catching="$(printf '%s' "$s" | json_field catching_up)"
+      if [ "$height" -ge "$target" ] && [ "$catching" = false ]; then
+        echo "node $i is at height $height and in step with the network"
+        return 0
+      fi
+    fi
+    sleep 0.5
+  done
+  if [ "$height" -ge "$target" ]; then
+    echo "node $i is at height $height but still catching up after $wait_secs s; see $self status"
+  else
+    echo "node $i is at height $height (catching up: ${catching:-?}) and has not reached $target after $wait_secs s:" \
+      "the network makes blocks only while more than 2/3 of its $nodes validators ($((2 * nodes / 3 + 1))) run; see $self status"
+  fi
+  return 1
+}
+
+cmd_crash() {
+  require_home
+  check_index "${1:-}"
+  local i="$1" which="${2:-abci}" name
+  case "$which" in
+    abci | compute-abci) name="compute-abci" ;;
+    cometbft) name=cometbft ;;
+    *) die "crash I [cometbft|abci]: no child '$which'" ;;
+  esac
+  need_curl
+  running "$i" compute-supervisor \
+    || die "node $i has no running supervisor to recover it ('$self restart $i' starts one; '$self kill $i' crashes a whole node)"
+  running "$i" "$name" \
+    || die "node $i's $name is not running (its supervisor may be restarting it: see $self status)"
+  local own others others_up old pid lines
+  own="$(height_of "$i")"
+  read -r others others_up <<<"$(others_height "$i")"
+  old="$(pid_of "$i" cometbft 2>/dev/null || true)"
+  lines="$(wc -l <"$(node_dir "$i")/compute-supervisor.log")"
+  pid="$(pid_of "$i" "$name")"
+  kill -9 "$pid" 2>/dev/null || true
+  local target=$((${own:-0} > others ? ${own:-0} + 1 : others + 1))
+  echo "node $i: sent SIGKILL to $name ($pid) at height ${own:-?} (the others: $others);" \
+    "waiting up to $wait_secs s for its supervisor to restart both and for height $target; its log:"
+  wait_in_step "$i" "$target" "$old" "$lines"
 }
 
 cmd_restart() {
   require_home
   check_index "${1:-}"
-  local i="$1" j
-  need_binaries compute-abci compute-node
+  local i="$1"
+  need_binaries compute-abci compute-node compute-supervisor
   need_cometbft
   need_curl
-  terminate "$i:compute-node" "$i:cometbft" "$i:compute-abci"
-  local others=0 others_up=0 h
-  for j in $(seq 1 "$nodes"); do
-    [ "$j" -eq "$i" ] && continue
-    running "$j" cometbft || continue
-    h="$(height_of "$j")"
-    [ -n "$h" ] || continue
-    others_up=$((others_up + 1))
-    if [ "$h" -gt "$others" ]; then others="$h"; fi
-  done
-  start_abci "$i"
-  wait_port "$i" compute-abci "$(abci_port "$i")"
-  start_cometbft "$i"
-  wait_port "$i" cometbft "$(rpc_port "$i")" "$wait_secs"
+  stop_nodes "$i"
+  local others others_up
+  read -r others others_up <<<"$(others_height "$i")"
+  start_supervisor "$i"
+  wait_port "$i" compute-supervisor "$(rpc_port "$i")" "$wait_secs"
   start_gateway "$i"
   wait_port "$i" compute-node "$(grpc_port "$i")"
   # It reports its stored height at once; wait for a block made after the
@@ -689,22 +939,7 @@ cmd_restart() {
   else
     echo "node $i started at height ${stored:-?} and no other node runs; waiting up to $wait_secs s for height $target"
   fi
-  local _ s height=0 catching=""
-  for _ in $(seq 1 $((wait_secs * 2))); do
-    running "$i" cometbft || log_tail "$i" cometbft
-    s="$(rpc_get "$i" status || true)"
-    h="$(printf '%s' "$s" | json_field latest_block_height)"
-    if is_uint "${h:-x}"; then height="$h"; fi
-    catching="$(printf '%s' "$s" | json_field catching_up)"
-    if [ "$height" -ge "$target" ] && [ "$catching" = false ]; then break; fi
-    sleep 0.5
-  done
-  if [ "$height" -ge "$target" ] && [ "$catching" = false ]; then
-    echo "node $i is at height $height and in step with the network"
-  else
-    echo "node $i is at height $height (catching up: ${catching:-?}) and has not reached $target:" \
-      "the network makes blocks only while more than 2/3 of its $nodes validators ($((2 * nodes / 3 + 1))) run; see $self status"
-  fi
+  wait_in_step "$i" "$target" || true
 }
 
 cmd_reset() {
@@ -793,14 +1028,17 @@ keys/friend.json if you want them.
 
 Every machine needs, on its PATH:
   - cometbft v0.38.25 (scripts/install-cometbft.sh puts it into .tools/bin)
-  - compute-abci, compute-node and compute: \`cargo build --workspace --bins\`
-    in a clone (then they are in \$HOME/.cache/compute/target/debug), or
-    copied from a machine with the same OS and architecture.
+  - compute-supervisor, compute-abci, compute-node and compute: \`cargo
+    build --workspace --bins\` in a clone (then they are in
+    \$HOME/.cache/compute/target/debug), or copied from a machine with the
+    same OS and architecture.
 
 Ports, on every machine:
   $p2p/tcp  CometBFT P2P: open between the validators
-  $rpc/tcp  CometBFT RPC (the compute CLI's --node): open to your clients,
-             or firewall it and use the CLI on the machine
+  $rpc/tcp  CometBFT RPC: open between the validators (each supervisor
+             reads the others' heights, --peer-rpc, to tell a stuck node
+             from a halted network), and to your clients for the compute
+             CLI's --node, or use the CLI on the machines
   $grpc/tcp   the gateway's gRPC (clients and workers): open to them
   $abci/tcp  ABCI (compute-abci) and $metrics/tcp (the gateway's metrics)
              listen on 127.0.0.1 only
@@ -812,23 +1050,28 @@ dialling the others until it reaches them):
   1. From this machine, copy the node's home (here to ~/compute-testnet):
        rsync -a $(out_node I)/ HOST:compute-testnet/
      (or: scp -r $(out_node I) HOST:compute-testnet)
-  2. On HOST, start the state machine first, then CometBFT, then the
-     gateway, each in its own terminal or under a service manager:
+  2. On HOST, start the node's supervisor and its gateway:
        cd ~/compute-testnet
-       compute-abci --home abci --addr tcp://127.0.0.1:$abci
-       cometbft node --home cometbft
+       compute-supervisor --cometbft-home cometbft --abci-arg=--home \\
+           --abci-arg=abci ... --peer-rpc ... --run-dir run --log-dir .
        compute-node --home gateway --listen 0.0.0.0:$grpc \\
            --rpc http://127.0.0.1:$rpc --metrics 127.0.0.1:$metrics --peer ...
-     (the exact gateway command of each node, with its peers, is below)
+     (each node's exact commands, with its peers, are below). The
+     supervisor starts compute-abci, then CometBFT, and restarts both when
+     either dies or the node stops making blocks while its peers go on
+     (docs/OPERATIONS.md, "Supervising a validator"). Or run both under
+     systemd instead (see "Under systemd" below).
   3. Check it:  curl -s http://HOST:$rpc/status   (latest_block_height grows)
                 compute --node http://HOST:$rpc status
 
 Per node:
 TXT
     for i in $(seq 1 "$n"); do
-      local h="${list[i - 1]}" peers_flags=""
+      local h="${list[i - 1]}" peers_flags="" rpc_peers_flags=""
       for j in $(seq 1 "$n"); do
-        [ "$j" -eq "$i" ] || peers_flags="$peers_flags --peer http://${list[j - 1]}:$grpc"
+        [ "$j" -eq "$i" ] && continue
+        peers_flags="$peers_flags --peer http://${list[j - 1]}:$grpc"
+        rpc_peers_flags="$rpc_peers_flags --peer-rpc http://${list[j - 1]}:$rpc"
       done
       cat <<TXT
 
@@ -836,9 +1079,8 @@ node$i on $h:
   rsync -a $(out_node "$i")/ $h:compute-testnet/
   ssh $h
   cd ~/compute-testnet
-  nohup compute-abci --home abci --addr tcp://127.0.0.1:$abci >>compute-abci.log 2>&1 &
-  nohup cometbft node --home cometbft >>cometbft.log 2>&1 &
-  nohup compute-node --home gateway --listen 0.0.0.0:$grpc --rpc http://127.0.0.1:$rpc --metrics 127.0.0.1:$metrics$peers_flags >>compute-node.log 2>&1 &
+  nohup compute-supervisor --cometbft-home cometbft --abci-arg=--home --abci-arg=abci --abci-arg=--addr --abci-arg=tcp://127.0.0.1:$abci --abci-addr tcp://127.0.0.1:$abci --rpc http://127.0.0.1:$rpc$rpc_peers_flags --run-dir run --log-dir . >>compute-supervisor.log 2>&1 &
+  nohup compute-node --home gateway --listen 0.0.0.0:$grpc --rpc http://127.0.0.1:$rpc --metrics 127.0.0.1:$metrics$peers_flags >>compute-node.log 2>&1 & echo \$! >compute-node.pid
 TXT
     done
     cat <<TXT
@@ -849,10 +1091,22 @@ Once blocks come, from anywhere that reaches the RPC and the gateway:
   compute --node http://${list[n - 1]}:$rpc account $out/keys/friend.json
   compute-sandbox --key worker.json --home ~/.compute-worker --gateway http://${list[0]}:$grpc ...
 
-To stop a node, send SIGTERM (kill PID) to compute-node, then cometbft, then
-compute-abci. Restart in the order of step 2; a node that was down catches
-up from its peers. Block time: timeout_commit = "$block_time" in
-nodeI/cometbft/config/config.toml ([consensus]).
+Logs, in ~/compute-testnet: compute-supervisor.log (what the supervisor did
+and why), cometbft.log, compute-abci.log, compute-node.log. To stop a node:
+  kill \$(cat compute-node.pid) \$(cat run/supervisor.pid)
+(SIGTERM; the supervisor stops cometbft, then compute-abci). Start it again
+with the same two lines; a node that was down catches up from its peers,
+and after an unclean stop the supervisor repairs the event index first.
+Block time: timeout_commit = "$block_time" in nodeI/cometbft/config/config.toml
+([consensus]).
+
+Under systemd: instead of the nohup lines, deploy/compute-validator.service
+runs the supervisor and deploy/compute-node.service the gateway (restarted
+on failure, stopped in order); deploy/README.md says how to install them.
+They expect the node's home in /var/lib/compute (copy nodeI/ there: its
+cometbft/, abci/ and gateway/; the supervisor keeps its run/ there) and the
+binaries in /usr/local/bin. Replace their placeholder --peer-rpc and --peer
+lines with the other hosts, as in the node's lines above.
 TXT
   } >"$out/README.txt"
   trap - EXIT
@@ -874,6 +1128,9 @@ case "$command" in
   stop) [ "$#" -eq 0 ] || die "usage: scripts/testnet.sh stop"; cmd_stop ;;
   status) [ "$#" -eq 0 ] || die "usage: scripts/testnet.sh status"; cmd_status ;;
   kill) [ "$#" -eq 1 ] || die "usage: scripts/testnet.sh kill I"; cmd_kill "$1" ;;
+  crash)
+    { [ "$#" -ge 1 ] && [ "$#" -le 2 ]; } || die "usage: scripts/testnet.sh crash I [cometbft|abci]"
+    cmd_crash "$@" ;;
   restart) [ "$#" -eq 1 ] || die "usage: scripts/testnet.sh restart I"; cmd_restart "$1" ;;
   reset) [ "$#" -eq 0 ] || die "usage: scripts/testnet.sh reset"; cmd_reset ;;
   "") usage >&2; exit 2 ;;

@@ -168,11 +168,14 @@ impl StallDetector {
     }
 
     /// Whether the peers show that the chain moves on without us: one
-    /// advanced after our last advance, or one is at least two blocks ahead.
+    /// advanced past our height after our last advance, or one is at least
+    /// two blocks ahead. A peer that advances below or up to our height is
+    /// catching up (after a halt, say), which says nothing about us.
     fn peers_moved_on(&self) -> bool {
         let own = self.own_height.unwrap_or(0);
         self.peers.iter().any(|p| {
-            p.last_advance.is_some_and(|t| t > self.own_last_advance)
+            let ahead = p.height.is_some_and(|h| h > own);
+            (ahead && p.last_advance.is_some_and(|t| t > self.own_last_advance))
                 || p.height.is_some_and(|h| h >= own.saturating_add(2))
         })
     }
@@ -287,6 +290,22 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_peer_catching_up_below_us_is_no_sign_of_a_stall() {
+        let t0 = Instant::now();
+        let mut d = StallDetector::new(rules(), t0, 1);
+        // A halted network: we stand at 31, a restarted peer catches up.
+        d.observe_own(t0, Ok(31));
+        for i in 0..60u64 {
+            d.observe_own(t0 + secs(i), Ok(31));
+            d.observe_peer(0, t0 + secs(i), Some(16 + i.min(15)));
+            assert_eq!(d.verdict(t0 + secs(i)), Verdict::Healthy, "second {i}");
+        }
+        // Once it passes us, the chain moves on without us.
+        d.observe_peer(0, t0 + 60 * S, Some(32));
+        assert!(matches!(d.verdict(t0 + 60 * S), Verdict::Hung(_)));
     }
 
     #[test]

@@ -21,6 +21,9 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use tendermint_rpc::{Client, HttpClient};
 
+pub mod testnet;
+pub use testnet::{Testnet, TestnetConfig};
+
 /// Keys with local nonces, so that one key can queue several transactions
 /// before a block; the nonce of a key never used here is read from the chain.
 pub struct Signer<'n> {
@@ -149,14 +152,20 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 /// listeners are held until all are chosen, so the kernel cannot hand the
 /// same ephemeral port out twice.
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N)
+    let mut ports = [0u16; N];
+    ports.copy_from_slice(&free_port_list(N));
+    ports
+}
+
+/// `count` distinct free loopback ports, as [`free_ports`] finds them.
+pub fn free_port_list(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port"))
         .collect();
-    let mut ports = [0u16; N];
-    for (port, listener) in ports.iter_mut().zip(&listeners) {
-        *port = listener.local_addr().expect("bound address").port();
-    }
-    ports
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("bound address").port())
+        .collect()
 }
 
 /// What a test network starts with.
@@ -222,16 +231,7 @@ impl Node {
     pub async fn start(config: NetConfig) -> Result<Self> {
         let home = tempfile::Builder::new().prefix("compute-net-").tempdir()?;
         let cometbft_home = home.path().join("cometbft");
-        let status = Command::new(cometbft_tool("cometbft"))
-            .args(["init", "--home"])
-            .arg(&cometbft_home)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .context("run cometbft init")?;
-        if !status.success() {
-            bail!("cometbft init failed: {status}");
-        }
+        cometbft_init(&cometbft_home)?;
         write_genesis(&cometbft_home, &config)?;
         set_fast_blocks(&cometbft_home, config.timeout_commit_ms)?;
         let [rpc_port, abci_port, p2p_port] = free_ports::<3>();
@@ -483,6 +483,22 @@ fn tail(path: &Path, bytes: u64) -> String {
     text
 }
 
+/// `cometbft init --home <home>`: a node key, a validator key and a genesis
+/// naming that validator.
+pub fn cometbft_init(cometbft_home: &Path) -> Result<()> {
+    let status = Command::new(cometbft_tool("cometbft"))
+        .args(["init", "--home"])
+        .arg(cometbft_home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("run cometbft init")?;
+    if !status.success() {
+        bail!("cometbft init failed: {status}");
+    }
+    Ok(())
+}
+
 /// Writes the chain id and the `app_state` into CometBFT's genesis file.
 pub fn write_genesis(cometbft_home: &Path, config: &NetConfig) -> Result<()> {
     let path = cometbft_home.join("config/genesis.json");
@@ -531,10 +547,19 @@ pub fn set_fast_blocks(cometbft_home: &Path, timeout_commit_ms: u64) -> Result<(
 /// each height equals the one CometBFT wrote into the next block's header.
 /// Returns the number of blocks replayed.
 pub async fn replay_and_compare_app_hashes(node: &Node) -> Result<u64> {
-    use compute_abci::store::MemStore;
-    use compute_abci::{App, BlockInput};
+    replay_chain(&node.client()).await
+}
 
-    let client = node.client();
+/// [`replay_and_compare_app_hashes`] against any node's RPC. Each block is
+/// finalized with what CometBFT told the application: the last commit's
+/// votes, paired with the validator set of the height before in its order
+/// (an absent vote names no address), and the block's evidence.
+pub async fn replay_chain(client: &HttpClient) -> Result<u64> {
+    use compute_abci::store::MemStore;
+    use compute_abci::{App, BlockInput, ConsensusInput, Vote};
+    use std::collections::BTreeMap;
+    use tendermint::block::Height;
+
     let genesis: tendermint::Genesis<Value> = client.genesis().await?;
     let validators: Vec<[u8; 32]> = genesis
         .validators
@@ -565,33 +590,78 @@ pub async fn replay_and_compare_app_hashes(node: &Node) -> Result<u64> {
             hex::encode(genesis_hash)
         );
     }
+    // Validator sets by the hash headers carry, fetched once each.
+    let mut sets: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut previous_set_hash: Option<Vec<u8>> = None;
     let mut block = first;
     for height in 1..latest {
         let txs: Vec<Vec<u8>> = block.data.clone();
-        let signers: Vec<Vec<u8>> = block
-            .last_commit
+        let mut votes = Vec::new();
+        if let (Some(commit), Some(set_hash)) = (&block.last_commit, &previous_set_hash) {
+            if !sets.contains_key(set_hash) {
+                let set = client
+                    .validators(Height::try_from(height - 1)?, tendermint_rpc::Paging::All)
+                    .await?;
+                let addresses = set
+                    .validators
+                    .iter()
+                    .map(|v| v.address.as_bytes().to_vec())
+                    .collect();
+                sets.insert(set_hash.clone(), addresses);
+            }
+            let addresses = &sets[set_hash];
+            if addresses.len() != commit.signatures.len() {
+                bail!(
+                    "the commit in block {height} has {} signatures for {} validators",
+                    commit.signatures.len(),
+                    addresses.len()
+                );
+            }
+            for (address, sig) in addresses.iter().zip(&commit.signatures) {
+                votes.push((address.clone(), sig.clone()));
+            }
+        }
+        let signers: Vec<Vec<u8>> = votes
             .iter()
-            .flat_map(|commit| &commit.signatures)
-            .filter_map(|sig| match sig {
-                tendermint::block::CommitSig::BlockIdFlagCommit {
-                    validator_address, ..
-                } => Some(validator_address.as_bytes().to_vec()),
-                _ => None,
-            })
+            .filter(|(_, sig)| sig.is_commit())
+            .map(|(address, _)| address.clone())
             .collect();
-        let output = app.finalize_block(BlockInput {
-            height: i64::try_from(height)?,
-            proposer_address: block.header.proposer_address.as_bytes(),
-            signer_addresses: &signers,
-            txs: &txs,
-            hash: block.header.hash().as_bytes(),
-            time_seconds: block.header.time.unix_timestamp(),
-        });
+        let mut consensus = ConsensusInput {
+            votes: votes
+                .iter()
+                .map(|(address, sig)| Vote {
+                    address: address.clone(),
+                    missed: sig.is_absent(),
+                })
+                .collect(),
+            misbehavior: Vec::new(),
+        };
+        for evidence in block.evidence.iter() {
+            match evidence {
+                tendermint::evidence::Evidence::DuplicateVote(dv) => {
+                    consensus.misbehavior.push(compute_abci::Misbehavior {
+                        kind: compute_abci::MisbehaviorKind::DuplicateVote,
+                        address: dv.vote_a.validator_address.as_bytes().to_vec(),
+                        height: i64::try_from(dv.vote_a.height.value())?,
+                    });
+                }
+                other => bail!("block {height} holds evidence the replay cannot read: {other:?}"),
+            }
+        }
+        let output = app.finalize_block_with(
+            BlockInput {
+                height: i64::try_from(height)?,
+                proposer_address: block.header.proposer_address.as_bytes(),
+                signer_addresses: &signers,
+                txs: &txs,
+                hash: block.header.hash().as_bytes(),
+                time_seconds: block.header.time.unix_timestamp(),
+            },
+            &consensus,
+        );
         app.commit();
-        let next = client
-            .block(tendermint::block::Height::try_from(height + 1)?)
-            .await?
-            .block;
+        previous_set_hash = Some(block.header.validators_hash.as_bytes().to_vec());
+        let next = client.block(Height::try_from(height + 1)?).await?.block;
         if next.header.app_hash.as_bytes() != output.app_hash {
             bail!(
                 "app hash after height {height}: replay computed {}, CometBFT recorded {}",
@@ -1204,20 +1274,26 @@ pub mod gateway_calls {
     }
 }
 
-/// A single validator run by `compute-supervisor` (cometbft plus
-/// compute-abci as one unit) on free loopback ports in a temporary home.
-/// The supervisor writes its pid files into [`SupervisedNode::run_dir`],
-/// its own log into `supervisor.log`, and the children's logs into `logs/`.
-/// Dropping it sends the supervisor SIGTERM (SIGKILL after a bounded wait)
-/// and kills any child it left behind.
+/// A validator run by `compute-supervisor` (cometbft plus compute-abci as
+/// one unit) on free loopback ports. The supervisor writes its pid files
+/// into [`SupervisedNode::run_dir`], its own log into `supervisor.log`, and
+/// the children's logs into `logs/`. Dropping it sends the supervisor
+/// SIGTERM (SIGKILL after a bounded wait) and kills any child it left
+/// behind.
 pub struct SupervisedNode {
-    home: TempDir,
+    // Dropped after the processes are stopped (fields drop in order).
+    _tmp: Option<TempDir>,
+    home: PathBuf,
     /// The chain id.
     pub chain_id: String,
     /// CometBFT's RPC port.
     pub rpc_port: u16,
     /// compute-abci's ABCI port.
     pub abci_port: u16,
+    /// CometBFT's P2P port.
+    pub p2p_port: u16,
+    // Flags after the ones every node gets, kept for restarts.
+    extra_args: Vec<String>,
     supervisor: Option<Child>,
 }
 
@@ -1225,23 +1301,59 @@ impl SupervisedNode {
     /// Initialises a home and genesis, starts `compute-supervisor` with the
     /// given extra flags, and returns once compute-abci committed a block.
     pub async fn start(config: NetConfig, extra_args: &[&str]) -> Result<Self> {
-        let home = tempfile::Builder::new().prefix("compute-sup-").tempdir()?;
-        let cometbft_home = home.path().join("cometbft");
-        let status = Command::new(cometbft_tool("cometbft"))
-            .args(["init", "--home"])
-            .arg(&cometbft_home)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .context("run cometbft init")?;
-        if !status.success() {
-            bail!("cometbft init failed: {status}");
-        }
+        let tmp = tempfile::Builder::new().prefix("compute-sup-").tempdir()?;
+        let cometbft_home = tmp.path().join("cometbft");
+        cometbft_init(&cometbft_home)?;
         write_genesis(&cometbft_home, &config)?;
         set_fast_blocks(&cometbft_home, config.timeout_commit_ms)?;
         let [rpc_port, abci_port, p2p_port] = free_ports::<3>();
-        let abci_addr = format!("tcp://127.0.0.1:{abci_port}");
-        let log = fs::File::create(home.path().join("supervisor.log"))?;
+        let mut node = Self {
+            home: tmp.path().to_owned(),
+            _tmp: Some(tmp),
+            chain_id: config.chain_id,
+            rpc_port,
+            abci_port,
+            p2p_port,
+            extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
+            supervisor: None,
+        };
+        node.spawn()?;
+        node.wait_for_height(1, Duration::from_secs(60)).await?;
+        wait_for_first_commit(&node.chain()).await?;
+        Ok(node)
+    }
+
+    /// A node whose CometBFT home `<home>/cometbft` is already initialised;
+    /// nothing runs until [`SupervisedNode::spawn`].
+    pub fn prepared(
+        home: PathBuf,
+        chain_id: String,
+        [rpc_port, abci_port, p2p_port]: [u16; 3],
+        extra_args: Vec<String>,
+    ) -> Self {
+        Self {
+            _tmp: None,
+            home,
+            chain_id,
+            rpc_port,
+            abci_port,
+            p2p_port,
+            extra_args,
+            supervisor: None,
+        }
+    }
+
+    /// Starts the supervisor (again), appending to `supervisor.log`.
+    pub fn spawn(&mut self) -> Result<()> {
+        if self.supervisor.is_some() {
+            bail!("the supervisor of {} already runs", self.home.display());
+        }
+        let cometbft_home = self.cometbft_home();
+        let abci_addr = format!("tcp://127.0.0.1:{}", self.abci_port);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.join("supervisor.log"))?;
         let child = Command::new(workspace_bin("compute-supervisor"))
             .arg("--cometbft-home")
             .arg(&cometbft_home)
@@ -1249,10 +1361,12 @@ impl SupervisedNode {
             .arg(cometbft_tool("cometbft"))
             .arg(format!("--cometbft-arg=--proxy_app={abci_addr}"))
             .arg(format!(
-                "--cometbft-arg=--rpc.laddr=tcp://127.0.0.1:{rpc_port}"
+                "--cometbft-arg=--rpc.laddr=tcp://127.0.0.1:{}",
+                self.rpc_port
             ))
             .arg(format!(
-                "--cometbft-arg=--p2p.laddr=tcp://127.0.0.1:{p2p_port}"
+                "--cometbft-arg=--p2p.laddr=tcp://127.0.0.1:{}",
+                self.p2p_port
             ))
             .arg("--cometbft-arg=--p2p.pex=false")
             .arg("--cometbft-arg=--log_level=info")
@@ -1260,34 +1374,49 @@ impl SupervisedNode {
             .arg(workspace_bin("compute-abci"))
             .arg("--abci-arg=--home")
             .arg("--abci-arg")
-            .arg(home.path().join("abci"))
+            .arg(self.home.join("abci"))
             .arg("--abci-arg=--addr")
             .arg(format!("--abci-arg={abci_addr}"))
             .arg("--abci-addr")
             .arg(&abci_addr)
             .arg("--rpc")
-            .arg(format!("http://127.0.0.1:{rpc_port}"))
+            .arg(self.rpc_url())
             .arg("--run-dir")
-            .arg(home.path().join("run"))
+            .arg(self.run_dir())
             .arg("--log-dir")
-            .arg(home.path().join("logs"))
-            .args(extra_args)
+            .arg(self.home.join("logs"))
+            .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("spawn compute-supervisor")?;
-        let node = Self {
-            home,
-            chain_id: config.chain_id,
-            rpc_port,
-            abci_port,
-            supervisor: Some(child),
-        };
-        node.wait_for_height(1, Duration::from_secs(60)).await?;
-        wait_for_first_commit(&node.chain()).await?;
-        Ok(node)
+        self.supervisor = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILLs the supervisor and both children at once, as a power cut
+    /// would; [`SupervisedNode::spawn`] starts the unit again.
+    pub fn kill_unit(&mut self) {
+        let children: Vec<u32> = ["cometbft", "compute-abci"]
+            .iter()
+            .filter_map(|name| self.child_pid(name))
+            .collect();
+        kill(self.supervisor.take());
+        for pid in children.into_iter().filter(|p| pid_alive(*p)) {
+            let _ = send_signal(pid, "KILL");
+        }
+    }
+
+    /// Whether the supervisor runs.
+    pub fn supervised(&self) -> bool {
+        self.supervisor.is_some()
+    }
+
+    /// The node's home: `cometbft/`, `abci/`, `run/`, `logs/`.
+    pub fn home(&self) -> &Path {
+        &self.home
     }
 
     /// The RPC URL of CometBFT.
@@ -1312,12 +1441,12 @@ impl SupervisedNode {
 
     /// CometBFT's home.
     pub fn cometbft_home(&self) -> PathBuf {
-        self.home.path().join("cometbft")
+        self.home.join("cometbft")
     }
 
     /// The supervisor's `--run-dir`.
     pub fn run_dir(&self) -> PathBuf {
-        self.home.path().join("run")
+        self.home.join("run")
     }
 
     /// The pid in `<run-dir>/<name>.pid` (`cometbft`, `compute-abci`).
@@ -1353,7 +1482,7 @@ impl SupervisedNode {
 
     /// Everything the supervisor logged so far.
     pub fn supervisor_log(&self) -> String {
-        fs::read_to_string(self.home.path().join("supervisor.log")).unwrap_or_default()
+        fs::read_to_string(self.home.join("supervisor.log")).unwrap_or_default()
     }
 
     /// How many lines of the supervisor's log contain `needle`.
@@ -1410,9 +1539,9 @@ impl SupervisedNode {
     /// The last lines of `supervisor`, `cometbft` or `compute-abci`'s log.
     pub fn log_tail(&self, name: &str) -> String {
         let path = if name == "supervisor" {
-            self.home.path().join("supervisor.log")
+            self.home.join("supervisor.log")
         } else {
-            self.home.path().join("logs").join(format!("{name}.log"))
+            self.home.join("logs").join(format!("{name}.log"))
         };
         tail(&path, 6000)
     }
