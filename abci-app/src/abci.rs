@@ -19,7 +19,7 @@ use tendermint_proto::v0_38::abci::{
 };
 use tendermint_proto::v0_38::abci::{MisbehaviorType, ValidatorUpdate};
 use tendermint_proto::v0_38::crypto::public_key::Sum;
-use tendermint_proto::v0_38::crypto::PublicKey;
+use tendermint_proto::v0_38::crypto::{ProofOp, ProofOps, PublicKey};
 
 use crate::app::{App, BlockInput};
 use crate::codes::CODESPACE;
@@ -27,7 +27,7 @@ use crate::store::Store;
 
 /// The ABCI application version reported by `Info`; bumped with every
 /// change of the state machine's rules.
-pub const APP_VERSION: u64 = 3;
+pub const APP_VERSION: u64 = 4;
 
 /// An [`App`] shared by the ABCI connections.
 pub struct AbciApp<S: Store> {
@@ -39,6 +39,8 @@ pub struct AbciApp<S: Store> {
     /// `/nonce` reads without the lock above (they have their own, held for
     /// one map operation).
     pending: Arc<crate::query::PendingNonces>,
+    /// Heights of state the app keeps for historical queries.
+    history: u64,
 }
 
 impl<S: Store> Clone for AbciApp<S> {
@@ -47,6 +49,7 @@ impl<S: Store> Clone for AbciApp<S> {
             inner: Arc::clone(&self.inner),
             store: Arc::clone(&self.store),
             pending: Arc::clone(&self.pending),
+            history: self.history,
         }
     }
 }
@@ -56,10 +59,12 @@ impl<S: Store> AbciApp<S> {
     pub fn new(app: App<S>) -> Self {
         let store = app.shared_store();
         let pending = app.shared_pending();
+        let history = app.state_history();
         Self {
             inner: Arc::new(Mutex::new(app)),
             store,
             pending,
+            history,
         }
     }
 
@@ -238,13 +243,33 @@ impl<S: Store> Application for AbciApp<S> {
     }
 
     fn query(&self, request: RequestQuery) -> ResponseQuery {
-        let outcome =
-            crate::app::query_snapshot(&*self.store, &self.pending, &request.path, request.height);
+        let outcome = crate::app::query_snapshot(
+            &*self.store,
+            &self.pending,
+            &request.path,
+            crate::app::QueryOptions {
+                height: request.height,
+                prove: request.prove,
+                history: self.history,
+            },
+        );
+        let proof_ops = request.prove.then(|| ProofOps {
+            ops: outcome
+                .proofs
+                .into_iter()
+                .map(|p| ProofOp {
+                    r#type: crate::tree::PROOF_OP_TYPE.to_owned(),
+                    key: p.key,
+                    data: p.proof,
+                })
+                .collect(),
+        });
         ResponseQuery {
             code: outcome.code.value(),
             log: outcome.log,
             value: outcome.value.into(),
             height: outcome.height,
+            proof_ops,
             codespace: CODESPACE.to_owned(),
             ..Default::default()
         }

@@ -5,7 +5,7 @@
 use compute_proto::tx::verify_batch;
 use compute_proto::{pb, SignedTx, TxError};
 
-use crate::apphash::{self, LastCommit};
+use crate::apphash::LastCommit;
 use crate::codes::{Code, Rejection};
 use crate::events::Event;
 use crate::genesis::{Genesis, GenesisError};
@@ -89,6 +89,31 @@ pub struct QueryOutcome {
     pub value: Vec<u8>,
     /// The height the answer is for.
     pub height: i64,
+    /// With `prove`: one proof per raw state key the answer read, against
+    /// the app hash after `height` (in the header of block `height + 1`).
+    pub proofs: Vec<KeyProof>,
+}
+
+/// A raw state key and the ICS-23 proof of its value (or absence) in the
+/// state tree (see [`crate::tree`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyProof {
+    /// The raw key.
+    pub key: Vec<u8>,
+    /// A protobuf `cosmos.ics23.v1.CommitmentProof`: an existence proof,
+    /// which carries the raw value, or a non-existence proof.
+    pub proof: Vec<u8>,
+}
+
+/// What a query asks besides its path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryOptions {
+    /// The height to answer at; 0 for the last commit.
+    pub height: i64,
+    /// Whether to prove the raw keys the answer read.
+    pub prove: bool,
+    /// Heights of state the node keeps (see [`App::with_state_history`]).
+    pub history: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -123,7 +148,17 @@ pub struct App<S: Store> {
     last: LastCommit,
     /// Compiles stored modules and runs `verify` for Verified jobs.
     verifier: Verifier,
+    /// The genesis height: tree version 0 (see [`crate::tree`]).
+    base: u64,
+    /// Past heights whose state tree this node keeps (queries and proofs
+    /// at them), the last commit included.
+    history: u64,
 }
+
+/// Heights of state kept by default for historical queries and proofs.
+pub const DEFAULT_STATE_HISTORY: u64 = 10_000;
+/// Stale tree records pruned at most per commit; the rest waits.
+const PRUNE_PER_COMMIT: usize = 20_000;
 
 /// The 20-byte CometBFT address of an ed25519 consensus key.
 pub fn validator_address(pub_key: &[u8; 32]) -> [u8; 20] {
@@ -163,6 +198,13 @@ impl<S: Store> App<S> {
                 None
             }
         };
+        let base = crate::tree::base_height(&store).unwrap_or_else(|| {
+            assert!(
+                last.height == 0,
+                "state has commits but no state tree: it was written by an older compute-abci; resync this node"
+            );
+            0
+        });
         Self {
             store: std::sync::Arc::new(store),
             chain,
@@ -172,7 +214,29 @@ impl<S: Store> App<S> {
             pending: std::sync::Arc::default(),
             last,
             verifier: Verifier::default(),
+            base,
+            history: DEFAULT_STATE_HISTORY,
         }
+    }
+
+    /// Keeps the state tree of the last `heights` heights (at least 1, the
+    /// last commit) for historical queries; older versions are pruned.
+    pub fn with_state_history(mut self, heights: u64) -> Self {
+        self.history = heights.max(1);
+        self
+    }
+
+    /// Heights of state this node keeps for queries.
+    pub fn state_history(&self) -> u64 {
+        self.history
+    }
+
+    /// The tree version of `height`.
+    fn version(&self, height: i64) -> u64 {
+        u64::try_from(height)
+            .ok()
+            .and_then(|h| h.checked_sub(self.base))
+            .unwrap_or_else(|| panic!("height {height} lies before genesis height {}", self.base))
     }
 
     /// Keeps the modules this validator compiles in `dir`, so that a
@@ -243,9 +307,16 @@ impl<S: Store> App<S> {
         }
         state.put_record(keys::params(), &genesis.params);
         state.put_raw(keys::chain_id(), chain_id.as_bytes().to_vec());
-        let delta = state.into_delta();
+        let mut delta = state.into_delta();
         let genesis_height = u64::try_from(initial_height.max(1).saturating_sub(1)).unwrap_or(0);
-        let app_hash = apphash::next(&[0; 32], genesis_height, &delta);
+        // The state tree starts at version 0 with genesis.
+        let (app_hash, tree) = crate::tree::apply(&*self.store, &delta, 0);
+        delta.merge(tree);
+        delta.put(
+            crate::tree::base_key(),
+            genesis_height.to_be_bytes().to_vec(),
+        );
+        self.base = genesis_height;
         self.genesis = Some(delta);
         // Stored sparse (parameters genesis did not name are absent, as
         // before they existed), held resolved, as a restart reads them.
@@ -493,8 +564,9 @@ impl<S: Store> App<S> {
         let delta = staking.into_delta();
         block.absorb(delta);
         events.extend(validator_events);
-        let delta = block.into_delta();
-        let app_hash = apphash::next(&self.last.app_hash, ctx.height, &delta);
+        let mut delta = block.into_delta();
+        let (app_hash, tree) = crate::tree::apply(&committed, &delta, self.version(input.height));
+        delta.merge(tree);
         self.block = Some(PendingBlock {
             height: input.height,
             delta,
@@ -518,6 +590,18 @@ impl<S: Store> App<S> {
         };
         let mut writes = self.genesis.take().unwrap_or_default();
         writes.merge(block.delta);
+        // Versions below the window are no longer served: what only they
+        // read goes (a bounded amount a commit; the state hash is not
+        // affected, this is this node's own storage).
+        let version = self.version(block.height);
+        let keep_from = version.saturating_sub(self.history.saturating_sub(1));
+        if keep_from > 0 {
+            writes.merge(crate::tree::prune(
+                &*self.store,
+                keep_from,
+                PRUNE_PER_COMMIT,
+            ));
+        }
         self.store.commit(
             &writes,
             &pb::CommitInfo {
@@ -535,9 +619,21 @@ impl<S: Store> App<S> {
     }
 
     /// Answers a query against the last committed state (and `/nonce`
-    /// also against CheckTx's count of the mempool).
+    /// also against CheckTx's count of the mempool), or at `height`.
     pub fn query(&self, path: &str, height: i64) -> QueryOutcome {
-        query_snapshot(&*self.store, &self.pending, path, height)
+        self.query_with(
+            path,
+            QueryOptions {
+                height,
+                prove: false,
+                history: self.history,
+            },
+        )
+    }
+
+    /// [`App::query`] with proofs when `options.prove`.
+    pub fn query_with(&self, path: &str, options: QueryOptions) -> QueryOutcome {
+        query_snapshot(&*self.store, &self.pending, path, options)
     }
 }
 
@@ -546,44 +642,126 @@ impl<S: Store> App<S> {
 /// of the state machine is taken. `/nonce` also reads `pending`, the next
 /// nonces CheckTx counted since the last commit (under their own short
 /// lock).
+///
+/// At an earlier height inside the node's history the answer is read from
+/// the state tree's versions: records by key, but no pages (the tree is
+/// keyed by hash, so it cannot list a range as of a past height). With
+/// `prove`, every raw key the answer read gets a proof.
 pub fn query_snapshot<S: Store>(
     store: &S,
     pending: &crate::query::PendingNonces,
     path: &str,
-    height: i64,
+    options: QueryOptions,
 ) -> QueryOutcome {
     let snapshot = store.snapshot();
     let info = snapshot.commit_info();
     let committed_height = info.as_ref().map_or(0, |c| c.height);
-    if height != 0 && height != committed_height {
-        return QueryOutcome {
-            code: Code::HeightUnavailable,
-            log: format!(
-                "height {height} is not available: this node serves the latest committed height {committed_height} only (query with height 0)"
-            ),
-            value: Vec::new(),
-            height: committed_height,
-        };
-    }
-    let last = LastCommit {
+    let refuse = |code: Code, log: String| QueryOutcome {
+        code,
+        log,
+        value: Vec::new(),
         height: committed_height,
-        app_hash: info
-            .and_then(|c| <[u8; 32]>::try_from(c.app_hash.as_slice()).ok())
-            .unwrap_or([0; 32]),
+        proofs: Vec::new(),
     };
-    let answer = crate::query::route(snapshot.as_ref(), path, committed_height, &last, pending);
+    let height = if options.height == 0 {
+        committed_height
+    } else {
+        options.height
+    };
+    let base = crate::tree::base_height(snapshot.as_ref());
+    let oldest = committed_height
+        .saturating_sub(i64::try_from(options.history.max(1)).unwrap_or(i64::MAX))
+        .saturating_add(1);
+    let historical = height != committed_height;
+    let version = base.and_then(|b| u64::try_from(height).ok()?.checked_sub(b));
+    if historical && (height > committed_height || height < oldest || version.is_none()) {
+        return refuse(
+            Code::HeightUnavailable,
+            format!(
+                "height {height} is not available: this node keeps the state of heights {} to {committed_height} (query with height 0 for the latest)",
+                oldest.max(
+                    base.and_then(|b| i64::try_from(b).ok())
+                        .unwrap_or(0)
+                        .saturating_add(1)
+                )
+            ),
+        );
+    }
+    let tree = crate::tree::TreeView::new(snapshot.as_ref());
+    let app_hash = if historical {
+        match version.map(|v| tree.root(v)) {
+            Some(Ok(Some(root))) => root,
+            _ => {
+                return refuse(
+                    Code::HeightUnavailable,
+                    format!(
+                        "height {height} is not available: its state has been pruned on this node"
+                    ),
+                )
+            }
+        }
+    } else {
+        info.and_then(|c| <[u8; 32]>::try_from(c.app_hash.as_slice()).ok())
+            .unwrap_or([0; 32])
+    };
+    let last = LastCommit { height, app_hash };
+    let past = crate::tree::PastView::new(&tree, version.unwrap_or(0));
+    let view: &dyn crate::store::KvRead = if historical { &past } else { snapshot.as_ref() };
+    let reads = crate::tree::ReadLog::default();
+    let recorded = crate::tree::Recording::new(view, &reads);
+    let no_pending = crate::query::PendingNonces::default();
+    let answer = crate::query::route(
+        &recorded,
+        path,
+        height,
+        &last,
+        if historical { &no_pending } else { pending },
+    );
+    if past.scanned() {
+        return refuse(
+            Code::HeightUnavailable,
+            format!(
+                "{path} lists records, which this node answers at its latest height only (query with height 0); records by key are served at past heights"
+            ),
+        );
+    }
+    let mut proofs = Vec::new();
+    if options.prove {
+        let Some(version) = version else {
+            return refuse(
+                Code::HeightUnavailable,
+                "nothing to prove before genesis".to_owned(),
+            );
+        };
+        for key in reads.keys() {
+            match tree.prove(&key, version) {
+                Ok((_, proof)) => proofs.push(KeyProof {
+                    key,
+                    proof: prost_ics23::Message::encode_to_vec(&proof),
+                }),
+                Err(e) => {
+                    return refuse(
+                        Code::HeightUnavailable,
+                        format!("cannot prove height {height} on this node: {e:#}"),
+                    )
+                }
+            }
+        }
+    }
     match answer {
         Ok(value) => QueryOutcome {
             code: Code::Ok,
             log: String::new(),
             value,
-            height: committed_height,
+            height,
+            proofs,
         },
         Err((code, log)) => QueryOutcome {
             code,
             log,
             value: Vec::new(),
-            height: committed_height,
+            height,
+            proofs,
         },
     }
 }

@@ -28,6 +28,7 @@ pub mod settlement;
 pub mod state;
 pub mod store;
 pub mod task;
+pub mod tree;
 pub mod validators;
 pub mod verify;
 

@@ -27,6 +27,11 @@ struct Args {
     /// Read buffer per ABCI connection, in bytes; large blocks want a large one.
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     read_buf_bytes: usize,
+    /// Heights of state kept for queries and proofs at past heights (the
+    /// last commit included); older versions of the state tree are pruned.
+    #[arg(long, default_value_t = compute_abci::app::DEFAULT_STATE_HISTORY,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    state_history: u64,
 }
 
 fn default_home() -> PathBuf {
@@ -51,7 +56,9 @@ fn main() -> anyhow::Result<()> {
     let store = RocksStore::open(&db_path)?;
     // Modules compiled when stored are kept beside the state, so that a
     // restart does not compile them again.
-    let app = App::new(store).with_module_cache(args.home.join("compiled"));
+    let app = App::new(store)
+        .with_module_cache(args.home.join("compiled"))
+        .with_state_history(args.state_history);
     let last = app.last_commit();
     tracing::info!(
         home = %args.home.display(),

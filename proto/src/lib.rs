@@ -13,6 +13,7 @@ pub mod hash;
 pub mod ids;
 pub mod keys;
 pub mod limits;
+pub mod state;
 pub mod status;
 pub mod tx;
 pub mod upload;

@@ -1,0 +1,41 @@
+//! How raw state entries sit in the state tree, for the chain that proves
+//! them and the clients that check the proofs (docs/PROTOCOL.md, "State
+//! keys and values").
+
+/// The `type` of the `ProofOp` that carries one raw key's proof in a query
+/// answer (`data`: a protobuf `cosmos.ics23.v1.CommitmentProof`).
+pub const PROOF_OP_TYPE: &str = "ics23:jmt";
+
+/// The first byte of every leaf value: ICS-23 refuses empty values, and
+/// many raw values are empty (index keys, protobuf records whose fields
+/// are all zero), so a leaf holds this byte and then the raw value.
+pub const LEAF_TAG: u8 = 0x01;
+
+/// The leaf value of a raw value: [`LEAF_TAG`] then the raw bytes.
+pub fn leaf_value(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + raw.len());
+    out.push(LEAF_TAG);
+    out.extend_from_slice(raw);
+    out
+}
+
+/// The raw value in a leaf value, if it is one.
+pub fn raw_value(leaf: &[u8]) -> Option<&[u8]> {
+    match leaf.split_first() {
+        Some((&LEAF_TAG, raw)) => Some(raw),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leaf_is_the_tag_then_the_raw_value() {
+        assert_eq!(leaf_value(b""), vec![LEAF_TAG]);
+        assert_eq!(raw_value(&leaf_value(b"abc")), Some(&b"abc"[..]));
+        assert_eq!(raw_value(b""), None);
+        assert_eq!(raw_value(b"\x00abc"), None);
+    }
+}
