@@ -37,14 +37,14 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use compute_client::submit::tx_hash;
 use compute_client::{ChainClient, JobTasks, Query};
-use compute_proto::views::ValidatorView;
+use compute_proto::views::{AccountView, StatsView, ValidatorView, WorkerView};
 use compute_proto::{AccountId, SigningKey, TxBuilder};
 use compute_tests::{
     cli_new_key, poll_until, primes_follow_args, replay_chain, run_cli, send_signal, transfer,
     write_primes_inputs, Gateway, NetConfig, Testnet, TestnetConfig, WorkerOptions, WorkerProcess,
 };
 use serde_json::{json, Value};
-use tendermint_rpc::Client;
+use tendermint_rpc::{Client, HttpClient};
 
 /// Genesis validators; node `VALIDATORS` is the full node that joins.
 const VALIDATORS: usize = 4;
@@ -407,23 +407,7 @@ async fn join(world: &mut World) -> Result<()> {
     let key_file = world.net.priv_validator_key_file(JOINER);
     let key_file = key_file.to_str().context("a UTF-8 path")?;
     let operator_key = world.operator_key.to_str().context("a UTF-8 path")?;
-    let stake = STAKE.to_string();
-    let bonded = world
-        .cli(
-            0,
-            &[
-                "validator",
-                "bond",
-                "--key",
-                operator_key,
-                "--consensus-key",
-                key_file,
-                "--stake",
-                &stake,
-            ],
-        )
-        .await?;
-    ensure!(bonded["status"] == "committed", "bond: {bonded}");
+    bond(world, 0, operator_key, key_file).await?;
     let address = world.net.validator_address(JOINER)?;
     poll_until(
         "CometBFT takes the bonded validator into its set",
@@ -479,23 +463,7 @@ async fn leave(world: &mut World) -> Result<()> {
         imported.to_string().contains(&account.to_hex()),
         "keys import: {imported}"
     );
-    let stake = STAKE.to_string();
-    let bonded = world
-        .cli(
-            1,
-            &[
-                "validator",
-                "bond",
-                "--key",
-                &own_key,
-                "--consensus-key",
-                key_file,
-                "--stake",
-                &stake,
-            ],
-        )
-        .await?;
-    ensure!(bonded["status"] == "committed", "bond: {bonded}");
+    bond(world, 1, &own_key, key_file).await?;
     let unbonded = world
         .cli(1, &["validator", "unbond", "--key", &own_key])
         .await?;
@@ -539,6 +507,25 @@ async fn leave(world: &mut World) -> Result<()> {
         "the stake returned after the unbonding delay: {record:?}"
     );
     eprintln!("node {LEAVER} left the validators; its stake returned at {completion}");
+    Ok(())
+}
+
+/// `compute validator bond` of [`STAKE`] through node `node`, signed by
+/// `operator_key` for the consensus key in `key_file`; it must commit.
+async fn bond(world: &World, node: usize, operator_key: &str, key_file: &str) -> Result<()> {
+    let stake = STAKE.to_string();
+    let args = [
+        "validator",
+        "bond",
+        "--key",
+        operator_key,
+        "--consensus-key",
+        key_file,
+        "--stake",
+        &stake,
+    ];
+    let bonded = world.cli(node, &args).await?;
+    ensure!(bonded["status"] == "committed", "bond: {bonded}");
     Ok(())
 }
 
@@ -682,61 +669,78 @@ async fn check_final_state(world: &World, sent: &[Sent], job: &Value) -> Result<
     );
 
     // Credits are conserved, read at one height: blocks keep coming (each
-    // mints a reward), so the reading is taken again until no block
-    // committed during it.
+    // mints a reward), so every record is asked as of the same height.
     let job_id = job["job"].as_str().context("the job's id")?.parse()?;
-    let mut attempts = 0;
-    let (held, stats) = loop {
-        attempts += 1;
-        let before = chains[0].stats().await?;
-        let held = credits_held(world, &chains[0], &job_id).await?;
-        let after = chains[0].stats().await?;
-        if before.height == after.height {
-            break (held, after);
-        }
-        ensure!(
-            attempts < 20,
-            "no reading of the credits fit between two blocks"
-        );
-    };
+    let client = world.net.nodes[0].client();
+    let height = chains[0].stats().await?.height;
+    let stats: StatsView = query_at(&client, "/stats", height).await?;
+    let held = credits_held(world, &client, height).await?;
+    // The job has completed: its escrow no longer changes.
+    let held = held
+        + chains[0]
+            .job(&job_id, JobTasks::Without)
+            .await?
+            .summary
+            .escrow;
     let genesis = BALANCE * (SENDERS as u64 + 5) + VALIDATOR_BALANCE * VALIDATORS as u64;
     let expected = genesis + stats.credits_minted - stats.credits_slashed;
     ensure!(
         held == expected,
-        "credits at height {}: accounts, stakes and bonds hold {held}; genesis {genesis} + minted {} - slashed {} = {expected}",
-        stats.height,
+        "credits at height {height}: accounts, stakes, bonds and escrow hold {held}; genesis {genesis} + minted {} - slashed {} = {expected}",
         stats.credits_minted,
         stats.credits_slashed
     );
     Ok(())
 }
 
-/// Every credit the scenario's accounts hold: balances, worker stakes,
-/// bonded and unbonding validator stake, and the job's escrow.
-async fn credits_held(
-    world: &World,
-    chain: &ChainClient,
-    job: &compute_proto::JobId,
-) -> Result<u64> {
+/// Every credit the scenario's accounts hold after `height`: balances,
+/// worker stakes, and bonded and unbonding validator stake.
+async fn credits_held(world: &World, client: &HttpClient, height: i64) -> Result<u64> {
     let mut accounts: Vec<AccountId> = world.senders.iter().map(SigningKey::account).collect();
     accounts.extend([world.sink, world.requester, world.operator]);
     for i in 0..VALIDATORS {
         accounts.push(world.net.consensus_key(i)?.account());
     }
+    accounts.extend(world.workers.iter().map(|w| w.account));
     let mut held: u64 = 0;
     for account in &accounts {
-        held += chain.account(account).await?.balance;
+        let view: AccountView = query_at(client, &format!("/account/{account}"), height).await?;
+        held += view.balance;
     }
     for worker in &world.workers {
-        held += chain.account(&worker.account).await?.balance;
-        held += chain.worker(&worker.account).await?.stake;
+        let view: WorkerView =
+            query_at(client, &format!("/worker/{}", worker.account), height).await?;
+        held += view.stake;
     }
     for i in [JOINER, LEAVER] {
-        let v = validator_view(chain, &world.net.validator_address(i)?).await?;
+        let address = world.net.validator_address(i)?.to_lowercase();
+        let v: ValidatorView = query_at(client, &format!("/validator/{address}"), height).await?;
         held += v.bonded + v.unbonding.iter().map(|u| u.amount).sum::<u64>();
     }
-    held += chain.job(job, JobTasks::Without).await?.summary.escrow;
     Ok(held)
+}
+
+/// A query's JSON answer as of `height`.
+async fn query_at<T: serde::de::DeserializeOwned>(
+    client: &HttpClient,
+    path: &str,
+    height: i64,
+) -> Result<T> {
+    let answer = client
+        .abci_query(
+            Some(path.to_owned()),
+            Vec::new(),
+            Some(tendermint::block::Height::try_from(height)?),
+            false,
+        )
+        .await?;
+    ensure!(
+        answer.code.is_ok(),
+        "{path} at height {height}: code {} {}",
+        answer.code.value(),
+        answer.log
+    );
+    Ok(serde_json::from_slice(&answer.value)?)
 }
 
 /// The highest height the nodes `which` report.
