@@ -28,7 +28,12 @@ home="${DEVNET_HOME:-$root/.devnet}"
 rpc="http://127.0.0.1:${DEVNET_RPC_PORT:-26657}"
 gateway="http://127.0.0.1:${DEVNET_GRPC_PORT:-9090}"
 bin="$COMPUTE_BIN_DIR"
-compute() { "$bin/compute" --node "$rpc" --gateway "$gateway" "$@"; }
+# Reads are verified against headers the light client checks from this
+# devnet's own genesis file; its trust store lives (and is reset) with it.
+compute() {
+  "$bin/compute" --node "$rpc" --gateway "$gateway" \
+    --genesis "$home/cometbft/config/genesis.json" --trust-store "$home/light.json" "$@"
+}
 demo_dir="$home/demo"
 mkdir -p "$demo_dir"
 
@@ -108,6 +113,10 @@ value="$(echo "$answer" | sed -n 's/.*"value": *"\([^"]*\)".*/\1/p')"
 echo "/reputation/$cheater"
 echo "  $(echo "$value" | base64 -d)"
 compute query "/worker/$cheater"
+
+echo
+echo "== the same record, verified: the header its app hash is in, and the proven state key"
+compute verify query "/worker/$cheater"
 
 echo
 echo "== reputations after the job"

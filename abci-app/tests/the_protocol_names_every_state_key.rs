@@ -47,7 +47,15 @@ fn section() -> String {
 fn keys_code() -> String {
     let text = read("abci-app/src/state/keys.rs");
     let end = text.find("#[cfg(test)]").unwrap_or(text.len());
-    text[..end].to_owned()
+    // The prefixes clients build keys with live in the wire crate.
+    let shared = read("proto/src/state.rs");
+    let shared_end = shared.find("#[cfg(test)]").unwrap_or(shared.len());
+    let shared: String = shared[..shared_end]
+        .lines()
+        .filter(|l| l.contains("_PREFIX: &[u8]"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!("{}\n{shared}", &text[..end])
 }
 
 /// The string and byte-string literals of `code`, as written between their

@@ -47,6 +47,7 @@ pub mod light;
 pub mod proof;
 pub mod query;
 pub mod submit;
+pub mod verified;
 
 pub use backoff::{retry, retry_with, Backoff, RETRY_ATTEMPTS_MAX};
 pub use chain::{node_order, parse_tx_hash, ChainClient, NodeStatus, TxReceipt};

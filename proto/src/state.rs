@@ -6,6 +6,21 @@
 /// answer (`data`: a protobuf `cosmos.ics23.v1.CommitmentProof`).
 pub const PROOF_OP_TYPE: &str = "ics23:jmt";
 
+/// Prefix of account records (`compute.v1.Account`).
+pub const ACCOUNT_PREFIX: &[u8] = b"acct/";
+/// Prefix of registered workers (`compute.v1.Worker`).
+pub const WORKER_PREFIX: &[u8] = b"wrk/";
+
+/// The raw key of `id`'s account record.
+pub fn account_key(id: &crate::AccountId) -> Vec<u8> {
+    [ACCOUNT_PREFIX, id.as_bytes()].concat()
+}
+
+/// The raw key of `id`'s worker record.
+pub fn worker_key(id: &crate::AccountId) -> Vec<u8> {
+    [WORKER_PREFIX, id.as_bytes()].concat()
+}
+
 /// The first byte of every leaf value: ICS-23 refuses empty values, and
 /// many raw values are empty (index keys, protobuf records whose fields
 /// are all zero), so a leaf holds this byte and then the raw value.

@@ -3,16 +3,16 @@
 
 use compute_proto::{AccountId, JobId, ModuleId};
 
-/// Prefix of account records.
-pub const ACCOUNT_PREFIX: &[u8] = b"acct/";
+/// Prefix of account records (the wire contract's, `compute_proto::state`).
+pub const ACCOUNT_PREFIX: &[u8] = compute_proto::state::ACCOUNT_PREFIX;
 /// Prefix of the validator registry (consensus address to account).
 pub const VALIDATOR_PREFIX: &[u8] = b"val/";
 /// Prefix of module metadata.
 pub const MODULE_PREFIX: &[u8] = b"mod/";
 /// Prefix of module bytes.
 pub const MODULE_CODE_PREFIX: &[u8] = b"modcode/";
-/// Prefix of registered workers.
-pub const WORKER_PREFIX: &[u8] = b"wrk/";
+/// Prefix of registered workers (the wire contract's, `compute_proto::state`).
+pub const WORKER_PREFIX: &[u8] = compute_proto::state::WORKER_PREFIX;
 /// Prefix of jobs.
 pub const JOB_PREFIX: &[u8] = b"job/";
 /// Prefix of tasks, by job then big-endian index.

@@ -14,6 +14,7 @@ use compute_client::{
     SubmitStatus, Submitted, Wait,
 };
 use compute_node::jobs::{self, Progress, TxReport};
+use compute_node::verify;
 use compute_proto::keys::KeyFile;
 use compute_proto::views::JobView;
 use compute_proto::{pb, AccountId, JobId, JobStatus, SigningKey, TaskStatus};
@@ -50,6 +51,25 @@ struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
+    /// Believe the node's answers without checking them. Otherwise `query`,
+    /// `verify` and `account` ask for proofs and check them against a
+    /// header the light client verified by its validators' signatures
+    /// (docs/CHAIN.md, "Proofs").
+    #[arg(long, global = true, env = "COMPUTE_TRUST_NODE")]
+    trust_node: bool,
+    /// The light client's trust store (the headers it verified), created
+    /// on first use [default: ~/.compute/light/<chain id>.json].
+    #[arg(long, global = true, env = "COMPUTE_TRUST_STORE")]
+    trust_store: Option<PathBuf>,
+    /// Anchor a new trust store at this header, learnt out of band:
+    /// HEIGHT:HASH. Without it (or --genesis), a new store trusts the
+    /// genesis validators of the node's /genesis (trust on first use).
+    #[arg(long, global = true)]
+    trust_anchor: Option<String>,
+    /// Anchor a new trust store at the chain's first block through the
+    /// validators of this genesis file.
+    #[arg(long, global = true)]
+    genesis: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -104,11 +124,20 @@ enum Command {
         /// The hash (64 hex characters, as printed; `0x` optional).
         hash: String,
     },
-    /// Run a raw ABCI query such as /stats or /params.
+    /// Run an ABCI query such as /stats or /params; its answer is verified
+    /// unless --trust-node.
     Query {
         /// The query path.
         path: String,
+        /// Answer as of this height (records by key, within what the node
+        /// keeps); the latest when omitted.
+        #[arg(long)]
+        height: Option<u64>,
     },
+    /// Show what proves an answer: the verified header and every proven
+    /// state key.
+    #[command(subcommand)]
+    Verify(VerifyCommand),
     /// Show the node's latest height and app hash.
     Status,
     /// Edit a CometBFT genesis file's `app_state` before the chain starts.
@@ -133,6 +162,19 @@ enum Command {
         /// Rows to show.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum VerifyCommand {
+    /// Ask a query with proofs and show the header it was verified against
+    /// and every raw state key it rests on.
+    Query {
+        /// The query path, e.g. /account/<hex>.
+        path: String,
+        /// Answer as of this height; the latest when omitted.
+        #[arg(long)]
+        height: Option<u64>,
     },
 }
 
@@ -503,6 +545,19 @@ fn print(output: Output, value: &serde_json::Value, text: impl FnOnce() -> Strin
     }
 }
 
+/// Where the light client's trust comes from.
+fn trust_of(
+    store: &Option<PathBuf>,
+    anchor: &Option<String>,
+    genesis: &Option<PathBuf>,
+) -> verify::Trust {
+    verify::Trust {
+        store: store.clone(),
+        anchor: anchor.clone(),
+        genesis: genesis.clone(),
+    }
+}
+
 /// An account id given as hex or as a key file.
 fn resolve_account(who: &str) -> Result<AccountId> {
     if let Ok(id) = AccountId::from_hex(who) {
@@ -685,7 +740,14 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Account { who } => {
             let id = resolve_account(&who)?;
             let client = connect(&cli.node, cli.chain_id).await?;
-            let account = client.account(&id).await?;
+            let account: compute_proto::views::AccountView = if cli.trust_node {
+                client.account(&id).await?
+            } else {
+                let trust = trust_of(&cli.trust_store, &cli.trust_anchor, &cli.genesis);
+                let answer =
+                    verify::verified(&client, &trust, &format!("/account/{id}"), None).await?;
+                serde_json::from_value(verify::answer_value(&answer)?)?
+            };
             print(output, &to_json(&account)?, || {
                 format!(
                     "account {id}\n  balance {}\n  nonce   {}",
@@ -787,11 +849,28 @@ async fn run(cli: Cli) -> Result<i32> {
             let client = connect(&cli.node, cli.chain_id).await?;
             return show_tx(&client, &hash, output).await;
         }
-        Command::Query { path } => {
+        Command::Query { path, height } => {
             let client = connect(&cli.node, cli.chain_id).await?;
-            let value: serde_json::Value = client.query(&path).await?;
+            let value: serde_json::Value = if cli.trust_node {
+                match height {
+                    None => client.query(&path).await?,
+                    Some(_) => bail!("--height needs verification: drop --trust-node"),
+                }
+            } else {
+                let trust = trust_of(&cli.trust_store, &cli.trust_anchor, &cli.genesis);
+                let answer = verify::verified(&client, &trust, &path, height).await?;
+                verify::answer_value(&answer)?
+            };
             print(output, &value, || {
                 serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
+            });
+        }
+        Command::Verify(VerifyCommand::Query { path, height }) => {
+            let client = connect(&cli.node, cli.chain_id).await?;
+            let trust = trust_of(&cli.trust_store, &cli.trust_anchor, &cli.genesis);
+            let answer = verify::verified(&client, &trust, &path, height).await?;
+            print(output, &verify::report(&answer), || {
+                verify::report_text(&answer)
             });
         }
         Command::Genesis(GenesisCommand::AddAccount {
