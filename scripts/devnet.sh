@@ -152,6 +152,14 @@ case "${1:-start}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  reset) stop; rm -rf "$home"; echo "removed $home" ;;
+  reset)
+    stop
+    rm -rf "$home"
+    echo "removed $home"
+    # The next devnet is another chain under the same id: the headers the
+    # CLI's light client trusted for this one would (rightly) refuse it.
+    trusted="${HOME:-.}/.compute/light/$chain_id.json"
+    if [ -f "$trusted" ]; then rm -f "$trusted"; echo "removed $trusted"; fi
+    ;;
   *) echo "usage: $0 [start|stop|status|reset]" >&2; exit 2 ;;
 esac

@@ -950,9 +950,14 @@ cmd_reset() {
   [ -f "$conf" ] || [ -z "$(ls -A "$home" 2>/dev/null)" ] \
     || die "$home holds no testnet.conf; not deleting it"
   case "$home" in / | "$root" | "$HOME") die "refusing to delete $home" ;; esac
+  load_conf || true
   cmd_stop
   rm -rf "$home"
   echo "removed $home"
+  # The next testnet is another chain under the same id: the headers the
+  # CLI's light client trusted for this one would (rightly) refuse it.
+  local trusted="${HOME:-.}/.compute/light/${chain_id:-compute-testnet}.json"
+  if [ -f "$trusted" ]; then rm -f "$trusted"; echo "removed $trusted"; fi
 }
 
 # Writes the homes of a network of one validator per host into $out.

@@ -1107,8 +1107,15 @@ where
     S: AsRef<std::ffi::OsStr>,
 {
     let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    // Each test chain is new, though many share a chain id: the light
+    // client's trust store is one per call (a `--trust-store` given in
+    // `args` takes precedence).
+    let trust = tempfile::Builder::new()
+        .prefix("compute-trust-")
+        .tempdir()?;
     let child = tokio::process::Command::new(workspace_bin("compute"))
         .args(&args)
+        .env("COMPUTE_TRUST_STORE", trust.path().join("light.json"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
