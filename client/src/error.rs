@@ -117,6 +117,13 @@ pub enum ClientError {
         /// The hash of what arrived.
         actual: BlobId,
     },
+    /// A query answer could not be verified against a light-client header
+    /// (see [`crate::verified`]); the detail names the node and its lie.
+    #[error("{detail}")]
+    Unverified {
+        /// What failed.
+        detail: String,
+    },
     /// A blob is larger than the caller accepts; reading stopped there.
     #[error("blob {id} is larger than the {max_bytes} bytes accepted; the download was stopped")]
     BlobTooLarge {

@@ -86,18 +86,85 @@ impl Trust {
     }
 }
 
-/// Asks `path` of the node behind `client` with proofs and verifies the
-/// answer; keeps what it verified in the trust store.
-///
-/// # Errors
-/// When the answer cannot be verified; the message names the node and what
-/// it got wrong.
-pub async fn verified(
+/// A node's answers, verified or (with `--trust-node`) believed: what the
+/// CLI's read commands ask through.
+pub enum Reader {
+    /// Believes the node.
+    Trusting(ChainClient),
+    /// Verifies every answer against light-client headers.
+    Verifying(Box<Verifying>),
+}
+
+/// A client whose every query answer is verified, with its light client.
+pub struct Verifying {
+    client: ChainClient,
+    light: tokio::sync::Mutex<LightClient<RpcSource>>,
+    store_path: PathBuf,
+    fresh: bool,
+}
+
+impl Reader {
+    /// A reader of the node behind `client`: verifying unless `trust_node`.
+    ///
+    /// # Errors
+    /// When the trust store cannot be opened or anchored.
+    pub async fn new(client: ChainClient, trust: &Trust, trust_node: bool) -> Result<Self> {
+        if trust_node {
+            return Ok(Self::Trusting(client));
+        }
+        let (light, store_path, fresh) = light_client(&client, trust).await?;
+        Ok(Self::Verifying(Box::new(Verifying {
+            client,
+            light: tokio::sync::Mutex::new(light),
+            store_path,
+            fresh,
+        })))
+    }
+}
+
+impl compute_client::Query for Reader {
+    async fn query_answer(
+        &self,
+        path: &str,
+    ) -> Result<compute_client::QueryAnswer, compute_client::ClientError> {
+        let v = match self {
+            Self::Trusting(client) => return client.query_answer(path).await,
+            Self::Verifying(v) => v,
+        };
+        let mut light = v.light.lock().await;
+        let answer = verified_query(
+            v.client.rpc(),
+            v.client.url(),
+            &mut light,
+            path,
+            None,
+            NEXT_BLOCK_WAIT,
+        )
+        .await
+        .map_err(|e| compute_client::ClientError::Unverified {
+            detail: format!("{:#}", explain(e, &v.store_path, v.fresh)),
+        })?;
+        light
+            .store()
+            .save()
+            .map_err(|e| compute_client::ClientError::Unverified {
+                detail: e.to_string(),
+            })?;
+        Ok(compute_client::QueryAnswer {
+            code: answer.code,
+            log: answer.log,
+            value: answer.value,
+            height: i64::try_from(answer.height).unwrap_or(i64::MAX),
+        })
+    }
+}
+
+/// The light client of `client`'s chain, from its trust store, anchored
+/// when the store is new; with the store's path and whether it was new.
+async fn light_client(
     client: &ChainClient,
     trust: &Trust,
-    path: &str,
-    height: Option<u64>,
-) -> Result<VerifiedAnswer> {
+) -> Result<(LightClient<RpcSource>, PathBuf, bool)> {
     let store_path = trust.store_path(client.chain_id());
     if let Some(dir) = store_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
@@ -111,6 +178,22 @@ pub async fn verified(
         light.anchor(&anchor).await?;
         tracing::info!(store = %store_path.display(), "light client anchored at {from}");
     }
+    Ok((light, store_path, fresh))
+}
+
+/// Asks `path` of the node behind `client` with proofs and verifies the
+/// answer; keeps what it verified in the trust store.
+///
+/// # Errors
+/// When the answer cannot be verified; the message names the node and what
+/// it got wrong.
+pub async fn verified(
+    client: &ChainClient,
+    trust: &Trust,
+    path: &str,
+    height: Option<u64>,
+) -> Result<VerifiedAnswer> {
+    let (mut light, store_path, fresh) = light_client(client, trust).await?;
     let answer = verified_query(
         client.rpc(),
         client.url(),

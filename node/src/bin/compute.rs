@@ -52,9 +52,9 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
     /// Believe the node's answers without checking them. Otherwise `query`,
-    /// `verify` and `account` ask for proofs and check them against a
-    /// header the light client verified by its validators' signatures
-    /// (docs/CHAIN.md, "Proofs").
+    /// `verify`, `account`, `reputation`, `top` and `validator show|list`
+    /// ask for proofs and check them against a header the light client
+    /// verified by its validators' signatures (docs/CHAIN.md, "Proofs").
     #[arg(long, global = true, env = "COMPUTE_TRUST_NODE")]
     trust_node: bool,
     /// The light client's trust store (the headers it verified), created
@@ -545,6 +545,18 @@ fn print(output: Output, value: &serde_json::Value, text: impl FnOnce() -> Strin
     }
 }
 
+/// A reader of the first of `nodes` that answers: verifying its answers
+/// unless `trust_node`.
+async fn reader(
+    nodes: &[String],
+    chain_id: Option<String>,
+    trust: &verify::Trust,
+    trust_node: bool,
+) -> Result<verify::Reader> {
+    let client = connect(nodes, chain_id).await?;
+    verify::Reader::new(client, trust, trust_node).await
+}
+
 /// Where the light client's trust comes from.
 fn trust_of(
     store: &Option<PathBuf>,
@@ -829,14 +841,26 @@ async fn run(cli: Cli) -> Result<i32> {
                 } else {
                     hex::encode(consensus_key(&who)?)
                 };
-                let client = connect(&cli.node, cli.chain_id).await?;
+                let client = reader(
+                    &cli.node,
+                    cli.chain_id.clone(),
+                    &trust_of(&cli.trust_store, &cli.trust_anchor, &cli.genesis),
+                    cli.trust_node,
+                )
+                .await?;
                 let value: serde_json::Value = client.query(&format!("/validator/{id}")).await?;
                 print(output, &value, || {
                     serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
                 });
             }
             ValidatorCommand::List { limit } => {
-                let client = connect(&cli.node, cli.chain_id).await?;
+                let client = reader(
+                    &cli.node,
+                    cli.chain_id.clone(),
+                    &trust_of(&cli.trust_store, &cli.trust_anchor, &cli.genesis),
+                    cli.trust_node,
+                )
+                .await?;
                 let value: serde_json::Value =
                     client.query(&format!("/validators?limit={limit}")).await?;
                 print(output, &value, || {
@@ -912,7 +936,13 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Reputation { who } => {
             let id = resolve_account(&who)?;
-            let client = connect(&cli.node, cli.chain_id).await?;
+            let client = reader(
+                &cli.node,
+                cli.chain_id.clone(),
+                &trust_of(&cli.trust_store, &cli.trust_anchor, &cli.genesis),
+                cli.trust_node,
+            )
+            .await?;
             let r = client.reputation(&id).await?;
             print(output, &to_json(&r)?, || {
                 format!(
@@ -924,7 +954,13 @@ async fn run(cli: Cli) -> Result<i32> {
             });
         }
         Command::Top { limit } => {
-            let client = connect(&cli.node, cli.chain_id).await?;
+            let client = reader(
+                &cli.node,
+                cli.chain_id.clone(),
+                &trust_of(&cli.trust_store, &cli.trust_anchor, &cli.genesis),
+                cli.trust_node,
+            )
+            .await?;
             // Every registered worker, a page at a time (bounded by max_workers).
             let mut workers = client.all_workers().await?;
             workers.sort_by_key(|w| (std::cmp::Reverse(w.score_ppm), w.worker));
