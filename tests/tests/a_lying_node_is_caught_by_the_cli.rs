@@ -239,6 +239,15 @@ async fn a_lying_node_is_caught_by_the_cli() -> Result<()> {
         );
     }
 
+    // The typed read commands verify too: a reputation without its proof
+    // is refused.
+    let (url, _task) = proxy(node.rpc_port, Lie::DropProof).await?;
+    let bob_hex = bob.to_hex();
+    let (ok, stdout, stderr) =
+        cli(&node, &url, &store("reputation"), &["reputation", &bob_hex]).await?;
+    ensure!(!ok, "a reputation without proof was believed: {stdout}");
+    ensure!(stderr.contains("without proofs"), "{stderr}");
+
     // Without verification, the altered balance is believed.
     let (url, _task) = proxy(node.rpc_port, Lie::AlterValue).await?;
     let (ok, stdout, stderr) = cli(
