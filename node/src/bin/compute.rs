@@ -52,8 +52,8 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
     /// Believe the node's answers without checking them. Otherwise `query`,
-    /// `verify`, `account`, `reputation`, `top` and `validator show|list`
-    /// ask for proofs and check them against a header the light client
+    /// `verify`, `account`, `reputation`, `top`, `job status|list` and
+    /// `validator show|list` ask for proofs and check them against a header the light client
     /// verified by its validators' signatures (docs/CHAIN.md, "Proofs").
     #[arg(long, global = true, env = "COMPUTE_TRUST_NODE")]
     trust_node: bool,
@@ -932,7 +932,17 @@ async fn run(cli: Cli) -> Result<i32> {
             });
         }
         Command::Job(command) => {
-            return job_command(command, &cli.node, cli.chain_id, &cli.gateway, output).await;
+            let trust = trust_of(&cli.trust_store, &cli.trust_anchor, &cli.genesis);
+            let reads = (&trust, cli.trust_node);
+            return job_command(
+                command,
+                &cli.node,
+                cli.chain_id,
+                &cli.gateway,
+                output,
+                reads,
+            )
+            .await;
         }
         Command::Reputation { who } => {
             let id = resolve_account(&who)?;
@@ -1059,6 +1069,7 @@ async fn job_command(
     chain_id: Option<String>,
     gateway_url: &str,
     output: Output,
+    (trust, trust_node): (&verify::Trust, bool),
 ) -> Result<i32> {
     // A requester's transactions go to the node its account picks.
     let client = match &command {
@@ -1185,7 +1196,8 @@ async fn job_command(
         }
         JobCommand::Status { job } => {
             let job = jobs::parse_job(&job)?;
-            let view = client.job(&job, JobTasks::All).await?;
+            let reader = verify::Reader::new(client.clone(), trust, trust_node).await?;
+            let view = reader.job(&job, JobTasks::All).await?;
             let p = Progress::of(&view);
             print(output, &to_json(&view)?, || {
                 let mut text = format!(
@@ -1230,7 +1242,8 @@ async fn job_command(
                 ),
                 after: None,
             };
-            let page = client.jobs(&filter).await?;
+            let reader = verify::Reader::new(client.clone(), trust, trust_node).await?;
+            let page = reader.jobs(&filter).await?;
             print(output, &to_json(&page)?, || {
                 let mut text = format!(
                     "{:<64} {:<10} {:>5} {:>7} {:>6} {:>8}",
