@@ -53,7 +53,7 @@ pub enum VerifyError {
         /// The answer's height.
         height: u64,
         /// What failed.
-        source: ProofError,
+        source: Box<ProofError>,
     },
     /// The answer reads state but carries no proof.
     #[error("node {node} answered {path} at height {height} without proofs: it cannot be verified (pass --trust-node to believe it anyway)")]
@@ -160,7 +160,7 @@ pub async fn verified_query<S: LightSource>(
         node: node.to_owned(),
         path: path.to_owned(),
         height: answered,
-        source,
+        source: Box::new(source),
     })?;
     let verified = VerifiedAnswer {
         path: path.to_owned(),
@@ -305,7 +305,7 @@ fn proven_record<M: prost::Message + Default>(
         node: node.to_owned(),
         path: answer.path.clone(),
         height: answer.height,
-        source,
+        source: Box::new(source),
     };
     match answer.proven.get(key) {
         None => Err(proof_error(ProofError::MissingProof {
