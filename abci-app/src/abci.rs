@@ -2,20 +2,24 @@
 //!
 //! `tendermint-abci` clones the application once per connection (CometBFT
 //! opens four: consensus, mempool, query, snapshot) and runs each on its own
-//! thread, so the state machine sits behind one mutex; queries alone read a
-//! snapshot of the committed store without it. Every handler answers
-//! every input without panicking; a panic would close the connection and stop
-//! CometBFT.
+//! thread, so the state machine sits behind one mutex; queries read a
+//! snapshot of the committed store without it, and the snapshot connection
+//! lists and serves state-sync snapshots from files without it. Every
+//! handler answers every input without panicking; a panic would close the
+//! connection and stop CometBFT.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::response_process_proposal::ProposalStatus;
 use tendermint_proto::v0_38::abci::{
-    ExecTxResult, RequestCheckTx, RequestFinalizeBlock, RequestInfo, RequestInitChain,
-    RequestPrepareProposal, RequestProcessProposal, RequestQuery, ResponseCheckTx, ResponseCommit,
-    ResponseFinalizeBlock, ResponseInfo, ResponseInitChain, ResponsePrepareProposal,
-    ResponseProcessProposal, ResponseQuery,
+    response_apply_snapshot_chunk, response_offer_snapshot, ExecTxResult,
+    RequestApplySnapshotChunk, RequestCheckTx, RequestFinalizeBlock, RequestInfo, RequestInitChain,
+    RequestLoadSnapshotChunk, RequestOfferSnapshot, RequestPrepareProposal, RequestProcessProposal,
+    RequestQuery, ResponseApplySnapshotChunk, ResponseCheckTx, ResponseCommit,
+    ResponseFinalizeBlock, ResponseInfo, ResponseInitChain, ResponseListSnapshots,
+    ResponseLoadSnapshotChunk, ResponseOfferSnapshot, ResponsePrepareProposal,
+    ResponseProcessProposal, ResponseQuery, Snapshot,
 };
 use tendermint_proto::v0_38::abci::{MisbehaviorType, ValidatorUpdate};
 use tendermint_proto::v0_38::crypto::public_key::Sum;
@@ -23,6 +27,7 @@ use tendermint_proto::v0_38::crypto::{ProofOp, ProofOps, PublicKey};
 
 use crate::app::{App, BlockInput};
 use crate::codes::CODESPACE;
+use crate::snapshot::{Applied, ChunkError, OfferError, Restore, Snapshots};
 use crate::store::Store;
 
 /// The ABCI application version reported by `Info`; bumped with every
@@ -41,6 +46,12 @@ pub struct AbciApp<S: Store> {
     pending: Arc<crate::query::PendingNonces>,
     /// Heights of state the app keeps for historical queries.
     history: u64,
+    /// This node's snapshots: taken after commits, listed and served from
+    /// files without the lock above. `None` serves none.
+    snapshots: Option<Arc<Snapshots>>,
+    /// The snapshot being restored (state sync), between OfferSnapshot and
+    /// its last chunk.
+    restore: Arc<Mutex<Option<Restore>>>,
 }
 
 impl<S: Store> Clone for AbciApp<S> {
@@ -50,6 +61,8 @@ impl<S: Store> Clone for AbciApp<S> {
             store: Arc::clone(&self.store),
             pending: Arc::clone(&self.pending),
             history: self.history,
+            snapshots: self.snapshots.clone(),
+            restore: Arc::clone(&self.restore),
         }
     }
 }
@@ -65,7 +78,20 @@ impl<S: Store> AbciApp<S> {
             store,
             pending,
             history,
+            snapshots: None,
+            restore: Arc::default(),
         }
+    }
+
+    /// Takes, lists and serves `snapshots` (set before serving: every
+    /// connection gets a clone).
+    pub fn with_snapshots(mut self, snapshots: Arc<Snapshots>) -> Self {
+        self.snapshots = Some(snapshots);
+        self
+    }
+
+    fn restoring(&self) -> MutexGuard<'_, Option<Restore>> {
+        self.restore.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn app(&self) -> MutexGuard<'_, App<S>> {
@@ -236,10 +262,160 @@ impl<S: Store> Application for AbciApp<S> {
     }
 
     fn commit(&self) -> ResponseCommit {
-        let height = self.app().commit();
+        let mut app = self.app();
+        let height = app.commit();
+        if let Some(snapshots) = &self.snapshots {
+            // Under the lock: the snapshot's view is opened before any
+            // later commit can start.
+            snapshots.after_commit(&self.store, height);
+        }
+        drop(app);
         tracing::debug!(height, "commit");
         // Keep every block: the chain is the audit trail of work and payment.
         ResponseCommit { retain_height: 0 }
+    }
+
+    fn list_snapshots(&self) -> ResponseListSnapshots {
+        let Some(snapshots) = &self.snapshots else {
+            return ResponseListSnapshots::default();
+        };
+        ResponseListSnapshots {
+            snapshots: snapshots
+                .list()
+                .into_iter()
+                .map(|s| Snapshot {
+                    height: s.height,
+                    format: crate::snapshot::FORMAT,
+                    chunks: s.chunks,
+                    hash: s.hash.to_vec().into(),
+                    metadata: s.metadata.into(),
+                })
+                .collect(),
+        }
+    }
+
+    fn load_snapshot_chunk(&self, request: RequestLoadSnapshotChunk) -> ResponseLoadSnapshotChunk {
+        let chunk = self.snapshots.as_ref().map_or_else(Vec::new, |s| {
+            s.load_chunk(request.height, request.format, request.chunk)
+        });
+        ResponseLoadSnapshotChunk {
+            chunk: chunk.into(),
+        }
+    }
+
+    fn offer_snapshot(&self, request: RequestOfferSnapshot) -> ResponseOfferSnapshot {
+        use response_offer_snapshot::Result as Offer;
+        let answer = |result: Offer| ResponseOfferSnapshot {
+            result: result as i32,
+        };
+        let mut restoring = self.restoring();
+        // A new offer replaces whatever was being restored.
+        *restoring = None;
+        if let Some(info) = self.store.commit_info() {
+            tracing::warn!(
+                height = info.height,
+                "refusing a snapshot: this node holds state already (only a fresh node restores)"
+            );
+            return answer(Offer::Reject);
+        }
+        let Some(snapshot) = request.snapshot else {
+            return answer(Offer::Reject);
+        };
+        match Restore::offer(
+            snapshot.height,
+            snapshot.format,
+            snapshot.chunks,
+            &snapshot.hash,
+            &snapshot.metadata,
+            &request.app_hash,
+        ) {
+            Ok(restore) => {
+                tracing::info!(
+                    height = snapshot.height,
+                    chunks = snapshot.chunks,
+                    app_hash = %hex::encode(&request.app_hash),
+                    "restoring a snapshot"
+                );
+                *restoring = Some(restore);
+                answer(Offer::Accept)
+            }
+            Err(error) => {
+                tracing::warn!(height = snapshot.height, %error, "refusing a snapshot");
+                answer(match error {
+                    OfferError::Format(_) => Offer::RejectFormat,
+                    OfferError::Refused(_) => Offer::Reject,
+                })
+            }
+        }
+    }
+
+    fn apply_snapshot_chunk(
+        &self,
+        request: RequestApplySnapshotChunk,
+    ) -> ResponseApplySnapshotChunk {
+        use response_apply_snapshot_chunk::Result as Chunk;
+        let answer = |result: Chunk| ResponseApplySnapshotChunk {
+            result: result as i32,
+            ..Default::default()
+        };
+        let mut restoring = self.restoring();
+        let Some(restore) = restoring.as_mut() else {
+            tracing::warn!(
+                index = request.index,
+                "a chunk arrived with no snapshot accepted"
+            );
+            return answer(Chunk::RejectSnapshot);
+        };
+        match restore.apply(request.index, &request.chunk) {
+            Ok(Applied::Staged | Applied::Again) => answer(Chunk::Accept),
+            Ok(Applied::Complete) => {
+                let Some(restore) = restoring.take() else {
+                    return answer(Chunk::RejectSnapshot);
+                };
+                let (height, app_hash) = (restore.height(), restore.app_hash());
+                let entries = restore.entries();
+                match self
+                    .app()
+                    .install_snapshot(height, app_hash, restore.into_state())
+                {
+                    Ok(()) => {
+                        tracing::info!(
+                            height,
+                            entries,
+                            app_hash = %hex::encode(app_hash),
+                            "restored the state from a snapshot by state sync"
+                        );
+                        answer(Chunk::Accept)
+                    }
+                    Err(error) => {
+                        tracing::warn!(height, %error, "refusing a snapshot");
+                        answer(Chunk::RejectSnapshot)
+                    }
+                }
+            }
+            Err(ChunkError::Refetch(why)) => {
+                tracing::warn!(
+                    index = request.index,
+                    sender = %request.sender,
+                    %why,
+                    "refusing a snapshot chunk; fetching it again from another peer"
+                );
+                ResponseApplySnapshotChunk {
+                    result: Chunk::Retry as i32,
+                    refetch_chunks: vec![request.index],
+                    reject_senders: if request.sender.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![request.sender]
+                    },
+                }
+            }
+            Err(ChunkError::Snapshot(why)) => {
+                tracing::warn!(index = request.index, %why, "refusing a snapshot");
+                *restoring = None;
+                answer(Chunk::RejectSnapshot)
+            }
+        }
     }
 
     fn query(&self, request: RequestQuery) -> ResponseQuery {

@@ -12,6 +12,7 @@ use crate::genesis::{Genesis, GenesisError};
 use crate::ledger::{self, Ctx};
 use crate::msg;
 use crate::reputation;
+use crate::snapshot::InstallError;
 use crate::state::{keys, StateRead};
 use crate::store::{Delta, Layered, StateTx, Store};
 use crate::verify::Verifier;
@@ -122,6 +123,57 @@ struct Chain {
     params: pb::Params,
 }
 
+/// The store holds commits but not what every commit comes with (the chain
+/// id and parameters, the state tree, a 32-byte app hash): it is corrupt.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CorruptStore(pub String);
+
+/// What the state machine reads from its store when it opens.
+struct Loaded {
+    chain: Option<Chain>,
+    last: LastCommit,
+    base: u64,
+}
+
+impl Loaded {
+    /// The chain, last commit and genesis height `store` holds.
+    fn from_store<S: Store>(store: &S) -> Result<Self, CorruptStore> {
+        let corrupt = |why: &str| CorruptStore(why.to_owned());
+        let last = match store.commit_info() {
+            Some(info) => LastCommit {
+                height: info.height,
+                app_hash: <[u8; 32]>::try_from(info.app_hash.as_slice()).map_err(|_| {
+                    corrupt("stored app hash is not 32 bytes: the state is corrupt")
+                })?,
+            },
+            None => LastCommit {
+                height: 0,
+                app_hash: [0; 32],
+            },
+        };
+        let chain = match (store.chain_id(), store.params()) {
+            (Some(chain_id), Some(params)) => Some(Chain {
+                chain_id,
+                // Held resolved, as InitChain holds them.
+                params: crate::params::resolved(params),
+            }),
+            _ if last.height == 0 => None,
+            _ => {
+                return Err(corrupt(
+                    "state has commits but no chain id or params: the state is corrupt",
+                ))
+            }
+        };
+        let base = match crate::tree::base_height(store) {
+            Some(base) => base,
+            None if last.height == 0 => 0,
+            None => return Err(corrupt("state has commits but no state tree: it was written by an older compute-abci; resync this node")),
+        };
+        Ok(Self { chain, last, base })
+    }
+}
+
 struct PendingBlock {
     height: i64,
     delta: Delta,
@@ -173,50 +225,111 @@ impl<S: Store> App<S> {
     /// # Panics
     /// When the store holds commits but no genesis records: it is corrupt.
     pub fn new(store: S) -> Self {
-        let last = match store.commit_info() {
-            Some(info) => LastCommit {
-                height: info.height,
-                app_hash: <[u8; 32]>::try_from(info.app_hash.as_slice())
-                    .expect("stored app hash is not 32 bytes: the state is corrupt"),
-            },
-            None => LastCommit {
-                height: 0,
-                app_hash: [0; 32],
-            },
-        };
-        let chain = match (store.chain_id(), store.params()) {
-            (Some(chain_id), Some(params)) => Some(Chain {
-                chain_id,
-                // Held resolved, as InitChain holds them.
-                params: crate::params::resolved(params),
-            }),
-            _ => {
-                assert!(
-                    last.height == 0,
-                    "state has commits but no chain id or params: the state is corrupt"
-                );
-                None
-            }
-        };
-        let base = crate::tree::base_height(&store).unwrap_or_else(|| {
-            assert!(
-                last.height == 0,
-                "state has commits but no state tree: it was written by an older compute-abci; resync this node"
-            );
-            0
-        });
+        let loaded = Loaded::from_store(&store).unwrap_or_else(|why| panic!("{why}"));
         Self {
             store: std::sync::Arc::new(store),
-            chain,
+            chain: loaded.chain,
             genesis: None,
             block: None,
             check: Delta::new(),
             pending: std::sync::Arc::default(),
-            last,
+            last: loaded.last,
             verifier: Verifier::default(),
-            base,
+            base: loaded.base,
             history: DEFAULT_STATE_HISTORY,
         }
+    }
+
+    /// Reads the chain id, parameters, last commit and genesis height from
+    /// the store again, and forgets whatever was pending (genesis, a
+    /// finalized block, CheckTx's view): after the store was written
+    /// outside the state machine, as a restored snapshot is.
+    ///
+    /// # Errors
+    /// [`CorruptStore`] when the store holds commits but no chain id,
+    /// parameters or state tree.
+    pub fn reload(&mut self) -> Result<(), CorruptStore> {
+        let loaded = Loaded::from_store(&*self.store)?;
+        self.chain = loaded.chain;
+        self.last = loaded.last;
+        self.base = loaded.base;
+        self.genesis = None;
+        self.block = None;
+        self.check = Delta::new();
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Installs the state of a snapshot restored by state sync: `state`
+    /// holds every raw state entry after `height`, and `app_hash` is the
+    /// app hash CometBFT's light client verified for that height. The tree
+    /// of `state` is built as version 0 of this node's tree (this node's
+    /// tree then starts at `height`); only if its root equals `app_hash`
+    /// are the state, the tree, the genesis height and the commit record
+    /// written, in one atomic commit. The state machine is then reloaded,
+    /// so that the next block is `height + 1`.
+    ///
+    /// # Errors
+    /// [`InstallError`] when this node holds state already, or the state
+    /// does not hash to `app_hash` or lacks the chain's records; nothing
+    /// is written then.
+    pub fn install_snapshot(
+        &mut self,
+        height: u64,
+        app_hash: [u8; 32],
+        state: Delta,
+    ) -> Result<(), InstallError> {
+        if let Some(info) = self.store.commit_info() {
+            return Err(InstallError::NotFresh(info.height));
+        }
+        if self.genesis.is_some() || self.chain.is_some() {
+            return Err(InstallError::NotFresh(self.last.height));
+        }
+        let commit_height = i64::try_from(height)
+            .ok()
+            .filter(|h| *h > 0)
+            .ok_or(InstallError::Height(height))?;
+        if let Some((key, _)) = state
+            .iter()
+            .find(|(k, _)| k.first().is_none_or(|b| *b >= crate::tree::TREE_PREFIX))
+        {
+            return Err(InstallError::NotStateKey(hex::encode(key)));
+        }
+        // The tree of the state alone, as version 0 over nothing.
+        let empty = crate::store::MemStore::new();
+        let (root, tree) = crate::tree::apply(&empty, &state, 0);
+        if root != app_hash {
+            return Err(InstallError::RootMismatch {
+                computed: hex::encode(root),
+                trusted: hex::encode(app_hash),
+            });
+        }
+        // Authentic from here on; still, nothing that would make a restart
+        // halt is written.
+        let params = state
+            .lookup(&keys::params())
+            .flatten()
+            .and_then(|raw| <pb::Params as prost::Message>::decode(raw).ok());
+        if params.is_none() {
+            return Err(InstallError::Incomplete("parameters"));
+        }
+        if state.lookup(&keys::chain_id()).flatten().is_none() {
+            return Err(InstallError::Incomplete("chain id"));
+        }
+        let mut writes = state;
+        writes.merge(tree);
+        writes.put(crate::tree::base_key(), height.to_be_bytes().to_vec());
+        self.store.commit(
+            &writes,
+            &pb::CommitInfo {
+                height: commit_height,
+                app_hash: app_hash.to_vec(),
+            },
+        );
+        self.reload().unwrap_or_else(|why| {
+            panic!("a verified snapshot was written but does not load, halting: {why}")
+        });
+        Ok(())
     }
 
     /// Keeps the state tree of the last `heights` heights (at least 1, the

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use compute_abci::abci::AbciApp;
+use compute_abci::snapshot::{SnapshotConfig, Snapshots};
 use compute_abci::store::RocksStore;
 use compute_abci::App;
 use tracing_subscriber::EnvFilter;
@@ -32,6 +33,14 @@ struct Args {
     #[arg(long, default_value_t = compute_abci::app::DEFAULT_STATE_HISTORY,
           value_parser = clap::value_parser!(u64).range(1..))]
     state_history: u64,
+    /// Take a state-sync snapshot after the commit of every height
+    /// divisible by this many blocks, into `<home>/snapshots`; 0 takes
+    /// none (snapshots already there are still served).
+    #[arg(long, default_value_t = 1000)]
+    snapshot_interval: u64,
+    /// Snapshots kept (the newest) and listed to peers.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    snapshot_keep: u32,
 }
 
 fn default_home() -> PathBuf {
@@ -66,12 +75,24 @@ fn main() -> anyhow::Result<()> {
         app_hash = %hex::encode(last.app_hash),
         "state opened"
     );
+    let snapshots = Snapshots::open(SnapshotConfig {
+        dir: args.home.join("snapshots"),
+        interval_blocks: args.snapshot_interval,
+        keep: args.snapshot_keep,
+    })
+    .context("cannot open the snapshot directory")?;
+    tracing::info!(
+        dir = %snapshots.config().dir.display(),
+        interval_blocks = args.snapshot_interval,
+        keep = args.snapshot_keep,
+        "state-sync snapshots"
+    );
     let addr = args.addr.strip_prefix("tcp://").unwrap_or(&args.addr);
     if args.addr.starts_with("unix://") {
         anyhow::bail!("unix sockets are not supported: use --addr tcp://127.0.0.1:26658 and the same proxy_app in CometBFT");
     }
     let server = tendermint_abci::ServerBuilder::new(args.read_buf_bytes)
-        .bind(addr, AbciApp::new(app))
+        .bind(addr, AbciApp::new(app).with_snapshots(snapshots))
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(addr = %server.local_addr(), "serving ABCI");
     server.listen().context("ABCI server stopped")?;

@@ -3,6 +3,9 @@
 //! and ports, all under one genesis, every node a persistent peer of every
 //! other. The first nodes are genesis validators (power 10 each, what
 //! `cometbft init` gives); the rest start as full nodes that may bond later.
+//! [`Testnet::start_with_deferred`] also prepares nodes that do not start
+//! (home, genesis, peers, config), so that a test can change their
+//! configuration (state sync, say) and start them later.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -41,6 +44,10 @@ pub struct TestnetConfig {
 pub struct Testnet {
     /// The nodes, in order (validators first).
     pub nodes: Vec<SupervisedNode>,
+    /// Nodes prepared but not started ([`Testnet::start_with_deferred`]):
+    /// full nodes whose persistent peers are all the others. Start one
+    /// with [`SupervisedNode::spawn`].
+    pub deferred: Vec<SupervisedNode>,
     /// The chain id.
     pub chain_id: String,
     // Deleted after the nodes stopped (fields drop in order).
@@ -51,7 +58,17 @@ impl Testnet {
     /// Creates every home, writes one genesis and the peer lists, starts
     /// every node, and returns once each has committed a block.
     pub async fn start(config: TestnetConfig) -> Result<Self> {
-        let count = config.validators + config.full_nodes;
+        Self::start_with_deferred(config, 0).await
+    }
+
+    /// As [`Testnet::start`], and prepares `deferred` more full nodes
+    /// (home, genesis, peers, config, supervisor flags with `--peer-rpc`
+    /// for every started node) without starting them: they are in
+    /// [`Testnet::deferred`]. The started nodes do not dial them; each
+    /// deferred node dials every other node once it runs.
+    pub async fn start_with_deferred(config: TestnetConfig, deferred: usize) -> Result<Self> {
+        let started = config.validators + config.full_nodes;
+        let count = started + deferred;
         ensure!(config.validators >= 1, "a testnet needs a validator");
         let dir = tempfile::Builder::new()
             .prefix("compute-testnet-")
@@ -74,7 +91,10 @@ impl Testnet {
             let cometbft_home = home.join("cometbft");
             fs::write(cometbft_home.join("config/genesis.json"), &genesis)?;
             set_fast_blocks(&cometbft_home, config.net.timeout_commit_ms)?;
-            let peers: Vec<String> = (0..count)
+            // A started node's peers are the started ones; a deferred
+            // node's are all the others.
+            let peer_count = if i < started { started } else { count };
+            let peers: Vec<String> = (0..peer_count)
                 .filter(|j| *j != i)
                 .map(|j| format!("{}@127.0.0.1:{}", ids[j], ports[j][2]))
                 .collect();
@@ -90,19 +110,25 @@ impl Testnet {
         }
 
         let mut nodes = Vec::new();
+        let mut waiting = Vec::new();
         for (i, home) in homes.iter().enumerate() {
-            let mut args: Vec<String> = (0..count)
+            let mut args: Vec<String> = (0..started)
                 .filter(|j| *j != i)
                 .map(|j| format!("--peer-rpc=http://127.0.0.1:{}", ports[j][0]))
                 .collect();
             args.extend(config.supervisor_args.iter().cloned());
             let mut node =
                 SupervisedNode::prepared(home.clone(), config.net.chain_id.clone(), ports[i], args);
-            node.spawn()?;
-            nodes.push(node);
+            if i < started {
+                node.spawn()?;
+                nodes.push(node);
+            } else {
+                waiting.push(node);
+            }
         }
         let testnet = Self {
             nodes,
+            deferred: waiting,
             chain_id: config.net.chain_id,
             dir,
         };
@@ -340,6 +366,46 @@ fn node_id(cometbft_home: &Path) -> Result<String> {
         output.status
     );
     Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+}
+
+/// Replaces the value of each `key = ...` line inside the `[section]` of a
+/// TOML file such as CometBFT's `config.toml` (values are written as
+/// given: quote strings). Fails when the section lacks one of the keys.
+pub fn set_config_in_section(
+    path: &Path,
+    section: &str,
+    settings: &[(&str, String)],
+) -> Result<()> {
+    let text = fs::read_to_string(path)?;
+    let header = format!("[{section}]");
+    let mut out = String::with_capacity(text.len());
+    let mut seen = vec![false; settings.len()];
+    let mut inside = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with('[') {
+            inside = line.trim() == header;
+        }
+        let found = settings
+            .iter()
+            .position(|(key, _)| inside && line.starts_with(&format!("{key} = ")));
+        match found {
+            Some(k) => {
+                seen[k] = true;
+                out.push_str(&format!("{} = {}", settings[k].0, settings[k].1));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    if let Some(k) = seen.iter().position(|s| !s) {
+        bail!(
+            "{} has no line for {} in [{section}]",
+            path.display(),
+            settings[k].0
+        );
+    }
+    fs::write(path, out)?;
+    Ok(())
 }
 
 /// Replaces the value of each `key = ...` line of a TOML file.
