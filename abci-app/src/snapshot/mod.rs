@@ -15,9 +15,6 @@ pub mod format;
 pub mod restore;
 pub mod writer;
 
-#[cfg(test)]
-mod tests;
-
 pub use format::{Metadata, FORMAT};
 pub use restore::{Applied, ChunkError, OfferError, Restore};
 pub use writer::{Listed, SnapshotConfig, SnapshotError, Snapshots};

@@ -17,11 +17,11 @@ use tendermint_proto::v0_38::abci::{
 };
 use tendermint_proto::v0_38::crypto::{public_key::Sum, PublicKey};
 
-use super::format::{self, Metadata};
-use super::{Applied, ChunkError, Restore, SnapshotConfig, Snapshots};
-use crate::abci::AbciApp;
-use crate::store::{Delta, MemStore, Store};
-use crate::App;
+use compute_abci::abci::AbciApp;
+use compute_abci::snapshot::format::{self, Metadata};
+use compute_abci::snapshot::{Applied, ChunkError, Restore, SnapshotConfig, Snapshots};
+use compute_abci::store::{Delta, MemStore, Store};
+use compute_abci::App;
 
 const CHAIN: &str = "snap";
 
@@ -97,7 +97,7 @@ fn block(app: &AbciApp<MemStore>, height: i64) -> Vec<u8> {
         txs: txs(height).into_iter().map(Into::into).collect(),
         height,
         hash: vec![u8::try_from(height % 256).unwrap(); 32].into(),
-        proposer_address: crate::app::validator_address(&validator().account().0)
+        proposer_address: compute_abci::app::validator_address(&validator().account().0)
             .to_vec()
             .into(),
         ..Default::default()
@@ -432,7 +432,7 @@ fn chunks_with_keys_out_of_order_or_tree_keys_are_refused() {
     let mut duplicated = good.clone();
     duplicated[1].0 = duplicated[0].0.clone();
     let mut tree_key = good.clone();
-    tree_key.push((crate::tree::base_key(), 7u64.to_be_bytes().to_vec()));
+    tree_key.push((compute_abci::tree::base_key(), 7u64.to_be_bytes().to_vec()));
     let mut local_key = good.clone();
     local_key.push((b"\xffmeta/commit_info".to_vec(), Vec::new()));
     for (what, bad) in [
@@ -486,7 +486,7 @@ fn a_state_that_does_not_hash_to_the_verified_app_hash_is_never_written() {
     // Well-formed, consistent with its metadata, but one balance is
     // changed: only the root tells.
     let mut lying = entries(&f);
-    let account = crate::state::keys::account(&bob().account());
+    let account = compute_abci::state::keys::account(&bob().account());
     let slot = lying.iter_mut().find(|(k, _)| *k == account).unwrap();
     slot.1 = prost::Message::encode_to_vec(&pb::Account {
         balance: u64::MAX / 2,
@@ -529,7 +529,7 @@ fn a_peer_that_keeps_sending_bad_chunks_gets_the_snapshot_given_up() {
         Offer::Accept
     );
     let mut answers = Vec::new();
-    for _ in 0..=super::restore::CHUNK_REFUSALS_MAX {
+    for _ in 0..=compute_abci::snapshot::restore::CHUNK_REFUSALS_MAX {
         answers.push(result(&apply(&fresh, 0, b"garbage")));
     }
     assert!(answers[..answers.len() - 1]
@@ -601,7 +601,7 @@ fn a_state_larger_than_a_chunk_is_cut_into_chunks_in_key_order() {
         state.put(vec![b'a', i], vec![i; 10]);
         state.put(vec![b'c', i], Vec::new());
     }
-    let (root, tree) = crate::tree::apply(&store, &state, 0);
+    let (root, tree) = compute_abci::tree::apply(&store, &state, 0);
     let mut writes = state.clone();
     writes.merge(tree);
     store.commit(
