@@ -557,19 +557,6 @@ async fn reader(
     verify::Reader::new(client, trust, trust_node).await
 }
 
-/// Where the light client's trust comes from.
-fn trust_of(
-    store: &Option<PathBuf>,
-    anchor: &Option<String>,
-    genesis: &Option<PathBuf>,
-) -> verify::Trust {
-    verify::Trust {
-        store: store.clone(),
-        anchor: anchor.clone(),
-        genesis: genesis.clone(),
-    }
-}
-
 /// An account id given as hex or as a key file.
 fn resolve_account(who: &str) -> Result<AccountId> {
     if let Ok(id) = AccountId::from_hex(who) {
@@ -724,6 +711,13 @@ fn to_json(value: &impl serde::Serialize) -> Result<serde_json::Value> {
 /// command did its work but the user must know something went wrong).
 async fn run(cli: Cli) -> Result<i32> {
     let output = cli.output;
+    // Where the light client's trust comes from, for every verified read.
+    let trust = verify::Trust {
+        store: cli.trust_store.clone(),
+        anchor: cli.trust_anchor.clone(),
+        genesis: cli.genesis.clone(),
+    };
+    let trust_node = cli.trust_node;
     match cli.command {
         Command::Keys(KeysCommand::New { path }) => {
             let key = SigningKey::generate();
@@ -751,15 +745,8 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Account { who } => {
             let id = resolve_account(&who)?;
-            let client = connect(&cli.node, cli.chain_id).await?;
-            let account: compute_proto::views::AccountView = if cli.trust_node {
-                client.account(&id).await?
-            } else {
-                let trust = trust_of(&cli.trust_store, &cli.trust_anchor, &cli.genesis);
-                let answer =
-                    verify::verified(&client, &trust, &format!("/account/{id}"), None).await?;
-                serde_json::from_value(verify::answer_value(&answer)?)?
-            };
+            let client = reader(&cli.node, cli.chain_id, &trust, trust_node).await?;
+            let account = client.account(&id).await?;
             print(output, &to_json(&account)?, || {
                 format!(
                     "account {id}\n  balance {}\n  nonce   {}",
@@ -841,26 +828,14 @@ async fn run(cli: Cli) -> Result<i32> {
                 } else {
                     hex::encode(consensus_key(&who)?)
                 };
-                let client = reader(
-                    &cli.node,
-                    cli.chain_id.clone(),
-                    &trust_of(&cli.trust_store, &cli.trust_anchor, &cli.genesis),
-                    cli.trust_node,
-                )
-                .await?;
+                let client = reader(&cli.node, cli.chain_id.clone(), &trust, trust_node).await?;
                 let value: serde_json::Value = client.query(&format!("/validator/{id}")).await?;
                 print(output, &value, || {
                     serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
                 });
             }
             ValidatorCommand::List { limit } => {
-                let client = reader(
-                    &cli.node,
-                    cli.chain_id.clone(),
-                    &trust_of(&cli.trust_store, &cli.trust_anchor, &cli.genesis),
-                    cli.trust_node,
-                )
-                .await?;
+                let client = reader(&cli.node, cli.chain_id.clone(), &trust, trust_node).await?;
                 let value: serde_json::Value =
                     client.query(&format!("/validators?limit={limit}")).await?;
                 print(output, &value, || {
@@ -875,13 +850,12 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Query { path, height } => {
             let client = connect(&cli.node, cli.chain_id).await?;
-            let value: serde_json::Value = if cli.trust_node {
+            let value: serde_json::Value = if trust_node {
                 match height {
                     None => client.query(&path).await?,
                     Some(_) => bail!("--height needs verification: drop --trust-node"),
                 }
             } else {
-                let trust = trust_of(&cli.trust_store, &cli.trust_anchor, &cli.genesis);
                 let answer = verify::verified(&client, &trust, &path, height).await?;
                 verify::answer_value(&answer)?
             };
@@ -891,7 +865,6 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Verify(VerifyCommand::Query { path, height }) => {
             let client = connect(&cli.node, cli.chain_id).await?;
-            let trust = trust_of(&cli.trust_store, &cli.trust_anchor, &cli.genesis);
             let answer = verify::verified(&client, &trust, &path, height).await?;
             print(output, &verify::report(&answer), || {
                 verify::report_text(&answer)
@@ -932,8 +905,7 @@ async fn run(cli: Cli) -> Result<i32> {
             });
         }
         Command::Job(command) => {
-            let trust = trust_of(&cli.trust_store, &cli.trust_anchor, &cli.genesis);
-            let reads = (&trust, cli.trust_node);
+            let reads = (&trust, trust_node);
             return job_command(
                 command,
                 &cli.node,
@@ -946,13 +918,7 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Reputation { who } => {
             let id = resolve_account(&who)?;
-            let client = reader(
-                &cli.node,
-                cli.chain_id.clone(),
-                &trust_of(&cli.trust_store, &cli.trust_anchor, &cli.genesis),
-                cli.trust_node,
-            )
-            .await?;
+            let client = reader(&cli.node, cli.chain_id.clone(), &trust, trust_node).await?;
             let r = client.reputation(&id).await?;
             print(output, &to_json(&r)?, || {
                 format!(
@@ -964,13 +930,7 @@ async fn run(cli: Cli) -> Result<i32> {
             });
         }
         Command::Top { limit } => {
-            let client = reader(
-                &cli.node,
-                cli.chain_id.clone(),
-                &trust_of(&cli.trust_store, &cli.trust_anchor, &cli.genesis),
-                cli.trust_node,
-            )
-            .await?;
+            let client = reader(&cli.node, cli.chain_id.clone(), &trust, trust_node).await?;
             // Every registered worker, a page at a time (bounded by max_workers).
             let mut workers = client.all_workers().await?;
             workers.sort_by_key(|w| (std::cmp::Reverse(w.score_ppm), w.worker));
