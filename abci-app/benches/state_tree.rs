@@ -389,11 +389,10 @@ fn chain_hash(prev: &[u8; 32], height: u64, writes: &Delta) -> [u8; 32] {
 struct Replayed {
     tree_apply: Duration,
     tree_commit: Duration,
-    /// Re-runs of parts of `tree::apply`, for the split of its time.
-    jmt_put: Duration,
+    /// jmt's key-by-key update instead of the batch (re-run).
+    key_by_key: Duration,
+    /// The value-history seeks inside `tree::apply` (re-run).
     value_seeks: Duration,
-    /// jmt's batch insertion instead, where the batch deletes nothing.
-    jmt_batch: Option<Duration>,
     chain_hash: Duration,
     chain_commit: Duration,
     state_entries: usize,
@@ -450,7 +449,7 @@ fn replay(log: &[Recorded]) -> Vec<Replayed> {
         let (root, tree_writes) = tree::apply(&tree_store, &all, version);
         all.merge(tree_writes);
         let tree_apply = start.elapsed();
-        let (jmt_put, value_seeks, jmt_batch) = split_apply(&tree_store, &state, version, root);
+        let (key_by_key, value_seeks) = split_apply(&tree_store, &state, version, root);
         let start = Instant::now();
         tree_store.commit(&all, &info(root));
         let tree_commit = start.elapsed();
@@ -469,9 +468,8 @@ fn replay(log: &[Recorded]) -> Vec<Replayed> {
         out.push(Replayed {
             tree_apply,
             tree_commit,
-            jmt_put,
+            key_by_key,
             value_seeks,
-            jmt_batch,
             chain_hash: chain_hash_time,
             chain_commit,
             state_entries: state.len(),
@@ -485,17 +483,17 @@ fn replay(log: &[Recorded]) -> Vec<Replayed> {
 }
 
 /// Re-runs, on the store `tree::apply` just read (before its writes are
-/// committed), the two parts of it that read the tree: jmt's
-/// `put_value_set` and the one value-history seek per write that finds the
-/// entry a write makes stale. Also times jmt's `batch_put_value_sets`
-/// (which hashes each new node once, but cannot delete) on batches without
-/// deletions, and checks that both reach `root`.
+/// committed), two parts of its work for the split of its time: the
+/// value-history seek for each write to a key that existed (to find the
+/// entry it makes stale), and, for comparison, jmt's key-by-key
+/// `put_value_set` that `tree::apply` used before it batched insertions
+/// (checked to reach the same `root`).
 fn split_apply(
     store: &RocksStore,
     state: &Delta,
     version: u64,
     root: [u8; 32],
-) -> (Duration, Duration, Option<Duration>) {
+) -> (Duration, Duration) {
     let view = tree::TreeView::new(store);
     let hashed: Vec<(jmt::KeyHash, Option<Vec<u8>>)> = state
         .iter()
@@ -503,27 +501,20 @@ fn split_apply(
         .collect();
     let start = Instant::now();
     let (put_root, _) = jmt::Sha256Jmt::new(&view)
-        .put_value_set(hashed.clone(), version)
+        .put_value_set(hashed, version)
         .expect("the tree updates");
-    let jmt_put = start.elapsed();
+    let key_by_key = start.elapsed();
     assert_eq!(put_root.0, root);
+    let existing: Vec<&[u8]> = state
+        .iter()
+        .filter(|(k, v)| v.is_none() || store.get(k).is_some())
+        .map(|(k, _)| k)
+        .collect();
     let start = Instant::now();
-    for (key, _) in state.iter() {
+    for key in existing {
         std::hint::black_box(view.get(key, version.saturating_sub(1)));
     }
-    let value_seeks = start.elapsed();
-    let puts: Option<Vec<(jmt::KeyHash, Vec<u8>)>> =
-        hashed.into_iter().map(|(k, v)| v.map(|v| (k, v))).collect();
-    let jmt_batch = puts.filter(|p| !p.is_empty()).map(|puts| {
-        let start = Instant::now();
-        let (roots, _) = jmt::Sha256Jmt::new(&view)
-            .batch_put_value_sets(vec![puts], None, version)
-            .expect("the tree updates");
-        let took = start.elapsed();
-        assert_eq!(roots.first().map(|r| r.0), Some(root));
-        took
-    });
-    (jmt_put, value_seeks, jmt_batch)
+    (key_by_key, start.elapsed())
 }
 
 impl Replayed {
@@ -532,12 +523,8 @@ impl Replayed {
         Self {
             tree_apply: self.tree_apply.saturating_add(b.tree_apply),
             tree_commit: self.tree_commit.saturating_add(b.tree_commit),
-            jmt_put: self.jmt_put.saturating_add(b.jmt_put),
+            key_by_key: self.key_by_key.saturating_add(b.key_by_key),
             value_seeks: self.value_seeks.saturating_add(b.value_seeks),
-            jmt_batch: self
-                .jmt_batch
-                .zip(b.jmt_batch)
-                .map(|(x, y)| x.saturating_add(y)),
             chain_hash: self.chain_hash.saturating_add(b.chain_hash),
             chain_commit: self.chain_commit.saturating_add(b.chain_commit),
             state_entries: self.state_entries.saturating_add(b.state_entries),
@@ -553,10 +540,7 @@ impl Replayed {
 /// its batches.
 fn replay_units(log: &[Recorded], units: &[Unit]) -> Vec<(Duration, Replayed)> {
     let replayed = replay(log);
-    let zero = Replayed {
-        jmt_batch: Some(Duration::ZERO),
-        ..Replayed::default()
-    };
+    let zero = Replayed::default();
     units
         .iter()
         .map(|u| {
@@ -632,25 +616,17 @@ fn report(name: &str, unit: &str, rows: &[(Duration, Replayed)]) {
         column(&|(_, r)| ms(r.tree_apply)),
     );
     row(
-        "- - in it, jmt `put_value_set` (re-run)",
-        column(&|(_, r)| ms(r.jmt_put)),
-    );
-    row(
-        "- - in it, one value-history seek per write (re-run)",
+        "- - in it, the value-history seeks, one per write to an existing key (re-run)",
         column(&|(_, r)| ms(r.value_seeks)),
     );
     row(
         "- of which the RocksDB commit",
         column(&|(_, r)| ms(r.tree_commit)),
     );
-    if rows.iter().all(|(_, r)| r.jmt_batch.is_some()) {
-        row(
-            "(jmt `batch_put_value_sets` instead of `put_value_set`, re-run)",
-            column(&|(_, r)| r.jmt_batch.map_or(f64::NAN, ms)),
-        );
-    } else {
-        println!("| (jmt `batch_put_value_sets`: not run, the {unit}s delete keys) | - | - |");
-    }
+    row(
+        "(jmt's key-by-key `put_value_set`, the update before batching, re-run)",
+        column(&|(_, r)| ms(r.key_by_key)),
+    );
     row(
         "(ii) chain: SHA3 chain + commit of state writes (replay)",
         column(&|(_, r)| chain(r)),

@@ -23,10 +23,13 @@
 //! Versions older than the retention window are pruned (nodes and values
 //! that no newer version needs); the newest version is always kept.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use borsh::BorshDeserialize;
-use jmt::storage::{HasPreimage, LeafNode, Node, NodeKey, TreeReader, TreeUpdateBatch};
+use jmt::storage::{
+    HasPreimage, LeafNode, Node, NodeKey, StaleNodeIndex, TreeReader, TreeUpdateBatch,
+};
 use jmt::{KeyHash, OwnedValue, Sha256Jmt, Version};
 use sha2::{Digest, Sha256};
 
@@ -205,6 +208,12 @@ impl HasPreimage for TreeView<'_> {
 /// previous version through `kv`; returns the new root and the tree's own
 /// writes, which must be committed with the state writes.
 ///
+/// The insertions and updates go in as one batch, so that every new
+/// internal node is hashed once per block rather than once per key below
+/// it; jmt's batch path takes no deletions, so a block's deletions go in
+/// first, one at a time, at the same version, and the batch reads their
+/// result (see [`Layer`]). The root is the one a key-by-key update gives.
+///
 /// # Panics
 /// When the tree cannot be read (the previous root is missing or a node is
 /// corrupt): the state is broken and the node must halt.
@@ -215,24 +224,71 @@ pub fn apply(kv: &dyn KvRead, writes: &Delta, version: Version) -> ([u8; 32], De
         .iter()
         .filter(|(k, _)| k.first() != Some(&TREE_PREFIX) && k.first() != Some(&0xff))
         .collect();
-    let hashed: Vec<(KeyHash, Option<OwnedValue>)> = state_writes
-        .iter()
-        .map(|(k, v)| (key_hash(k), v.map(leaf_value)))
-        .collect();
-    let (root, batch) = Sha256Jmt::new(&view)
-        .put_value_set(hashed, version)
-        .unwrap_or_else(|e| {
-            panic!("the state tree cannot be updated at version {version}, halting: {e:#}")
-        });
-    let mut out = tree_writes(&batch);
+    let halt = |e: anyhow::Error| -> ! {
+        panic!("the state tree cannot be updated at version {version}, halting: {e:#}")
+    };
+    let (deletes, puts): (Vec<_>, Vec<_>) = state_writes.iter().partition(|(_, v)| v.is_none());
+    let mut update = Update::default();
+    // Keys whose leaf the update read: they existed before this version.
+    let existed;
+    if version == 0 || puts.is_empty() {
+        // Genesis (the batch path has no pre-genesis root to start from) or
+        // deletions only: key by key.
+        let hashed = state_writes
+            .iter()
+            .map(|(k, v)| (key_hash(k), v.map(leaf_value)));
+        let (root, batch) = Sha256Jmt::new(&view)
+            .put_value_set(hashed, version)
+            .unwrap_or_else(|e| halt(e));
+        update.absorb(batch, version);
+        update.root = root.0;
+        existed = None;
+    } else {
+        let below = if deletes.is_empty() {
+            None
+        } else {
+            let hashed = deletes.iter().map(|(k, _)| (key_hash(k), None));
+            let (_, batch) = Sha256Jmt::new(&view)
+                .put_value_set(hashed, version)
+                .unwrap_or_else(|e| halt(e));
+            Some(batch)
+        };
+        let layer = Layer {
+            base: &view,
+            version,
+            below: below.as_ref().map(|b| &b.node_batch),
+            leaves: RefCell::new(HashSet::new()),
+        };
+        let hashed = puts
+            .iter()
+            .map(|(k, v)| (key_hash(k), leaf_value(v.unwrap_or_default())))
+            .collect();
+        let (roots, batch) = Sha256Jmt::new(&layer)
+            .batch_put_value_sets(vec![hashed], None, version)
+            .unwrap_or_else(|e| halt(e));
+        existed = Some(layer.leaves.into_inner());
+        if let Some(below) = below {
+            update.absorb(below, version);
+        }
+        update.absorb(batch, version);
+        update.root = roots
+            .first()
+            .map_or_else(|| halt(anyhow::anyhow!("the batch made no root")), |r| r.0);
+    }
+    let mut out = update.writes();
     for (key, value) in &state_writes {
         let hash = key_hash(key);
-        if value.is_some() {
+        // A key the batch found no old leaf of is created here: its
+        // preimage is written now (and kept, for proofs of past versions),
+        // and its entry replaces none that older versions read (a deletion
+        // marker before it went stale when it was written).
+        let created = value.is_some() && existed.as_ref().is_some_and(|e| !e.contains(&hash));
+        if value.is_some() && (created || existed.is_none()) {
             out.put(preimage_key(&hash), key.to_vec());
         }
         // The entry this write replaces is needed only by older versions.
-        if let Some((previous, _)) = view.value_at(version.saturating_sub(1), &hash) {
-            if version > 0 {
+        if version > 0 && !created {
+            if let Some((previous, _)) = view.value_at(version.saturating_sub(1), &hash) {
                 out.put(stale_value_key(version, &hash, previous), Vec::new());
             }
         }
@@ -241,35 +297,124 @@ pub fn apply(kv: &dyn KvRead, writes: &Delta, version: Version) -> ([u8; 32], De
             out.put(stale_value_key(version, &hash, version), Vec::new());
         }
     }
-    (root.0, out)
+    (update.root, out)
 }
 
-/// The nodes, values and stale-node records of a tree update, as writes.
-fn tree_writes(batch: &TreeUpdateBatch) -> Delta {
-    let mut out = Delta::new();
-    for (key, node) in batch.node_batch.nodes() {
-        let raw = borsh::to_vec(node).expect("a node serialises into memory");
-        out.put(node_key_bytes(key), raw);
-    }
-    for ((version, hash), value) in batch.node_batch.values() {
-        let raw = match value {
-            Some(v) => {
-                let mut raw = Vec::with_capacity(v.len().saturating_add(1));
-                raw.push(1);
-                raw.extend_from_slice(v);
-                raw
+/// The tree as a block's deletions left it at `version`, over the tree of
+/// the version before: what the batch of its insertions reads.
+///
+/// jmt's batch starts from the root of `version - 1`; the layer answers
+/// that key with the root the deletions made. The batch then rewrites or
+/// marks stale some nodes of the deletions (all at `version`), which
+/// [`Update::absorb`] reconciles. Every leaf read is noted.
+struct Layer<'a> {
+    base: &'a TreeView<'a>,
+    version: Version,
+    below: Option<&'a jmt::storage::NodeBatch>,
+    leaves: RefCell<HashSet<KeyHash>>,
+}
+
+impl TreeReader for Layer<'_> {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        let found = match self.below {
+            Some(below) => {
+                let previous_root = node_key.nibble_path().num_nibbles() == 0
+                    && node_key.version().checked_add(1) == Some(self.version);
+                let key = if previous_root {
+                    NodeKey::new(self.version, node_key.nibble_path().clone())
+                } else {
+                    node_key.clone()
+                };
+                match below.nodes().get(&key) {
+                    Some(node) => Some(node.clone()),
+                    None => self.base.get_node_option(node_key)?,
+                }
             }
-            None => vec![0],
+            None => self.base.get_node_option(node_key)?,
         };
-        out.put(value_key(hash, *version), raw);
+        if let Some(Node::Leaf(leaf)) = &found {
+            self.leaves.borrow_mut().insert(leaf.key_hash());
+        }
+        Ok(found)
     }
-    for stale in &batch.stale_node_index_batch {
-        out.put(
-            stale_node_key(stale.stale_since_version, &stale.node_key),
-            Vec::new(),
+
+    fn get_value_option(
+        &self,
+        max_version: Version,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        self.base.get_value_option(max_version, key_hash)
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        self.base.get_rightmost_leaf()
+    }
+}
+
+/// The nodes, values and stale-node records of one version's update, from
+/// one or two jmt batches at that version.
+#[derive(Default)]
+struct Update {
+    root: [u8; 32],
+    nodes: BTreeMap<NodeKey, Node>,
+    values: BTreeMap<(Version, KeyHash), Option<OwnedValue>>,
+    stale: BTreeSet<StaleNodeIndex>,
+}
+
+impl Update {
+    /// Adds a batch made at `version` after those already absorbed: its
+    /// nodes replace theirs, and a node of theirs it made stale is dropped
+    /// rather than recorded (it was never stored).
+    fn absorb(&mut self, batch: TreeUpdateBatch, version: Version) {
+        let TreeUpdateBatch {
+            node_batch,
+            stale_node_index_batch,
+            ..
+        } = batch;
+        for stale in stale_node_index_batch {
+            if stale.node_key.version() == version {
+                self.nodes.remove(&stale.node_key);
+            } else {
+                self.stale.insert(stale);
+            }
+        }
+        self.nodes.extend(
+            node_batch
+                .nodes()
+                .iter()
+                .map(|(k, n)| (k.clone(), n.clone())),
         );
+        self.values
+            .extend(node_batch.values().iter().map(|(k, v)| (*k, v.clone())));
     }
-    out
+
+    /// The update as store writes.
+    fn writes(&self) -> Delta {
+        let mut out = Delta::new();
+        for (key, node) in &self.nodes {
+            let raw = borsh::to_vec(node).expect("a node serialises into memory");
+            out.put(node_key_bytes(key), raw);
+        }
+        for ((version, hash), value) in &self.values {
+            let raw = match value {
+                Some(v) => {
+                    let mut raw = Vec::with_capacity(v.len().saturating_add(1));
+                    raw.push(1);
+                    raw.extend_from_slice(v);
+                    raw
+                }
+                None => vec![0],
+            };
+            out.put(value_key(hash, *version), raw);
+        }
+        for stale in &self.stale {
+            out.put(
+                stale_node_key(stale.stale_since_version, &stale.node_key),
+                Vec::new(),
+            );
+        }
+        out
+    }
 }
 
 /// Deletes what only versions below `keep_from` needed: nodes and values
@@ -573,6 +718,139 @@ mod tests {
             "old values were pruned: {} left",
             values.len()
         );
+    }
+
+    /// The tree's records of one kind (nodes, stale-node index), as stored.
+    fn records(store: &MemStore, kind: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
+        store.scan(&[TREE_PREFIX, kind], None, usize::MAX)
+    }
+
+    /// The key of the root node of `version`.
+    fn root_key(version: Version) -> NodeKey {
+        // borsh: the version, then an empty nibble path (count and bytes).
+        let mut raw = version.to_le_bytes().to_vec();
+        raw.extend([0; 12]);
+        NodeKey::try_from_slice(&raw).unwrap()
+    }
+
+    /// Adds the stored keys of every node under `key` (itself included).
+    fn reach(view: &TreeView<'_>, key: NodeKey, out: &mut BTreeSet<Vec<u8>>) {
+        let node = view
+            .get_node_option(&key)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{key:?} is referenced but not stored"));
+        if let Node::Internal(internal) = &node {
+            for (nibble, child) in internal.children_sorted() {
+                let path = key
+                    .nibble_path()
+                    .nibbles()
+                    .chain(std::iter::once(nibble))
+                    .collect();
+                reach(view, NodeKey::new(child.version, path), out);
+            }
+        }
+        if !matches!(node, Node::Null) {
+            out.insert(node_key_bytes(&key));
+        }
+    }
+
+    /// The value of each of `keys` in the state `store` holds.
+    fn state_of(store: &MemStore, keys: &[Vec<u8>]) -> Vec<Option<Vec<u8>>> {
+        keys.iter().map(|k| store.get(k)).collect()
+    }
+
+    #[test]
+    fn the_batched_update_builds_the_root_a_key_by_key_update_builds_and_prunes_cleanly() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+        let batched = MemStore::new();
+        let one_by_one = MemStore::new();
+        let keys: Vec<Vec<u8>> = (0..48u8)
+            .map(|i| format!("k/{i:02}").into_bytes())
+            .collect();
+        let mut states = Vec::new();
+        for version in 0..60u64 {
+            let mut writes = Delta::new();
+            // Some blocks only delete, some only write, most do both.
+            let (puts, deletes) = match version % 6 {
+                0 if version > 0 => (0, 6),
+                1 => (8, 0),
+                _ => (rng.gen_range(1..12), rng.gen_range(0..6)),
+            };
+            for _ in 0..puts {
+                let key = &keys[rng.gen_range(0..keys.len())];
+                writes.put(key.clone(), vec![rng.gen(); rng.gen_range(0..4)]);
+            }
+            for _ in 0..deletes {
+                writes.delete(keys[rng.gen_range(0..keys.len())].clone());
+            }
+            // The reference: every write in one key-by-key update.
+            let view = TreeView::new(&one_by_one);
+            let hashed: Vec<_> = writes
+                .iter()
+                .map(|(k, v)| (key_hash(k), v.map(leaf_value)))
+                .collect();
+            let (expected, batch) = Sha256Jmt::new(&view)
+                .put_value_set(hashed, version)
+                .unwrap();
+            let mut reference = Update::default();
+            reference.absorb(batch, version);
+            let mut all = writes.clone();
+            all.merge(reference.writes());
+            let info = pb::CommitInfo {
+                height: i64::try_from(version).unwrap(),
+                app_hash: expected.0.to_vec(),
+            };
+            one_by_one.commit(&all, &info);
+
+            let root = commit(&batched, writes, version);
+            assert_eq!(root, expected.0, "root at version {version}");
+            // Pruned to a window of three versions, the store holds
+            // exactly the nodes those versions reach: none dangles, none
+            // leaks.
+            let keep_from = version.saturating_sub(2);
+            let pruned = prune(&batched, keep_from, usize::MAX);
+            batched.commit(&pruned, &info);
+            let view = TreeView::new(&batched);
+            let mut reached = BTreeSet::new();
+            for kept in keep_from..=version {
+                reach(&view, root_key(kept), &mut reached);
+            }
+            let stored: BTreeSet<Vec<u8>> = records(&batched, NODE)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            assert!(
+                stored == reached,
+                "stored nodes differ from reachable ones at version {version}"
+            );
+            // Every kept version still reads as the state was, and values
+            // no kept version reads are gone.
+            states.push(state_of(&batched, &keys));
+            for kept in keep_from..=version {
+                let state = &states[usize::try_from(kept).unwrap()];
+                for (key, value) in keys.iter().zip(state) {
+                    assert_eq!(&view.get(key, kept), value, "{key:?} at {kept}");
+                }
+            }
+            assert!(records(&batched, VALUE).len() <= keys.len() * 4);
+        }
+        // Every key, present or not, is proven at the last version, and
+        // every present key's preimage was written once, when created.
+        for key in &keys {
+            proves(
+                &batched,
+                key,
+                59,
+                TreeView::new(&batched).root(59).unwrap().unwrap(),
+            );
+            if batched.get(key).is_some() {
+                assert_eq!(
+                    batched.get(&preimage_key(&key_hash(key))),
+                    Some(key.clone())
+                );
+            }
+        }
     }
 
     #[test]
