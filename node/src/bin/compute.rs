@@ -1142,9 +1142,14 @@ async fn job_command(
                 );
                 return Ok(0);
             }
-            let view = follow(&client, &gateway, &job, timeout, output).await?;
+            // Progress is read from the node as it comes (it only drives
+            // the bars); the outcome, and the result hashes the outputs
+            // are checked against, are read again and verified.
+            follow(&client, &gateway, &job, timeout, output).await?;
+            let reader = verify::Reader::new(client.clone(), trust, trust_node).await?;
+            let view = reader.job(&job, JobTasks::Without).await?;
             return finish(
-                &client,
+                &reader,
                 &view,
                 &job,
                 out.as_deref(),
@@ -1443,7 +1448,7 @@ const EXIT_TASKS_TRAPPED: i32 = 4;
 
 /// The failed tasks of a job and why (at most `limit`).
 async fn failed_tasks(
-    client: &ChainClient,
+    client: &impl Query,
     job: &JobId,
     limit: usize,
 ) -> Vec<(u32, TaskStatus, String)> {
@@ -1480,7 +1485,7 @@ async fn failed_tasks(
 /// summary, and says each task that has no output and why; returns the
 /// exit status (0 when every task has its output).
 async fn finish(
-    client: &ChainClient,
+    client: &impl Query,
     view: &JobView,
     job: &JobId,
     out: Option<&Path>,
