@@ -44,6 +44,10 @@ pub struct AbciApp<S: Store> {
     /// `/nonce` reads without the lock above (they have their own, held for
     /// one map operation).
     pending: Arc<crate::query::PendingNonces>,
+    /// Signature verdicts: CheckTx verifies here before it takes the lock
+    /// above, so that a block on the consensus connection does not wait for
+    /// the mempool's signature checks, and does not redo them.
+    signatures: Arc<crate::sigcache::SigCache>,
     /// Heights of state the app keeps for historical queries.
     history: u64,
     /// This node's snapshots: taken after commits, listed and served from
@@ -60,6 +64,7 @@ impl<S: Store> Clone for AbciApp<S> {
             inner: Arc::clone(&self.inner),
             store: Arc::clone(&self.store),
             pending: Arc::clone(&self.pending),
+            signatures: Arc::clone(&self.signatures),
             history: self.history,
             snapshots: self.snapshots.clone(),
             restore: Arc::clone(&self.restore),
@@ -73,10 +78,12 @@ impl<S: Store> AbciApp<S> {
         let store = app.shared_store();
         let pending = app.shared_pending();
         let history = app.state_history();
+        let signatures = app.shared_signatures();
         Self {
             inner: Arc::new(Mutex::new(app)),
             store,
             pending,
+            signatures,
             history,
             snapshots: None,
             restore: Arc::default(),
@@ -165,6 +172,12 @@ impl<S: Store> Application for AbciApp<S> {
     }
 
     fn check_tx(&self, request: RequestCheckTx) -> ResponseCheckTx {
+        // The signature first, outside the lock (CometBFT bounds the size
+        // of what reaches CheckTx); the state machine then reads the
+        // verdict and checks everything else, in its own order.
+        if let Ok(tx) = compute_proto::SignedTx::decode(&request.tx, request.tx.len()) {
+            let _verdict = self.signatures.verify(&tx);
+        }
         let outcome = self.app().check_tx(&request.tx);
         tracing::debug!(code = outcome.code.value(), log = %outcome.log, "check_tx");
         ResponseCheckTx {

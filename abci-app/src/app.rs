@@ -2,7 +2,6 @@
 //! Query over any [`Store`]. It knows nothing of sockets or of RocksDB; the
 //! ABCI server ([`crate::abci`]) is a thin layer around it.
 
-use compute_proto::tx::verify_batch;
 use compute_proto::{pb, SignedTx, TxError};
 
 use crate::apphash::LastCommit;
@@ -200,6 +199,10 @@ pub struct App<S: Store> {
     last: LastCommit,
     /// Compiles stored modules and runs `verify` for Verified jobs.
     verifier: Verifier,
+    /// Signature verdicts already reached (CheckTx's, for the proposal and
+    /// the block), shared with the ABCI layer, which verifies before it
+    /// takes this state machine's lock.
+    signatures: std::sync::Arc<crate::sigcache::SigCache>,
     /// The genesis height: tree version 0 (see [`crate::tree`]).
     base: u64,
     /// Past heights whose state tree this node keeps (queries and proofs
@@ -235,6 +238,7 @@ impl<S: Store> App<S> {
             pending: std::sync::Arc::default(),
             last: loaded.last,
             verifier: Verifier::default(),
+            signatures: std::sync::Arc::default(),
             base: loaded.base,
             history: DEFAULT_STATE_HISTORY,
         }
@@ -377,6 +381,12 @@ impl<S: Store> App<S> {
         std::sync::Arc::clone(&self.pending)
     }
 
+    /// The signature verdicts this state machine reads, shared: the ABCI
+    /// layer fills them for CheckTx without holding the state machine.
+    pub fn shared_signatures(&self) -> std::sync::Arc<crate::sigcache::SigCache> {
+        std::sync::Arc::clone(&self.signatures)
+    }
+
     /// The last commit, as `Info` reports it.
     pub fn last_commit(&self) -> LastCommit {
         self.last
@@ -458,7 +468,7 @@ impl<S: Store> App<S> {
     fn check_tx_inner(&mut self, bytes: &[u8]) -> Result<Vec<Event>, Rejection> {
         let chain = self.chain.as_ref().ok_or(Rejection::NotInitialised)?;
         let tx = SignedTx::decode(bytes, max_tx_len(&chain.params))?;
-        tx.verify()?;
+        self.signatures.verify(&tx)?;
         let ctx = check_ctx(chain, &self.verifier, self.last);
         let checked = msg::check_stateless(&tx, &ctx)?;
         let committed = Layered::new(&*self.store, self.genesis.as_ref().unwrap_or(EMPTY));
@@ -506,7 +516,7 @@ impl<S: Store> App<S> {
             .map(|tx| proposal_checks(tx.as_ref(), &ctx, &mut compile_units).ok())
             .collect();
         let signed: Vec<&SignedTx> = decoded.iter().flatten().collect();
-        let mut verdicts = verify_batch(&signed).into_iter();
+        let mut verdicts = self.signatures.verify_batch(&signed).into_iter();
         let mut total: u64 = 0;
         let mut out = Vec::with_capacity(txs.len());
         for (tx, decoded) in txs.iter().zip(&decoded) {
@@ -544,7 +554,12 @@ impl<S: Store> App<S> {
             decoded.push(tx);
         }
         let refs: Vec<&SignedTx> = decoded.iter().collect();
-        if !verify_batch(&refs).iter().all(Result::is_ok) {
+        if !self
+            .signatures
+            .verify_batch(&refs)
+            .iter()
+            .all(Result::is_ok)
+        {
             return false;
         }
         // Compiling here makes FinalizeBlock's compile a cache hit, and turns
@@ -616,7 +631,7 @@ impl<S: Store> App<S> {
             .map(|bytes| SignedTx::decode(bytes.as_ref(), max_len))
             .collect();
         let signed: Vec<&SignedTx> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
-        let mut verdicts = verify_batch(&signed).into_iter();
+        let mut verdicts = self.signatures.verify_batch(&signed).into_iter();
         let mut tx_results = Vec::with_capacity(decoded.len());
         let mut compile_units: u64 = 0;
         for item in &decoded {

@@ -25,6 +25,7 @@ pub mod price;
 pub mod query;
 pub mod reputation;
 pub mod settlement;
+pub mod sigcache;
 pub mod snapshot;
 pub mod state;
 pub mod store;
