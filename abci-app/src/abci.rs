@@ -97,6 +97,18 @@ impl<S: Store> AbciApp<S> {
         self
     }
 
+    /// Verifies the signatures of `txs` (raw CheckTx transactions) as one
+    /// batch, so that CheckTx finds their verdicts; what does not decode is
+    /// left for CheckTx to refuse.
+    pub fn verify_signatures(&self, txs: &[&[u8]]) {
+        let decoded: Vec<compute_proto::SignedTx> = txs
+            .iter()
+            .filter_map(|tx| compute_proto::SignedTx::decode(tx, tx.len()).ok())
+            .collect();
+        let refs: Vec<&compute_proto::SignedTx> = decoded.iter().collect();
+        let _verdicts = self.signatures.verify_batch(&refs);
+    }
+
     fn restoring(&self) -> MutexGuard<'_, Option<Restore>> {
         self.restore.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -24,6 +24,7 @@ pub mod params;
 pub mod price;
 pub mod query;
 pub mod reputation;
+pub mod server;
 pub mod settlement;
 pub mod sigcache;
 pub mod snapshot;

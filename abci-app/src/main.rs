@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use compute_abci::abci::AbciApp;
+use compute_abci::server::Server;
 use compute_abci::snapshot::{SnapshotConfig, Snapshots};
 use compute_abci::store::RocksStore;
 use compute_abci::App;
@@ -25,9 +26,10 @@ struct Args {
         default_value = "tcp://127.0.0.1:26658"
     )]
     addr: String,
-    /// Read buffer per ABCI connection, in bytes; large blocks want a large one.
-    #[arg(long, default_value_t = 8 * 1024 * 1024)]
-    read_buf_bytes: usize,
+    /// Bytes read from an ABCI connection at a time; large blocks want many.
+    #[arg(long, default_value_t = 8 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(4096..=(1 << 30)))]
+    read_buf_bytes: u64,
     /// Heights of state kept for queries and proofs at past heights (the
     /// last commit included); older versions of the state tree are pruned.
     #[arg(long, default_value_t = compute_abci::app::DEFAULT_STATE_HISTORY,
@@ -91,10 +93,14 @@ fn main() -> anyhow::Result<()> {
     if args.addr.starts_with("unix://") {
         anyhow::bail!("unix sockets are not supported: use --addr tcp://127.0.0.1:26658 and the same proxy_app in CometBFT");
     }
-    let server = tendermint_abci::ServerBuilder::new(args.read_buf_bytes)
-        .bind(addr, AbciApp::new(app).with_snapshots(snapshots))
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(addr = %server.local_addr(), "serving ABCI");
+    let read_bytes = usize::try_from(args.read_buf_bytes).unwrap_or(usize::MAX);
+    let server = Server::bind(
+        addr,
+        AbciApp::new(app).with_snapshots(snapshots),
+        read_bytes,
+    )
+    .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(addr = %server.local_addr()?, "serving ABCI");
     server.listen().context("ABCI server stopped")?;
     Ok(())
 }
