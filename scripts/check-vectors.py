@@ -79,6 +79,12 @@ SCHEMA = {
         (17, "cancel_job", "CancelJob", "oneof"),
         (18, "dispute", "Dispute", "oneof"),
         (19, "decline_task", "DeclineTask", "oneof"),
+        (20, "bond_validator", "BondValidator", "oneof"),
+        (21, "unbond_validator", "UnbondValidator", "oneof"),
+        (22, "unjail_validator", "UnjailValidator", "oneof"),
+        (23, "commit_results", "CommitResults", "oneof"),
+        (24, "reveal_results", "RevealResults", "oneof"),
+        (25, "post_jobs", "PostJobs", "oneof"),
     ],
     "Transfer": [(1, "to", "bytes"), (2, "amount", "uint64")],
     "StoreModule": [(1, "wasm", "bytes")],
@@ -121,6 +127,12 @@ SCHEMA = {
     "CancelJob": [(1, "job_id", "bytes")],
     "Dispute": [(1, "job_id", "bytes"), (2, "task", "uint32"), (3, "input", "bytes"), (4, "bond", "uint64")],
     "DeclineTask": [(1, "job_id", "bytes"), (2, "task", "uint32"), (3, "reason", "string")],
+    "BondValidator": [(1, "pub_key", "bytes"), (2, "stake", "uint64")],
+    "UnbondValidator": [(1, "amount", "uint64")],
+    "UnjailValidator": [],
+    "CommitResults": [(1, "entries", "CommitResult", "repeated")],
+    "RevealResults": [(1, "entries", "RevealResult", "repeated")],
+    "PostJobs": [(1, "jobs", "PostJob", "repeated")],
     # gateway.proto: the signed header of a PutBlob, on its first chunk.
     "UploadHeader": [
         (1, "uploader", "bytes"),
@@ -385,6 +397,9 @@ def main():
         ]
         if "job_id" in t:
             checks.append(("job id", unhex(t["job_id"]), H("compute/job/v1", signer, u64(t["body"]["nonce"]))))
+        for i, job in enumerate(t.get("job_ids", [])):
+            checks.append((f"job id of jobs[{i}]", unhex(job),
+                           H("compute/job/v1", signer, u64(t["body"]["nonce"]), u32(i))))
         c.vector(f"transactions[{t['name']}]", checks)
 
     for n in vectors["non_canonical"]:

@@ -272,6 +272,18 @@ pub enum Rejection {
     /// The validator is not jailed.
     #[error("validator {0} is not jailed: there is nothing to unjail")]
     NotJailed(AccountId),
+    /// An entry of a batched message (`CommitResults`, `RevealResults`,
+    /// `PostJobs`) was refused, so the whole transaction is; the code is the
+    /// entry's own.
+    #[error("entry {index} of {msg} (counting from 0): {inner}; nothing in the transaction was applied, send it again without that entry")]
+    Entry {
+        /// The batched message.
+        msg: &'static str,
+        /// The entry's position.
+        index: usize,
+        /// Why the entry was refused.
+        inner: Box<Rejection>,
+    },
 }
 
 /// How an unbonding's amount reads in a rejection (0 means all).
@@ -334,6 +346,7 @@ impl Rejection {
             Rejection::TooManyUnbondings { .. } => Code::TooManyUnbondings,
             Rejection::ValidatorJailed { .. } => Code::ValidatorJailed,
             Rejection::NotJailed(_) => Code::NotJailed,
+            Rejection::Entry { inner, .. } => inner.code(),
         }
     }
 }

@@ -2,9 +2,15 @@
 //! the chain, sealed commits and reveals, settlement by quorum, payment,
 //! slashing, extra replicas, missed deadlines, on-chain `verify`, data
 //! scattering, cancellation and the queries that show all of it.
+//!
+//! Every scenario runs twice: with single messages, and (module `batched`)
+//! with every `PostJob`, `CommitResult` and `RevealResult` sent as a batch
+//! of one (`PostJobs`, `CommitResults`, `RevealResults`), which must behave
+//! the same.
 
 mod common;
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use common::{keys, TestChain};
@@ -18,6 +24,39 @@ const BALANCE: u64 = 1_000_000;
 const STAKE: u64 = 10_000;
 const PRICE: u64 = 1_000;
 const FUEL_LIMIT: u64 = 2_000_000;
+
+thread_local! {
+    /// Whether this scenario sends its jobs, commits and reveals as batches
+    /// of one.
+    static BATCHED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn batched() -> bool {
+    BATCHED.with(Cell::get)
+}
+
+/// `msg` as this scenario sends it: a batch of one when batched.
+fn as_sent(msg: Msg) -> Msg {
+    if !batched() {
+        return msg;
+    }
+    match msg {
+        Msg::PostJob(p) => Msg::PostJobs(pb::PostJobs { jobs: vec![p] }),
+        Msg::CommitResult(c) => Msg::CommitResults(pb::CommitResults { entries: vec![c] }),
+        Msg::RevealResult(r) => Msg::RevealResults(pb::RevealResults { entries: vec![r] }),
+        other => other,
+    }
+}
+
+/// The id of the job `requester` posts with `nonce` (the first of its
+/// batch, when batched).
+fn job_id(requester: &AccountId, nonce: u64) -> JobId {
+    if batched() {
+        JobId::derive_in_batch(requester, nonce, 0)
+    } else {
+        JobId::derive(requester, nonce)
+    }
+}
 
 /// A chain with nonces tracked per key.
 struct Net {
@@ -38,7 +77,7 @@ impl Net {
 
     fn tx(&mut self, key: &SigningKey, msg: Msg) -> Vec<u8> {
         let nonce = self.nonces.entry(key.account()).or_default();
-        let tx = self.chain.txs.sign(key, *nonce, msg);
+        let tx = self.chain.txs.sign(key, *nonce, as_sent(msg));
         *nonce += 1;
         tx
     }
@@ -241,7 +280,7 @@ fn setup(n: u8, params: Value) -> (Net, Vec<SigningKey>, ModuleId) {
 fn posted_job(net: &mut Net, requester: &SigningKey, msg: Msg) -> (JobId, BlockOutput) {
     let nonce = net.nonces.get(&requester.account()).copied().unwrap_or(0);
     let out = net.ok(vec![(requester, msg)]);
-    (JobId::derive(&requester.account(), nonce), out)
+    (job_id(&requester.account(), nonce), out)
 }
 
 #[test]
@@ -611,7 +650,7 @@ fn a_verified_job_pays_a_correct_output_and_refuses_a_wrong_one() {
             max_tasks_per_worker: 0,
         }),
     )]);
-    let job = JobId::derive(&k[0].account(), nonce);
+    let job = job_id(&k[0].account(), nonce);
     let first = key_of(&k, &events(&out, "task_assigned")[0]["worker"]).clone();
     let second = k[1..]
         .iter()
@@ -904,7 +943,7 @@ fn a_verify_that_refuses_everything_fails_the_task_and_slashes_nobody() {
         &k[0],
         verified_post(&module, vec![inline(b"x")], verify_fuel, 3),
     )]);
-    let job = JobId::derive(&k[0].account(), nonce);
+    let job = job_id(&k[0].account(), nonce);
     // The escrow covers three runs and three verifications.
     let escrow = 3 * (FUEL_LIMIT + verify_fuel) * PRICE / 1_000_000;
     assert_eq!(net.chain.balance(&k[0].account()), before - escrow);
@@ -981,7 +1020,7 @@ fn the_verify_queue_spends_at_most_the_block_budget() {
             1,
         ),
     )]);
-    let job = JobId::derive(&k[0].account(), nonce);
+    let job = job_id(&k[0].account(), nonce);
     let assigned = events(&out, "task_assigned");
     assert_eq!(assigned.len(), 5);
     let output = [7u8];
@@ -1008,4 +1047,32 @@ fn the_verify_queue_spends_at_most_the_block_budget() {
     assert_eq!(net.q("/stats")["verifications"], 5);
     assert_eq!(net.q(&format!("/job/{job}"))["status"], "failed");
     net.assert_conserved(&k, &[job]);
+}
+
+/// The same scenarios with batches of one.
+mod batched {
+    macro_rules! batched {
+        ($($name:ident),* $(,)?) => {$(
+            #[test]
+            fn $name() {
+                super::BATCHED.with(|b| b.set(true));
+                super::$name();
+            }
+        )*};
+    }
+
+    batched!(
+        a_quorum_task_settles_pays_the_majority_and_slashes_the_cheater,
+        commits_and_reveals_are_refused_out_of_turn_and_a_copied_reveal_fails,
+        a_worker_that_never_commits_is_replaced_after_its_deadline,
+        no_quorum_adds_replicas_up_to_the_maximum_then_fails_and_refunds,
+        a_verified_job_pays_a_correct_output_and_refuses_a_wrong_one,
+        a_job_past_its_deadline_fails_and_refunds_everything,
+        data_scattering_caps_each_workers_share_of_a_job,
+        cancelling_releases_the_workers_and_refunds_the_escrow,
+        listing_queries_page_and_refuse_bad_arguments,
+        a_drawn_worker_declines_and_the_slot_goes_to_another,
+        a_verify_that_refuses_everything_fails_the_task_and_slashes_nobody,
+        the_verify_queue_spends_at_most_the_block_budget,
+    );
 }

@@ -133,6 +133,15 @@ impl JobId {
     pub fn derive(requester: &AccountId, nonce: u64) -> Self {
         Self(hash_parts(Tag::Job, &[&requester.0, &nonce.to_be_bytes()]))
     }
+
+    /// The id of the job at `index` among the jobs of one `PostJobs` that
+    /// `requester` posts with transaction nonce `nonce`.
+    pub fn derive_in_batch(requester: &AccountId, nonce: u64, index: u32) -> Self {
+        Self(hash_parts(
+            Tag::Job,
+            &[&requester.0, &nonce.to_be_bytes(), &index.to_be_bytes()],
+        ))
+    }
 }
 
 impl ModuleId {

@@ -105,6 +105,9 @@ pub fn msg_name(msg: &pb::tx_body::Msg) -> &'static str {
         Msg::BondValidator(_) => "BondValidator",
         Msg::UnbondValidator(_) => "UnbondValidator",
         Msg::UnjailValidator(_) => "UnjailValidator",
+        Msg::CommitResults(_) => "CommitResults",
+        Msg::RevealResults(_) => "RevealResults",
+        Msg::PostJobs(_) => "PostJobs",
     }
 }
 

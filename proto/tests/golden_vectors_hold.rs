@@ -336,6 +336,18 @@ fn msg_json(msg: &Msg) -> (&'static str, Value) {
         ),
         Msg::UnbondValidator(m) => ("unbond_validator", json!({ "amount": m.amount })),
         Msg::UnjailValidator(_) => ("unjail_validator", json!({})),
+        Msg::CommitResults(m) => (
+            "commit_results",
+            json!({ "entries": m.entries.iter().map(|e| msg_json(&Msg::CommitResult(e.clone())).1).collect::<Vec<_>>() }),
+        ),
+        Msg::RevealResults(m) => (
+            "reveal_results",
+            json!({ "entries": m.entries.iter().map(|e| msg_json(&Msg::RevealResult(e.clone())).1).collect::<Vec<_>>() }),
+        ),
+        Msg::PostJobs(m) => (
+            "post_jobs",
+            json!({ "jobs": m.jobs.iter().map(|j| msg_json(&Msg::PostJob(j.clone())).1).collect::<Vec<_>>() }),
+        ),
     }
 }
 
@@ -794,6 +806,14 @@ fn transaction_vectors(f: &Fixture) -> Value {
         f.fuel_used,
         &f.salt,
     );
+    let commit_task_2 = commitment(
+        &f.quorum_job.0,
+        2,
+        &worker_a.key.account().0,
+        &failure_hash(1),
+        1_000_000_000,
+        &f.salt,
+    );
     let quorum = pb::PostJob {
         module_id: module_id.clone(),
         tasks: vec![
@@ -842,6 +862,23 @@ fn transaction_vectors(f: &Fixture) -> Value {
         deadline_blocks: 50,
         min_reputation_ppm: 500_000,
         max_tasks_per_worker: 0,
+    };
+    // Several jobs in one transaction: the job at index i gets
+    // H("compute/job/v1", requester, nonce, i u32 BE).
+    let post_jobs = {
+        let batch = body(
+            5,
+            1,
+            Msg::PostJobs(pb::PostJobs {
+                jobs: vec![quorum.clone(), verified.clone()],
+            }),
+        );
+        let mut value = signed("post_jobs", requester, &batch, None);
+        let ids: Vec<String> = (0..2)
+            .map(|i| JobId::derive_in_batch(&requester.key.account(), 5, i).to_hex())
+            .collect();
+        value["job_ids"] = json!(ids);
+        value
     };
     let entries = [
         signed(
@@ -974,6 +1011,59 @@ fn transaction_vectors(f: &Fixture) -> Value {
             &body(1, 0, Msg::UnregisterWorker(pb::UnregisterWorker {})),
             None,
         ),
+        signed(
+            "commit_results",
+            worker_a,
+            &body(
+                4,
+                1,
+                Msg::CommitResults(pb::CommitResults {
+                    entries: vec![
+                        pb::CommitResult {
+                            job_id: f.quorum_job.0.to_vec(),
+                            task: 0,
+                            commitment: commit.to_vec(),
+                        },
+                        pb::CommitResult {
+                            job_id: f.quorum_job.0.to_vec(),
+                            task: 2,
+                            commitment: commit_task_2.to_vec(),
+                        },
+                    ],
+                }),
+            ),
+            None,
+        ),
+        signed(
+            "reveal_results",
+            worker_a,
+            &body(
+                5,
+                1,
+                Msg::RevealResults(pb::RevealResults {
+                    entries: vec![
+                        pb::RevealResult {
+                            job_id: f.quorum_job.0.to_vec(),
+                            task: 0,
+                            result_hash: result_hash.to_vec(),
+                            fuel_used: f.fuel_used,
+                            salt: f.salt.clone(),
+                            output: f.output.clone(),
+                        },
+                        pb::RevealResult {
+                            job_id: f.quorum_job.0.to_vec(),
+                            task: 2,
+                            result_hash: failure_hash(1).to_vec(),
+                            fuel_used: 1_000_000_000,
+                            salt: f.salt.clone(),
+                            output: Vec::new(),
+                        },
+                    ],
+                }),
+            ),
+            None,
+        ),
+        post_jobs,
     ];
     Value::Array(entries.to_vec())
 }

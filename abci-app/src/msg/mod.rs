@@ -67,6 +67,52 @@ pub enum Checked<'a> {
     UnbondValidator(&'a pb::UnbondValidator),
     /// A jailed validator back to the set.
     UnjailValidator,
+    /// Many sealed results.
+    CommitResults(Vec<(&'a pb::CommitResult, Target)>),
+    /// Many opened results.
+    RevealResults(Vec<(&'a pb::RevealResult, Target)>),
+    /// Many jobs.
+    PostJobs(Vec<(&'a pb::PostJob, post_job::CheckedJob)>),
+}
+
+/// The most entries a batched message (`CommitResults`, `RevealResults`,
+/// `PostJobs`) may carry; the transaction's size bounds them too.
+pub const MAX_BATCH_ENTRIES: usize = 1024;
+
+/// Checks a batch's count, then each entry with `check` (its refusal names
+/// the entry).
+fn check_entries<'a, M, C>(
+    msg: &'static str,
+    entries: &'a [M],
+    check: impl Fn(&'a M) -> Result<C, Rejection>,
+) -> Result<Vec<(&'a M, C)>, Rejection> {
+    if entries.is_empty() || entries.len() > MAX_BATCH_ENTRIES {
+        return Err(Rejection::InvalidMessage {
+            msg,
+            reason: format!(
+                "a batch has 1 to {MAX_BATCH_ENTRIES} entries, this one has {}",
+                entries.len()
+            ),
+        });
+    }
+    entries
+        .iter()
+        .enumerate()
+        .map(|(index, m)| {
+            check(m)
+                .map(|c| (m, c))
+                .map_err(|e| entry_refused(msg, index, e))
+        })
+        .collect()
+}
+
+/// The refusal of a batch for the refusal of its entry `index`.
+fn entry_refused(msg: &'static str, index: usize, inner: Rejection) -> Rejection {
+    Rejection::Entry {
+        msg,
+        index,
+        inner: Box::new(inner),
+    }
 }
 
 /// Checks everything that needs no state. The signature is checked apart
@@ -121,6 +167,21 @@ pub fn check_stateless<'t>(tx: &'t SignedTx, ctx: &Ctx<'_>) -> Result<Checked<'t
             unjail_validator::check_stateless(m)?;
             Ok(Checked::UnjailValidator)
         }
+        Msg::CommitResults(m) => Ok(Checked::CommitResults(check_entries(
+            "CommitResults",
+            &m.entries,
+            commit::check_stateless,
+        )?)),
+        Msg::RevealResults(m) => Ok(Checked::RevealResults(check_entries(
+            "RevealResults",
+            &m.entries,
+            |e| reveal::check_stateless(e, ctx.params),
+        )?)),
+        Msg::PostJobs(m) => Ok(Checked::PostJobs(check_entries(
+            "PostJobs",
+            &m.jobs,
+            |e| post_job::check_stateless(e, ctx.params),
+        )?)),
         other => Err(Rejection::NotYetSupported(name(other))),
     }
 }
@@ -188,7 +249,42 @@ pub fn run(
         }
         Checked::PostJob(m, checked) => {
             post_job::check_stateful(checked, &tx.signer, tx.body.fee, ctx.params, state)?;
-            post_job::execute(m, checked, &tx.signer, tx.body.nonce, ctx, state)
+            let id = JobId::derive(&tx.signer, tx.body.nonce);
+            post_job::execute(m, checked, &tx.signer, id, ctx, state)
+        }
+        // A batch runs its entries in order on one buffer: an entry sees
+        // the ones before it, and the first refusal drops them all.
+        Checked::PostJobs(jobs) => {
+            let mut events = Vec::new();
+            for (index, (m, checked)) in (0u32..).zip(jobs) {
+                let refused = |e| entry_refused("PostJobs", index as usize, e);
+                post_job::check_stateful(checked, &tx.signer, tx.body.fee, ctx.params, state)
+                    .map_err(refused)?;
+                let id = JobId::derive_in_batch(&tx.signer, tx.body.nonce, index);
+                events.extend(
+                    post_job::execute(m, checked, &tx.signer, id, ctx, state).map_err(refused)?,
+                );
+            }
+            Ok(events)
+        }
+        Checked::CommitResults(entries) => {
+            let mut events = Vec::new();
+            for (index, (m, target)) in entries.iter().enumerate() {
+                let refused = |e| entry_refused("CommitResults", index, e);
+                let found = commit::check_stateful(target, &tx.signer, state).map_err(refused)?;
+                events.extend(commit::execute(m, &tx.signer, found, state, ctx).map_err(refused)?);
+            }
+            Ok(events)
+        }
+        Checked::RevealResults(entries) => {
+            let mut events = Vec::new();
+            for (index, (m, target)) in entries.iter().enumerate() {
+                let refused = |e| entry_refused("RevealResults", index, e);
+                let found =
+                    reveal::check_stateful(m, target, &tx.signer, state).map_err(refused)?;
+                events.extend(reveal::execute(m, &tx.signer, found, state, ctx).map_err(refused)?);
+            }
+            Ok(events)
         }
         Checked::CancelJob(id) => {
             let job = cancel_job::check_stateful(id, &tx.signer, state)?;

@@ -246,17 +246,18 @@ pub fn check_stateful(
     require_funds(state, requester, checked.escrow, fee)
 }
 
-/// Escrows the price and writes the job and its tasks.
+/// Escrows the price and writes the job and its tasks under `id`
+/// ([`JobId::derive`] of the requester and the nonce, or
+/// [`JobId::derive_in_batch`] for a job of a `PostJobs`).
 pub fn execute(
     msg: &pb::PostJob,
     checked: &CheckedJob,
     requester: &AccountId,
-    nonce: u64,
+    id: JobId,
     ctx: &Ctx<'_>,
     state: &mut StateTx<'_>,
 ) -> Result<Vec<Event>, Rejection> {
     let height = ctx.height;
-    let id = JobId::derive(requester, nonce);
     debit(state, requester, checked.escrow)?;
     let posted = i64::try_from(height).map_err(|_| Rejection::Overflow("height"))?;
     let deadline = i64::try_from(height.saturating_add(msg.deadline_blocks))

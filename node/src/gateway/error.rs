@@ -71,11 +71,11 @@ pub enum GatewayError {
     #[error("{0}")]
     InvalidArgument(String),
     /// A typed call got a transaction carrying another message.
-    #[error("{call} expects a signed transaction carrying a {expected} message, but it carries {got}; use BroadcastTx for other messages")]
+    #[error("{call} expects a signed transaction carrying a {expected} or {expected}s message, but it carries {got}; use BroadcastTx for other messages")]
     WrongMessage {
         /// The gRPC method.
         call: &'static str,
-        /// The message kind it relays.
+        /// The message kind it relays (and its batch, named with an `s`).
         expected: &'static str,
         /// The kind it got.
         got: &'static str,

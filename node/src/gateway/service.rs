@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use compute_proto::pb::gateway_client::GatewayClient;
 use compute_proto::pb::gateway_server::Gateway;
+use compute_proto::pb::tx_body::Msg;
 use compute_proto::{pb, BlobId, Code as AbciCode, JobId, SignedTx, UploadError, VerifiedUpload};
 use prost::Message;
 use sha3::{Digest, Sha3_256};
@@ -150,7 +151,8 @@ impl GatewayService {
         let bytes = tx.encode_to_vec();
         let decoded = decode_tx(&bytes)?;
         let got = compute_proto::tx::msg_name(&decoded.msg);
-        if got != expected {
+        // The single message or its batch (`CommitResult`, `CommitResults`).
+        if got.strip_suffix('s').unwrap_or(got) != expected {
             return Err(GatewayError::WrongMessage {
                 call,
                 expected,
@@ -518,15 +520,25 @@ impl Gateway for GatewayService {
             .relay_typed("PostJob", "PostJob", request.into_inner())
             .await
             .map(|(tx, result)| {
-                // The id names a job only once the chain has accepted it.
-                let job_id = if result.code == AbciCode::Ok.value() {
-                    JobId::derive(&tx.signer, tx.body.nonce).0.to_vec()
-                } else {
+                // The ids name jobs only once the chain has accepted them.
+                let job_ids: Vec<Vec<u8>> = if result.code != AbciCode::Ok.value() {
                     Vec::new()
+                } else if let Msg::PostJobs(batch) = &tx.msg {
+                    (0u32..)
+                        .zip(&batch.jobs)
+                        .map(|(i, _)| {
+                            JobId::derive_in_batch(&tx.signer, tx.body.nonce, i)
+                                .0
+                                .to_vec()
+                        })
+                        .collect()
+                } else {
+                    vec![JobId::derive(&tx.signer, tx.body.nonce).0.to_vec()]
                 };
                 pb::PostJobResponse {
                     result: Some(result),
-                    job_id,
+                    job_id: job_ids.first().cloned().unwrap_or_default(),
+                    job_ids,
                 }
             });
         self.finish("PostJob", result).map(Response::new)
