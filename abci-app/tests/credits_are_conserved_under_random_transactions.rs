@@ -48,11 +48,14 @@ enum Op {
         policy: usize,
         deadline: u64,
     },
-    /// A worker acts on one of its assignments.
+    /// A worker acts on its assignments: one transaction each, or (when
+    /// `batched`) its commits in one `CommitResults` and its reveals in one
+    /// `RevealResults`.
     Work {
         who: usize,
         pick: usize,
         honest: bool,
+        batched: bool,
     },
     Cancel {
         who: usize,
@@ -92,7 +95,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..KEYS, 0u32..4, 0u64..3_000).prop_map(|(who, capacity, stake)| Op::Register { who, capacity, stake }),
         1 => (0..KEYS).prop_map(|who| Op::Unregister { who }),
         2 => (0..KEYS, 0usize..4, 0u64..2_000, 0usize..4, 6u64..24).prop_map(|(who, tasks, price, policy, deadline)| Op::Post { who, tasks, price, policy, deadline }),
-        6 => (0..KEYS, 0usize..4, proptest::bool::weighted(0.6)).prop_map(|(who, pick, honest)| Op::Work { who, pick, honest }),
+        6 => (0..KEYS, 0usize..4, proptest::bool::weighted(0.6), any::<bool>()).prop_map(|(who, pick, honest, batched)| Op::Work { who, pick, honest, batched }),
         1 => (0..KEYS, 0usize..8).prop_map(|(who, job)| Op::Cancel { who, job }),
         1 => proptest::collection::vec(any::<u8>(), 0..40).prop_map(Op::Garbage),
         1 => (0..KEYS, 0..SMALL_ORDER.len()).prop_map(|(from, point)| Op::Torsion { from, point }),
@@ -228,8 +231,16 @@ impl World {
                 *who,
                 pb::tx_body::Msg::UnregisterWorker(pb::UnregisterWorker {}),
             ),
-            Op::Work { who, pick, honest } => {
-                let msgs = self.work(*who, *pick, *honest);
+            Op::Work {
+                who,
+                pick,
+                honest,
+                batched,
+            } => {
+                let mut msgs = self.work(*who, *pick, *honest);
+                if *batched {
+                    msgs = batch(msgs);
+                }
                 return msgs
                     .into_iter()
                     .map(|msg| {
@@ -555,7 +566,7 @@ proptest! {
         for _ in 0..MAX_DEADLINE + 2 {
             let mut offset = [0u64; KEYS];
             let txs: Vec<Vec<u8>> = (0..KEYS)
-                .flat_map(|who| world.sign(&Op::Work { who, pick: usize::MAX, honest: who + 1 < KEYS }, &mut offset))
+                .flat_map(|who| world.sign(&Op::Work { who, pick: usize::MAX, honest: who + 1 < KEYS, batched: who % 2 == 0 }, &mut offset))
                 .collect();
             world.block(&txs)?;
             prop_assert_eq!(world.imbalance(), 0);
@@ -566,4 +577,29 @@ proptest! {
             eprintln!("settled {} failed {} slashed {}", stats["tasks_settled"], stats["tasks_failed"], stats["credits_slashed"]);
         }
     }
+}
+
+/// A worker's commits as one `CommitResults` and its reveals as one
+/// `RevealResults` (each kept single when alone).
+fn batch(msgs: Vec<pb::tx_body::Msg>) -> Vec<pb::tx_body::Msg> {
+    use pb::tx_body::Msg;
+    let (mut commits, mut reveals, mut out) = (Vec::new(), Vec::new(), Vec::new());
+    for msg in msgs {
+        match msg {
+            Msg::CommitResult(c) => commits.push(c),
+            Msg::RevealResult(r) => reveals.push(r),
+            other => out.push(other),
+        }
+    }
+    match commits.len() {
+        0 => {}
+        1 => out.extend(commits.pop().map(Msg::CommitResult)),
+        _ => out.push(Msg::CommitResults(pb::CommitResults { entries: commits })),
+    }
+    match reveals.len() {
+        0 => {}
+        1 => out.extend(reveals.pop().map(Msg::RevealResult)),
+        _ => out.push(Msg::RevealResults(pb::RevealResults { entries: reveals })),
+    }
+    out
 }

@@ -157,6 +157,52 @@ fn message(job: Vec<u8>) -> impl Strategy<Value = Msg> {
                 reason,
             })
         }),
+        proptest::collection::vec((id_bytes(job.clone()), any::<u32>(), bytes()), 0..4).prop_map(
+            |entries| Msg::CommitResults(pb::CommitResults {
+                entries: entries
+                    .into_iter()
+                    .map(|(job_id, task, commitment)| pb::CommitResult {
+                        job_id,
+                        task,
+                        commitment,
+                    })
+                    .collect(),
+            })
+        ),
+        proptest::collection::vec(
+            (id_bytes(job.clone()), any::<u32>(), bytes(), any::<u64>()),
+            0..4
+        )
+        .prop_map(|entries| Msg::RevealResults(pb::RevealResults {
+            entries: entries
+                .into_iter()
+                .map(|(job_id, task, result_hash, fuel_used)| pb::RevealResult {
+                    job_id,
+                    task,
+                    result_hash,
+                    fuel_used,
+                    salt: Vec::new(),
+                    output: Vec::new(),
+                })
+                .collect(),
+        })),
+        proptest::collection::vec((bytes(), any::<u64>()), 0..3).prop_map(|jobs| Msg::PostJobs(
+            pb::PostJobs {
+                jobs: jobs
+                    .into_iter()
+                    .map(|(module_id, fuel_limit)| pb::PostJob {
+                        module_id,
+                        tasks: vec![pb::TaskInput {
+                            size: 1,
+                            source: Some(pb::task_input::Source::Inline(vec![7])),
+                        }],
+                        fuel_limit,
+                        deadline_blocks: 40,
+                        ..Default::default()
+                    })
+                    .collect(),
+            }
+        )),
         id_bytes(job.clone()).prop_map(|job_id| Msg::CancelJob(pb::CancelJob { job_id })),
         (id_bytes(job), any::<u32>(), bytes(), any::<u64>()).prop_map(
             |(job_id, task, input, bond)| Msg::Dispute(pb::Dispute {
