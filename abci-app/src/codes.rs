@@ -275,7 +275,7 @@ pub enum Rejection {
     /// An entry of a batched message (`CommitResults`, `RevealResults`,
     /// `PostJobs`) was refused, so the whole transaction is; the code is the
     /// entry's own.
-    #[error("entry {index} of {msg} (counting from 0): {inner}; nothing in the transaction was applied, send it again without that entry")]
+    #[error("{}{inner}; nothing in the transaction was applied, send it again without that entry", compute_proto::tx::entry_refusal_prefix(.msg, *.index))]
     Entry {
         /// The batched message.
         msg: &'static str,

@@ -355,6 +355,16 @@ fn one_bad_entry_refuses_the_whole_batch_and_names_it() {
         let r = &out.tx_results[0];
         assert_eq!(r.code, code, "{what}: {}", r.log);
         assert!(r.log.contains(says), "{what}: {}", r.log);
+        // A client reads the entry back from the log.
+        if let Some(at) = says.strip_prefix("entry ") {
+            let index: usize = at.split(' ').next().unwrap().parse().unwrap();
+            assert_eq!(
+                compute_proto::tx::refused_entry(&r.log),
+                Some(index),
+                "{}",
+                r.log
+            );
+        }
         let stateful = matches!(code, Code::UnknownJob | Code::WrongPhase);
         assert_eq!(net.resync(worker), nonce + u64::from(stateful), "{what}");
         used += u64::from(stateful);

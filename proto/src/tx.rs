@@ -111,6 +111,26 @@ pub fn msg_name(msg: &pb::tx_body::Msg) -> &'static str {
     }
 }
 
+/// The most entries a batched message (`CommitResults`, `RevealResults`,
+/// `PostJobs`) may carry.
+pub const MAX_BATCH_ENTRIES: usize = 1024;
+
+/// The start of the log of a batch refused for its entry `index` (counting
+/// from 0); the entry's own reason follows.
+pub fn entry_refusal_prefix(msg: &str, index: usize) -> String {
+    format!("entry {index} of {msg} (counting from 0): ")
+}
+
+/// The entry a refused batch's `log` names ([`entry_refusal_prefix`]), if
+/// it names one.
+pub fn refused_entry(log: &str) -> Option<usize> {
+    let rest = log.strip_prefix("entry ")?;
+    let (index, rest) = rest.split_once(' ')?;
+    rest.starts_with("of ").then_some(())?;
+    rest.contains(" (counting from 0): ").then_some(())?;
+    index.parse().ok()
+}
+
 /// Builds signed transactions for one chain.
 #[derive(Clone, Debug)]
 pub struct TxBuilder {

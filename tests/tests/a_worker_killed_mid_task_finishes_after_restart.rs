@@ -15,10 +15,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use compute_proto::pb;
 use compute_tests::{
     cli_json, cli_new_key, poll_until, primes_submit_args, write_primes_inputs, Gateway, NetConfig,
     Node, WorkerOptions, WorkerProcess,
 };
+use prost::Message as _;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tendermint_rpc::{Client, Order};
@@ -256,7 +258,7 @@ async fn scenario(net: &mut Net) -> Result<()> {
     let sent = commit_txs_in_blocks(&net.node, &victim).await?;
     ensure!(
         sent == held.len() as u64,
-        "{sent} CommitResult transactions of the victim reached blocks for {} tasks",
+        "{sent} commitments of the victim (alone or batched) reached blocks for {} tasks",
         held.len()
     );
     for worker in [&net.victim, &net.other] {
@@ -342,12 +344,26 @@ async fn commits_of(node: &Node, worker: &str) -> Result<Vec<(String, u64)>> {
 
 /// `CommitResult` transactions of `worker` in blocks, refused or not.
 async fn commit_txs_in_blocks(node: &Node, worker: &str) -> Result<u64> {
-    let query = format!("message.sender='{worker}' AND message.action='CommitResult'").parse()?;
-    let found = node
-        .client()
-        .tx_search(query, false, 1, 100, Order::Ascending)
-        .await?;
-    Ok(u64::from(found.total_count))
+    // Commitments travel alone (CommitResult) or together (CommitResults):
+    // count the entries of every such transaction that reached a block,
+    // refused ones included.
+    let mut entries = 0u64;
+    for action in ["CommitResult", "CommitResults"] {
+        let query = format!("message.sender='{worker}' AND message.action='{action}'").parse()?;
+        let found = node
+            .client()
+            .tx_search(query, false, 1, 100, Order::Ascending)
+            .await?;
+        for tx in &found.txs {
+            let envelope = pb::Tx::decode(tx.tx.as_slice())?;
+            let body = pb::TxBody::decode(envelope.body.as_slice())?;
+            entries += match body.msg {
+                Some(pb::tx_body::Msg::CommitResults(batch)) => batch.entries.len() as u64,
+                _ => 1,
+            };
+        }
+    }
+    Ok(entries)
 }
 
 fn path(p: &Path) -> Result<&str> {

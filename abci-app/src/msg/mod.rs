@@ -77,7 +77,7 @@ pub enum Checked<'a> {
 
 /// The most entries a batched message (`CommitResults`, `RevealResults`,
 /// `PostJobs`) may carry; the transaction's size bounds them too.
-pub const MAX_BATCH_ENTRIES: usize = 1024;
+pub use compute_proto::tx::MAX_BATCH_ENTRIES;
 
 /// Checks a batch's count, then each entry with `check` (its refusal names
 /// the entry).
