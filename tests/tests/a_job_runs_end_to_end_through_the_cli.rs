@@ -206,7 +206,45 @@ async fn scenario(net: &Net) -> Result<()> {
 
     let rep = net.cli(&["reputation", &cheater], CLI_TIMEOUT).await?;
     ensure!(rep["cheats"].as_u64().unwrap_or(0) >= 1, "{rep}");
-    check_requester_paid(net, &job).await
+    check_requester_paid(net, &job).await?;
+    many_jobs_in_one_posting(net, &wasm).await
+}
+
+/// More inputs than `--tasks-per-job`: the CLI posts several jobs in one
+/// `PostJobs`, follows each, and writes each one's outputs apart.
+async fn many_jobs_in_one_posting(net: &Net, wasm: &std::path::Path) -> Result<()> {
+    let inputs_dir = net.dir.path().join("many-inputs");
+    let inputs = write_primes_inputs(&inputs_dir, 5, 1_000)?;
+    let out_dir = net.dir.path().join("many-out");
+    let mut args = primes_follow_args(
+        wasm,
+        &inputs_dir,
+        &net.requester_key,
+        SUBMIT_TIMEOUT,
+        &out_dir,
+    );
+    args.extend(["--tasks-per-job".to_owned(), "2".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let summary = net
+        .cli(&args, SUBMIT_TIMEOUT + Duration::from_secs(10))
+        .await?;
+    let jobs = summary["jobs"].as_array().context("jobs")?;
+    ensure!(jobs.len() == 3 && summary["exit_code"] == 0, "{summary}");
+    for (i, job) in jobs.iter().enumerate() {
+        ensure!(job["status"] == "completed", "{summary}");
+        let tasks = if i < 2 { 2 } else { 1 };
+        ensure!(job["settled"] == tasks, "{summary}");
+        for task in 0..tasks {
+            let written = out_dir.join(i.to_string()).join(format!("{task:05}.out"));
+            ensure!(written.exists(), "{} missing: {summary}", written.display());
+        }
+    }
+    // The jobs hold the inputs in order, two by two.
+    let first = JobId::from_hex(jobs[0]["job"].as_str().context("job")?)?;
+    let view = net.node.chain().job(&first, JobTasks::All).await?;
+    ensure!(view.summary.task_count == 2, "{view:?}");
+    ensure!(inputs.len() == 5);
+    Ok(())
 }
 
 /// The requester paid exactly what the workers were paid and the module's

@@ -355,6 +355,11 @@ enum JobCommand {
         /// Tasks of this job one worker may see at most (0: no cap).
         #[arg(long, default_value_t = 0)]
         max_tasks_per_worker: u32,
+        /// Tasks per job: more inputs than this are split into several jobs,
+        /// posted together in one transaction (PostJobs) and followed one
+        /// after the other (0: the chain's max_tasks_per_job).
+        #[arg(long, default_value_t = 0)]
+        tasks_per_job: u32,
         /// Fee offered for each transaction.
         #[arg(long, default_value_t = 0)]
         fee: u64,
@@ -1057,6 +1062,7 @@ async fn job_command(
             deadline_blocks,
             min_reputation,
             max_tasks_per_worker,
+            tasks_per_job,
             fee,
             out,
             no_wait,
@@ -1104,16 +1110,42 @@ async fn job_command(
                     max_replicas: max_replicas.unwrap_or(0),
                 })
             };
-            let msg = pb::tx_body::Msg::PostJob(pb::PostJob {
+            let template = pb::PostJob {
                 module_id: module_id.0.to_vec(),
-                tasks,
+                tasks: Vec::new(),
                 policy: Some(pb::Policy { kind: Some(policy) }),
                 fuel_limit: fuel,
                 price_per_mfuel: price,
                 deadline_blocks,
                 min_reputation_ppm: min_reputation,
                 max_tasks_per_worker,
-            });
+            };
+            let per_job = match tasks_per_job {
+                0 => params.max_tasks_per_job,
+                n => n.min(params.max_tasks_per_job),
+            }
+            .max(1) as usize;
+            if tasks.len() > per_job {
+                let jobs: Vec<pb::PostJob> = tasks
+                    .chunks(per_job)
+                    .map(|chunk| pb::PostJob {
+                        tasks: chunk.to_vec(),
+                        ..template.clone()
+                    })
+                    .collect();
+                let many = ManyJobs {
+                    client: &client,
+                    gateway: &gateway,
+                    key: &key,
+                    fee,
+                    output,
+                    trust: (trust, trust_node),
+                };
+                return many
+                    .post(jobs, no_wait, timeout, out.as_deref(), max_output_bytes)
+                    .await;
+            }
+            let msg = pb::tx_body::Msg::PostJob(pb::PostJob { tasks, ..template });
             let posted = send_tx(&client, &key, msg, fee, &SubmitOptions::default(), output)
                 .await
                 .context("the job was refused")?;
@@ -1156,6 +1188,7 @@ async fn job_command(
                 &gateway,
                 max_output_bytes,
                 output,
+                None,
             )
             .await;
         }
@@ -1234,15 +1267,18 @@ async fn job_command(
             max_output_bytes,
         } => {
             let job = jobs::parse_job(&job)?;
-            let view = client.job(&job, JobTasks::Without).await?;
+            // The result hashes the outputs are checked against are proven.
+            let reader = verify::Reader::new(client.clone(), trust, trust_node).await?;
+            let view = reader.job(&job, JobTasks::Without).await?;
             return finish(
-                &client,
+                &reader,
                 &view,
                 &job,
                 Some(&out),
                 &gateway,
                 max_output_bytes,
                 output,
+                None,
             )
             .await;
         }
@@ -1288,6 +1324,109 @@ async fn job_command(
 /// `Subscribe` stream, or every [`FALLBACK_TICK_MS`] when none arrives (the
 /// stream is reopened with backoff when it drops), never more than
 /// `timeout` seconds in all.
+/// Several jobs posted in one `PostJobs` and followed one after the other.
+struct ManyJobs<'a> {
+    client: &'a ChainClient,
+    gateway: &'a Gateway,
+    key: &'a SigningKey,
+    fee: u64,
+    output: Output,
+    trust: (&'a verify::Trust, bool),
+}
+
+impl ManyJobs<'_> {
+    /// Posts `jobs` in one transaction; unless `no_wait`, follows each to
+    /// its end and writes its outputs under `<out>/<job index>/`. Returns
+    /// the worst exit code of the jobs.
+    async fn post(
+        &self,
+        jobs: Vec<pb::PostJob>,
+        no_wait: bool,
+        timeout: u64,
+        out: Option<&Path>,
+        max_output_bytes: u64,
+    ) -> Result<i32> {
+        let (client, output) = (self.client, self.output);
+        let counts: Vec<usize> = jobs.iter().map(|j| j.tasks.len()).collect();
+        let msg = pb::tx_body::Msg::PostJobs(pb::PostJobs { jobs });
+        let posted = send_tx(
+            client,
+            self.key,
+            msg,
+            self.fee,
+            &SubmitOptions::default(),
+            output,
+        )
+        .await
+        .context("the jobs were refused")?;
+        let ids: Vec<JobId> = (0u32..)
+            .zip(&counts)
+            .map(|(i, _)| JobId::derive_in_batch(&self.key.account(), posted.nonce, i))
+            .collect();
+        if !posted.is_committed() {
+            let value = submitted_json(&posted, json!({"jobs": ids}))?;
+            print(output, &value, || {
+                format!("jobs {} {}", hex_list(&ids), not_yet_committed(&posted))
+            });
+            return Ok(0);
+        }
+        if output == Output::Text {
+            eprintln!(
+                "{} jobs posted in block {} with {} tasks (tx {})",
+                ids.len(),
+                posted.height,
+                counts.iter().sum::<usize>(),
+                posted.hash
+            );
+            for (i, (id, n)) in ids.iter().zip(&counts).enumerate() {
+                eprintln!("  job {i}: {id} ({n} tasks)");
+            }
+        }
+        if no_wait {
+            print(
+                output,
+                &json!({"jobs": ids, "height": posted.height, "hash": posted.hash}),
+                || hex_list(&ids),
+            );
+            return Ok(0);
+        }
+        let mut worst = 0;
+        let mut summaries = Vec::with_capacity(ids.len());
+        for (i, job) in ids.iter().enumerate() {
+            follow(client, self.gateway, job, timeout, output).await?;
+            let (trust, trust_node) = self.trust;
+            let reader = verify::Reader::new(client.clone(), trust, trust_node).await?;
+            let view = reader.job(job, JobTasks::Without).await?;
+            let dir = out.map(|d| d.join(i.to_string()));
+            let code = finish(
+                &reader,
+                &view,
+                job,
+                dir.as_deref(),
+                self.gateway,
+                max_output_bytes,
+                output,
+                Some(&mut summaries),
+            )
+            .await?;
+            worst = worst.max(code);
+        }
+        if output == Output::Json {
+            print(
+                output,
+                &json!({"jobs": summaries, "exit_code": worst}),
+                String::new,
+            );
+        }
+        Ok(worst)
+    }
+}
+
+/// Job ids, space-separated.
+fn hex_list(ids: &[JobId]) -> String {
+    ids.iter().map(JobId::to_hex).collect::<Vec<_>>().join(" ")
+}
+
 async fn follow(
     client: &ChainClient,
     gateway: &Gateway,
@@ -1482,8 +1621,10 @@ async fn failed_tasks(
 }
 
 /// Fetches and checks a job's outputs, writes them when asked, prints a
-/// summary, and says each task that has no output and why; returns the
-/// exit status (0 when every task has its output).
+/// summary (in JSON, into `sink` instead when given), and says each task
+/// that has no output and why; returns the exit status (0 when every task
+/// has its output).
+#[allow(clippy::too_many_arguments)]
 async fn finish(
     client: &impl Query,
     view: &JobView,
@@ -1492,6 +1633,7 @@ async fn finish(
     gateway: &Gateway,
     max_output_bytes: u64,
     output: Output,
+    sink: Option<&mut Vec<serde_json::Value>>,
 ) -> Result<i32> {
     let completions = client.job_completions(job).await?;
     let outputs = jobs::outputs(&completions, gateway, max_output_bytes).await?;
@@ -1536,43 +1678,47 @@ async fn finish(
         "written": written,
         "exit_code": code,
     });
-    print(output, &summary, || {
-        let mut text = String::new();
-        for (index, failure) in &trapped {
-            text.push_str(&format!("task {index}: {failure}\n"));
-        }
-        for (index, status, why) in &failed {
-            if why.is_empty() {
-                text.push_str(&format!("task {index}: {status}\n"));
-            } else {
-                text.push_str(&format!("task {index}: {status}: {why}\n"));
+    if let (Some(sink), Output::Json) = (sink, output) {
+        sink.push(summary.clone());
+    } else {
+        print(output, &summary, || {
+            let mut text = String::new();
+            for (index, failure) in &trapped {
+                text.push_str(&format!("task {index}: {failure}\n"));
             }
-        }
-        if (failed.len() as u64) < p.counts.failed {
+            for (index, status, why) in &failed {
+                if why.is_empty() {
+                    text.push_str(&format!("task {index}: {status}\n"));
+                } else {
+                    text.push_str(&format!("task {index}: {status}: {why}\n"));
+                }
+            }
+            if (failed.len() as u64) < p.counts.failed {
+                text.push_str(&format!(
+                    "... and {} more failed tasks (compute job status {job})\n",
+                    p.counts.failed - failed.len() as u64
+                ));
+            }
             text.push_str(&format!(
-                "... and {} more failed tasks (compute job status {job})\n",
-                p.counts.failed - failed.len() as u64
+                "job {job} {}: {} of {} tasks settled, {} failed; {} outputs verified against their result hashes",
+                p.status,
+                p.counts.settled,
+                p.tasks,
+                p.counts.failed,
+                outputs.len() - trapped.len()
             ));
-        }
-        text.push_str(&format!(
-            "job {job} {}: {} of {} tasks settled, {} failed; {} outputs verified against their result hashes",
-            p.status,
-            p.counts.settled,
-            p.tasks,
-            p.counts.failed,
-            outputs.len() - trapped.len()
-        ));
-        if !trapped.is_empty() {
-            text.push_str(&format!(
-                ", {} tasks settled as a failure (no output)",
-                trapped.len()
-            ));
-        }
-        if let Some(dir) = out {
-            text.push_str(&format!("\nwritten to {}", dir.display()));
-        }
-        text
-    });
+            if !trapped.is_empty() {
+                text.push_str(&format!(
+                    ", {} tasks settled as a failure (no output)",
+                    trapped.len()
+                ));
+            }
+            if let Some(dir) = out {
+                text.push_str(&format!("\nwritten to {}", dir.display()));
+            }
+            text
+        });
+    }
     if output == Output::Text {
         match code {
             EXIT_TASKS_FAILED if !p.ended() => eprintln!(
