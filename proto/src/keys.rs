@@ -69,6 +69,58 @@ pub enum PublicKeyError {
 /// # Errors
 /// [`PublicKeyError`] naming what is wrong.
 pub fn check_public_key(bytes: &[u8; 32]) -> Result<(), PublicKeyError> {
+    // A verdict depends on the 32 bytes alone: one decompression (a square
+    // root in the field, the cost of a third of a signature check) per key
+    // while it stays in the memo, however often the chain's phases check it.
+    if let Some(verdict) = KEY_VERDICTS.get(bytes) {
+        return verdict;
+    }
+    let verdict = check_public_key_uncached(bytes);
+    KEY_VERDICTS.put(*bytes, verdict);
+    verdict
+}
+
+/// Recent [`check_public_key`] verdicts: two generations of at most
+/// [`KEY_MEMO_ENTRIES`] keys each (about 6 MB in all); when the newer is
+/// full it becomes the older and the older is dropped.
+static KEY_VERDICTS: KeyMemo = KeyMemo {
+    generations: std::sync::Mutex::new(None),
+};
+
+/// Keys a generation of the memo holds.
+pub const KEY_MEMO_ENTRIES: usize = 1 << 16;
+
+type Verdicts = std::collections::HashMap<[u8; 32], Result<(), PublicKeyError>>;
+
+struct KeyMemo {
+    /// (newer, older), created on first use.
+    generations: std::sync::Mutex<Option<(Verdicts, Verdicts)>>,
+}
+
+impl KeyMemo {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Verdicts, Verdicts)>> {
+        self.generations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, key: &[u8; 32]) -> Option<Result<(), PublicKeyError>> {
+        let g = self.lock();
+        let (newer, older) = g.as_ref()?;
+        newer.get(key).or_else(|| older.get(key)).copied()
+    }
+
+    fn put(&self, key: [u8; 32], verdict: Result<(), PublicKeyError>) {
+        let mut g = self.lock();
+        let (newer, older) = g.get_or_insert_with(Default::default);
+        if newer.len() >= KEY_MEMO_ENTRIES {
+            *older = std::mem::take(newer);
+        }
+        newer.insert(key, verdict);
+    }
+}
+
+fn check_public_key_uncached(bytes: &[u8; 32]) -> Result<(), PublicKeyError> {
     let compressed = curve25519_dalek_ng::edwards::CompressedEdwardsY(*bytes);
     let point = compressed.decompress().ok_or(PublicKeyError::NotOnCurve)?;
     // Decompression reduces y modulo p and ignores a sign bit on x = 0, so
@@ -235,6 +287,33 @@ mod tests {
         let mut out = [0u8; 32];
         hex::decode_to_slice(text, &mut out).unwrap();
         out
+    }
+
+    #[test]
+    fn the_memo_answers_what_the_check_answers_and_stays_bounded() {
+        let mut keys: Vec<[u8; 32]> = SMALL_ORDER_CANONICAL
+            .iter()
+            .chain(&SMALL_ORDER_ORDER8_NEG)
+            .map(|t| bytes(t))
+            .collect();
+        keys.extend((0u8..40).map(|i| SigningKey::from_seed([i; 32]).account().0));
+        keys.extend((0u8..40).map(|i| [i; 32]));
+        for _ in 0..2 {
+            for key in &keys {
+                assert_eq!(check_public_key(key), check_public_key_uncached(key));
+            }
+        }
+        let memo = KeyMemo {
+            generations: std::sync::Mutex::new(None),
+        };
+        for i in 0..(3 * KEY_MEMO_ENTRIES as u32) {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&i.to_be_bytes());
+            memo.put(key, Ok(()));
+        }
+        let g = memo.lock();
+        let (newer, older) = g.as_ref().unwrap();
+        assert!(newer.len() <= KEY_MEMO_ENTRIES && older.len() <= KEY_MEMO_ENTRIES);
     }
 
     #[test]
