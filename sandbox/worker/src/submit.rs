@@ -602,7 +602,7 @@ mod tests {
         let batcher = Batcher::default();
         let _receivers = queued(
             &batcher,
-            (0..MAX_BATCH_ENTRIES as u32 + 5).map(|t| commit_part(t, 32)),
+            (0..MAX_BATCH_ENTRIES as u32 + 5).map(|t| commit_part(t, 0)),
         );
         let first = batcher.take();
         assert_eq!(first.len(), MAX_BATCH_ENTRIES);
