@@ -6,6 +6,7 @@ use compute_proto::{pb, SignedTx, TxError};
 
 use crate::apphash::LastCommit;
 use crate::codes::{Code, Rejection};
+use crate::draw_index::DrawIndex;
 use crate::events::Event;
 use crate::genesis::{Genesis, GenesisError};
 use crate::ledger::{self, Ctx};
@@ -208,6 +209,9 @@ pub struct App<S: Store> {
     /// Past heights whose state tree this node keeps (queries and proofs
     /// at them), the last commit included.
     history: u64,
+    /// The assignment draw's index: derived from the state and held in
+    /// memory only (see [`crate::draw_index`]).
+    draw_index: DrawIndex,
 }
 
 /// Heights of state kept by default for historical queries and proofs.
@@ -241,6 +245,7 @@ impl<S: Store> App<S> {
             signatures: std::sync::Arc::default(),
             base: loaded.base,
             history: DEFAULT_STATE_HISTORY,
+            draw_index: DrawIndex::new(),
         }
     }
 
@@ -261,6 +266,8 @@ impl<S: Store> App<S> {
         self.block = None;
         self.check = Delta::new();
         self.pending.clear();
+        // The store changed outside the blocks the index followed.
+        self.draw_index.mark_stale();
         Ok(())
     }
 
@@ -390,6 +397,29 @@ impl<S: Store> App<S> {
     /// The last commit, as `Info` reports it.
     pub fn last_commit(&self) -> LastCommit {
         self.last
+    }
+
+    /// The assignment draw's index as this state machine holds it.
+    pub fn draw_index(&self) -> &DrawIndex {
+        &self.draw_index
+    }
+
+    /// Compares the assignment draw's index with one built afresh from the
+    /// committed state, when it follows the last commit (an index that
+    /// does not is rebuilt before its next use): the check tests make
+    /// after every block.
+    ///
+    /// # Errors
+    /// The first difference found, as text.
+    pub fn check_draw_index(&self) -> Result<(), String> {
+        let Some(chain) = self.chain.as_ref() else {
+            return Ok(());
+        };
+        if self.draw_index.follows() != u64::try_from(self.last.height).ok() {
+            return Ok(());
+        }
+        let committed = Layered::new(&*self.store, self.genesis.as_ref().unwrap_or(EMPTY));
+        self.draw_index.check(&committed, &chain.params)
     }
 
     /// The chain id, once genesis has run.
@@ -663,6 +693,8 @@ impl<S: Store> App<S> {
             &mut protocol,
             &ctx,
             input.hash,
+            &mut self.draw_index,
+            block.delta(),
         ));
         let delta = protocol.into_delta();
         block.absorb(delta);
@@ -693,6 +725,12 @@ impl<S: Store> App<S> {
         block.absorb(delta);
         events.extend(validator_events);
         let mut delta = block.into_delta();
+        self.draw_index.finish_block(
+            &Layered::new(&committed, &delta),
+            &chain.params,
+            ctx.height,
+            &delta,
+        );
         let (app_hash, tree) = crate::tree::apply(&committed, &delta, self.version(input.height));
         delta.merge(tree);
         self.block = Some(PendingBlock {

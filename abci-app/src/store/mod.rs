@@ -106,7 +106,7 @@ impl Delta {
     }
 
     /// Buffered writes under `prefix` after `after`, in key order.
-    fn range<'a>(
+    pub fn range<'a>(
         &'a self,
         prefix: &'a [u8],
         after: Option<&[u8]>,
@@ -229,6 +229,11 @@ impl<'a> StateTx<'a> {
     /// Applies the writes of a nested buffer that succeeded.
     pub fn absorb(&mut self, nested: Delta) {
         self.delta.merge(nested);
+    }
+
+    /// The writes buffered so far.
+    pub fn delta(&self) -> &Delta {
+        &self.delta
     }
 
     /// The buffered writes.

@@ -68,6 +68,11 @@ impl<S: Store> TestChain<S> {
             time_seconds: 1_700_000_000 + height,
         });
         assert_eq!(self.app.commit(), height);
+        // The draw's index is derived state held in memory: it must equal
+        // one built from the committed state.
+        if let Err(why) = self.app.check_draw_index() {
+            panic!("at height {height} the draw index differs from the state: {why}");
+        }
         out
     }
 
