@@ -221,33 +221,32 @@ fn many_jobs_commits_and_reveals_ride_in_one_transaction_each() {
     let held: Vec<Vec<(JobId, u32)>> = k[1..].iter().map(|w| net.assignments(w)).collect();
     let replicas: usize = held.iter().map(Vec::len).sum();
     assert_eq!(replicas, 6 * 3, "every task drew three workers");
-    let commits: Vec<(&SigningKey, Msg)> = k[1..]
-        .iter()
-        .zip(&held)
-        .filter(|(_, h)| !h.is_empty())
-        .map(|(w, h)| {
-            let entries = h
-                .iter()
-                .map(|(j, t)| commit_entry(j, *t, w, &good))
-                .collect();
-            (w, Msg::CommitResults(pb::CommitResults { entries }))
-        })
-        .collect();
+    // One transaction per worker that holds tasks, built by `batch`.
+    let per_worker = |batch: &dyn Fn(&SigningKey, &[(JobId, u32)]) -> Msg| {
+        k[1..]
+            .iter()
+            .zip(&held)
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(w, h)| (w, batch(w, h)))
+            .collect::<Vec<(&SigningKey, Msg)>>()
+    };
+    let commits = per_worker(&|w, h| {
+        let entries = h
+            .iter()
+            .map(|(j, t)| commit_entry(j, *t, w, &good))
+            .collect();
+        Msg::CommitResults(pb::CommitResults { entries })
+    });
     let senders = commits.len();
     let out = net.ok(commits);
     assert_eq!(out.tx_results.len(), senders);
-    let reveals: Vec<(&SigningKey, Msg)> = k[1..]
-        .iter()
-        .zip(&held)
-        .filter(|(_, h)| !h.is_empty())
-        .map(|(w, h)| {
-            let entries = h
-                .iter()
-                .map(|(j, t)| reveal_entry(j, *t, w, &good))
-                .collect();
-            (w, Msg::RevealResults(pb::RevealResults { entries }))
-        })
-        .collect();
+    let reveals = per_worker(&|w, h| {
+        let entries = h
+            .iter()
+            .map(|(j, t)| reveal_entry(j, *t, w, &good))
+            .collect();
+        Msg::RevealResults(pb::RevealResults { entries })
+    });
     let out = net.ok(reveals);
     let settled = out
         .tx_results
