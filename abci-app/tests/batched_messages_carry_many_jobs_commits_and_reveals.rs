@@ -99,6 +99,9 @@ fn job(module: &ModuleId, tasks: usize) -> pb::PostJob {
     }
 }
 
+/// Builds one worker's batched message from the tasks it holds.
+type BatchOf<'a> = dyn Fn(&SigningKey, &[(JobId, u32)]) -> Msg + 'a;
+
 fn salt(worker: &SigningKey) -> Vec<u8> {
     sha3_256(&worker.account().0).to_vec()
 }
@@ -222,7 +225,7 @@ fn many_jobs_commits_and_reveals_ride_in_one_transaction_each() {
     let replicas: usize = held.iter().map(Vec::len).sum();
     assert_eq!(replicas, 6 * 3, "every task drew three workers");
     // One transaction per worker that holds tasks, built by `batch`.
-    let per_worker = |batch: &dyn Fn(&SigningKey, &[(JobId, u32)]) -> Msg| {
+    let per_worker = |batch: &BatchOf<'_>| {
         k[1..]
             .iter()
             .zip(&held)
