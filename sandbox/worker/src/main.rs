@@ -24,9 +24,13 @@ struct Args {
     /// The worker's own directory: journal, module cache, compiled modules.
     #[arg(long, env = "COMPUTE_WORKER_HOME")]
     home: PathBuf,
-    /// Tasks run at once (registered with the chain on first start).
+    /// Tasks the chain may assign to this worker at once (registered with
+    /// the chain on first start). Tasks beyond --parallel wait their turn.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     capacity: u32,
+    /// Tasks run at once [default: this machine's cores, at most --capacity].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    parallel: Option<u32>,
     /// Credits locked as a slashable stake when registering.
     #[arg(long, default_value_t = 0)]
     stake: u64,
@@ -107,11 +111,15 @@ async fn run(args: Args) -> Result<()> {
             tracing::warn!("CHEAT MODE IS ON: this worker reveals WRONG results on purpose and will be slashed (--cheat is for tests and demos only)");
         }
     }
+    let parallel = args
+        .parallel
+        .unwrap_or_else(|| default_parallel(args.capacity));
     tracing::info!(
         worker = %key.account(),
         gateway = %args.gateway,
         home = %args.home.display(),
         capacity = args.capacity,
+        parallel,
         denied_modules = deny.len(),
         "starting"
     );
@@ -119,6 +127,7 @@ async fn run(args: Args) -> Result<()> {
         gateway_url: args.gateway,
         home: args.home,
         capacity: args.capacity,
+        parallel,
         stake: args.stake,
         fee: args.fee,
         deny,
@@ -193,6 +202,15 @@ fn check_key_permissions(path: &Path) {
     }
 }
 
+/// Tasks run at once when `--parallel` is not given: one per core this
+/// process may use, and never more than the capacity.
+fn default_parallel(capacity: u32) -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    u32::try_from(cores)
+        .unwrap_or(u32::MAX)
+        .clamp(1, capacity.max(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +222,7 @@ mod tests {
         let args =
             Args::try_parse_from(["compute-sandbox", "--key", "k.json", "--home", "h"]).unwrap();
         assert_eq!(args.capacity, 2);
+        assert_eq!(args.parallel, None);
         assert_eq!(args.poll_secs, 2);
         assert!(!args.cheat);
         assert!(Args::try_parse_from([
@@ -216,5 +235,23 @@ mod tests {
             "0"
         ])
         .is_err());
+        assert!(Args::try_parse_from([
+            "compute-sandbox",
+            "--key",
+            "k",
+            "--home",
+            "h",
+            "--parallel",
+            "0"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn tasks_run_at_once_default_to_the_cores_within_the_capacity() {
+        assert_eq!(default_parallel(1), 1);
+        let many = default_parallel(u32::MAX);
+        assert!(many >= 1);
+        assert_eq!(default_parallel(many), many);
     }
 }

@@ -103,13 +103,14 @@ pub(crate) struct Pipeline {
     params: ChainParams,
     deny: DenyList,
     cheat: bool,
-    /// One permit per task that may run at once (`--capacity`).
+    /// One permit per task that may run at once (`--parallel`); tasks
+    /// take them in the order they ask.
     slots: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Pipeline {
-    /// A pipeline running at most `capacity` tasks at once (at least one).
+    /// A pipeline running at most `parallel` tasks at once (at least one).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         gateway: Gateway,
@@ -119,7 +120,7 @@ impl Pipeline {
         params: ChainParams,
         deny: DenyList,
         cheat: bool,
-        capacity: u32,
+        parallel: u32,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
@@ -131,7 +132,7 @@ impl Pipeline {
             deny,
             cheat,
             slots: Arc::new(Semaphore::new(
-                usize::try_from(capacity.max(1)).unwrap_or(1),
+                usize::try_from(parallel.max(1)).unwrap_or(1),
             )),
             shutdown,
         }

@@ -37,8 +37,10 @@ pub struct WorkerConfig {
     pub gateway_url: String,
     /// The worker's home directory (journal, module cache, compiled cache).
     pub home: PathBuf,
-    /// Tasks run at once, and the capacity registered with.
+    /// Tasks the chain may assign at once: the capacity registered with.
     pub capacity: u32,
+    /// Tasks run at once (at least one); the others wait their turn.
+    pub parallel: u32,
     /// Credits staked when registering.
     pub stake: u64,
     /// The fee offered with every transaction.
@@ -114,7 +116,7 @@ impl Worker {
         let memory_bytes = task_memory_bytes(&params);
         sandbox_config.engine.memory_bytes_max =
             sandbox_config.engine.memory_bytes_max.max(memory_bytes);
-        sandbox_config.engine.instances_max = config.capacity.max(1);
+        sandbox_config.engine.instances_max = config.parallel.max(1);
         let sandbox = Arc::new(Sandbox::new(sandbox_config)?);
 
         let pipeline = Pipeline::new(
@@ -125,7 +127,7 @@ impl Worker {
             params,
             config.deny,
             config.cheat,
-            config.capacity,
+            config.parallel,
             shutdown.clone(),
         );
         let submitter = Submitter::new(key, gateway.clone(), builder, shutdown.clone());
