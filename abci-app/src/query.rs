@@ -501,7 +501,12 @@ fn job_view(
             }
         }
     }
-    let all = state.tasks(id, job.task_count as usize);
+    // Every task by its key, not by a scan: the view is then proven
+    // complete (each index present or proven absent), and a node serves it
+    // at past heights like any record.
+    let all: Vec<(u32, pb::Task)> = (0..job.task_count)
+        .filter_map(|index| state.task(id, index).map(|task| (index, task)))
+        .collect();
     let mut progress = ProgressView::default();
     for (_, task) in &all {
         add_progress(&mut progress, task)?;

@@ -243,6 +243,56 @@ fn every_query_type_is_proven_and_missing_keys_are_proven_absent() {
 }
 
 #[test]
+fn a_job_is_answered_at_past_heights_as_it_was() {
+    let k = keys(2);
+    let mut chain = TestChain::new(
+        MemStore::new(),
+        &[(k[0].account(), 10_000_000), (k[1].account(), 0)],
+        json!({"block_reward": 0}),
+    );
+    let wasm = compute_jobs::PRIMES_WASM;
+    let module = ModuleId::of(wasm);
+    chain.block(&[chain.txs.sign(
+        &k[0],
+        0,
+        pb::tx_body::Msg::StoreModule(pb::StoreModule {
+            wasm: wasm.to_vec(),
+        }),
+    )]);
+    let before = chain.app.last_commit();
+    chain.block(&[chain.txs.sign(&k[0], 1, post_job(&module))]);
+    let posted = chain.app.last_commit();
+    let job = JobId::derive(&k[0].account(), 1);
+    chain.block(&[chain.transfer(&k[0], 2, &k[1].account(), 1)]);
+    chain.block(&[]);
+    for path in [format!("/job/{job}"), format!("/job/{job}?tasks=false")] {
+        let (code, pairs) = proven(
+            &chain.app,
+            &path,
+            posted.height,
+            posted.app_hash,
+            before.app_hash,
+        );
+        assert_eq!(code, Code::Ok, "{path}");
+        assert!(pairs.iter().any(|(_, v)| v.is_some()), "{path}");
+        let answer = chain.app.query(&path, posted.height);
+        assert_eq!(answer.code, Code::Ok, "{path}: {}", answer.log);
+        let view: serde_json::Value = serde_json::from_slice(&answer.value).unwrap();
+        assert_eq!(view["task_count"], 1, "{path}: {view}");
+        assert_eq!(view["progress"]["settled"], 0, "{path}: {view}");
+        // Before its posting the job is proven absent.
+        let (code, _) = proven(
+            &chain.app,
+            &path,
+            before.height,
+            before.app_hash,
+            posted.app_hash,
+        );
+        assert_eq!(code, Code::NotFound, "{path}");
+    }
+}
+
+#[test]
 fn past_heights_answer_records_as_they_were_and_refuse_pages() {
     let k = keys(2);
     let mut chain = TestChain::new(

@@ -147,7 +147,7 @@ pub async fn verified_query<S: LightSource>(
         return Err(node_error(format!("code {code}: {}", answer.log)));
     }
     let ops = answer.proof.map(|p| p.ops).unwrap_or_default();
-    if ops.is_empty() && code == Code::Ok.value() && rests_on_a_record(path) {
+    if ops.is_empty() && code == Code::Ok.value() && reads_records_by_key(path) {
         return Err(VerifyError::NoProof {
             node: node.to_owned(),
             path: path.to_owned(),
@@ -175,9 +175,10 @@ pub async fn verified_query<S: LightSource>(
     Ok(verified)
 }
 
-/// Whether an answer to `path` always reads a record by key, so that it
-/// must carry a proof (a list may be empty and read none).
-fn rests_on_a_record(path: &str) -> bool {
+/// Whether `path` reads records by key (so that its answer must carry a
+/// proof, and a node serves it at past heights too) rather than listing.
+#[must_use]
+pub fn reads_records_by_key(path: &str) -> bool {
     let route = path.split('?').next().unwrap_or("").trim_matches('/');
     let mut segments = route.split('/');
     let first = segments.next().unwrap_or("");

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use compute_client::light::{
     GenesisInfo, LightClient, LightOptions, RpcSource, TrustAnchor, TrustedStore,
 };
-use compute_client::verified::{verified_query, VerifiedAnswer, VerifyError};
+use compute_client::verified::{reads_records_by_key, verified_query, VerifiedAnswer, VerifyError};
 use compute_client::ChainClient;
 use serde_json::json;
 
@@ -101,6 +101,9 @@ pub struct Verifying {
     light: tokio::sync::Mutex<LightClient<RpcSource>>,
     store_path: PathBuf,
     fresh: bool,
+    /// For a snapshot: the height every answer is read at, taken from the
+    /// first (`None` inside until then).
+    snapshot: Option<std::sync::Mutex<Option<u64>>>,
 }
 
 impl Reader {
@@ -109,6 +112,27 @@ impl Reader {
     /// # Errors
     /// When the trust store cannot be opened or anchored.
     pub async fn new(client: ChainClient, trust: &Trust, trust_node: bool) -> Result<Self> {
+        Self::with(client, trust, trust_node, false).await
+    }
+
+    /// A reader whose verified reads of records by key come from one
+    /// height, the first answer's, so that they agree with each other and
+    /// only the first waits for the block that carries its app hash. Lists
+    /// are read at the latest height (a node lists at its latest height
+    /// only): read the list first, then the records it goes with.
+    ///
+    /// # Errors
+    /// When the trust store cannot be opened or anchored.
+    pub async fn snapshot(client: ChainClient, trust: &Trust, trust_node: bool) -> Result<Self> {
+        Self::with(client, trust, trust_node, true).await
+    }
+
+    async fn with(
+        client: ChainClient,
+        trust: &Trust,
+        trust_node: bool,
+        snapshot: bool,
+    ) -> Result<Self> {
         if trust_node {
             return Ok(Self::Trusting(client));
         }
@@ -118,6 +142,7 @@ impl Reader {
             light: tokio::sync::Mutex::new(light),
             store_path,
             fresh,
+            snapshot: snapshot.then(|| std::sync::Mutex::new(None)),
         })))
     }
 }
@@ -132,18 +157,28 @@ impl compute_client::Query for Reader {
             Self::Verifying(v) => v,
         };
         let mut light = v.light.lock().await;
+        let pinned = v
+            .snapshot
+            .as_ref()
+            .filter(|_| reads_records_by_key(path))
+            .and_then(|at| *at.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         let answer = verified_query(
             v.client.rpc(),
             v.client.url(),
             &mut light,
             path,
-            None,
+            pinned,
             NEXT_BLOCK_WAIT,
         )
         .await
         .map_err(|e| compute_client::ClientError::Unverified {
             detail: format!("{:#}", explain(e, &v.store_path, v.fresh)),
         })?;
+        if let Some(at) = &v.snapshot {
+            at.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get_or_insert(answer.height);
+        }
         light
             .store()
             .save()

@@ -16,7 +16,7 @@ use compute_client::{
 use compute_node::jobs::{self, Progress, TxReport};
 use compute_node::verify;
 use compute_proto::keys::KeyFile;
-use compute_proto::views::JobView;
+use compute_proto::views::{CompletionView, JobView};
 use compute_proto::{pb, AccountId, JobId, JobStatus, SigningKey, TaskStatus};
 use serde_json::json;
 
@@ -1178,11 +1178,14 @@ async fn job_command(
             // the bars); the outcome, and the result hashes the outputs
             // are checked against, are read again and verified.
             follow(&client, &gateway, &job, timeout, output).await?;
-            let reader = verify::Reader::new(client.clone(), trust, trust_node).await?;
+            let reader = verify::Reader::snapshot(client.clone(), trust, trust_node).await?;
+            // The list first: it fixes the height the job is read at.
+            let completions = reader.job_completions(&job).await?;
             let view = reader.job(&job, JobTasks::Without).await?;
             return finish(
                 &reader,
                 &view,
+                &completions,
                 &job,
                 out.as_deref(),
                 &gateway,
@@ -1268,11 +1271,14 @@ async fn job_command(
         } => {
             let job = jobs::parse_job(&job)?;
             // The result hashes the outputs are checked against are proven.
-            let reader = verify::Reader::new(client.clone(), trust, trust_node).await?;
+            let reader = verify::Reader::snapshot(client.clone(), trust, trust_node).await?;
+            // The list first: it fixes the height the job is read at.
+            let completions = reader.job_completions(&job).await?;
             let view = reader.job(&job, JobTasks::Without).await?;
             return finish(
                 &reader,
                 &view,
+                &completions,
                 &job,
                 Some(&out),
                 &gateway,
@@ -1395,12 +1401,14 @@ impl ManyJobs<'_> {
         for (i, job) in ids.iter().enumerate() {
             follow(client, self.gateway, job, timeout, output).await?;
             let (trust, trust_node) = self.trust;
-            let reader = verify::Reader::new(client.clone(), trust, trust_node).await?;
+            let reader = verify::Reader::snapshot(client.clone(), trust, trust_node).await?;
+            let completions = reader.job_completions(job).await?;
             let view = reader.job(job, JobTasks::Without).await?;
             let dir = out.map(|d| d.join(i.to_string()));
             let code = finish(
                 &reader,
                 &view,
+                &completions,
                 job,
                 dir.as_deref(),
                 self.gateway,
@@ -1620,14 +1628,15 @@ async fn failed_tasks(
     failed
 }
 
-/// Fetches and checks a job's outputs, writes them when asked, prints a
-/// summary (in JSON, into `sink` instead when given), and says each task
-/// that has no output and why; returns the exit status (0 when every task
-/// has its output).
+/// Fetches a job's outputs and checks them against its completion records,
+/// writes them when asked, prints a summary (in JSON, into `sink` instead
+/// when given), and says each task that has no output and why; returns the
+/// exit status (0 when every task has its output).
 #[allow(clippy::too_many_arguments)]
 async fn finish(
     client: &impl Query,
     view: &JobView,
+    completions: &[CompletionView],
     job: &JobId,
     out: Option<&Path>,
     gateway: &Gateway,
@@ -1635,8 +1644,7 @@ async fn finish(
     output: Output,
     sink: Option<&mut Vec<serde_json::Value>>,
 ) -> Result<i32> {
-    let completions = client.job_completions(job).await?;
-    let outputs = jobs::outputs(&completions, gateway, max_output_bytes).await?;
+    let outputs = jobs::outputs(completions, gateway, max_output_bytes).await?;
     let written = match out {
         Some(dir) => jobs::write_outputs(dir, &outputs)?,
         None => Vec::new(),
