@@ -11,7 +11,9 @@
 #   scripts/demo.sh [--keep]
 #
 # Environment: DEMO_HI (default 320000000) and DEMO_TASKS (default 32) size
-# the job; the devnet's ports are those of scripts/devnet.sh.
+# the job; DEMO_CAPACITY (default 32) is the tasks each worker may hold at
+# once (it runs as many at a time as it has cores); the devnet's ports are
+# those of scripts/devnet.sh.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -21,6 +23,7 @@ keep=0
 [ "${1:-}" = "--keep" ] && keep=1
 hi="${DEMO_HI:-320000000}"
 tasks="${DEMO_TASKS:-32}"
+capacity="${DEMO_CAPACITY:-32}"
 
 scripts/setup.sh
 scripts/devnet.sh start
@@ -64,7 +67,7 @@ for i in 1 2 3; do
     cheat=()
     [ "$i" -eq 3 ] && cheat=(--cheat)
     RUST_LOG="${RUST_LOG:-info}" nohup "$bin/compute-sandbox" --key "$key" --gateway "$gateway" \
-      --home "$home/worker$i" --capacity 8 --stake 10000 "${cheat[@]}" \
+      --home "$home/worker$i" --capacity "$capacity" --stake 10000 "${cheat[@]}" \
       >"$home/worker$i.out" 2>>"$home/worker$i.log" &
     echo $! >"$home/worker$i.pid"
   fi

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The demo's job through the network against its replicated sandbox bound,
+# in one run on this machine: resets the devnet, runs scripts/demo.sh
+# (which starts the workers), submits the same job ROUNDS more times, and
+# runs every replicated sandboxed run of it locally on this machine's
+# cores (sandbox/examples/replicated_bound.rs) as often. For each round it
+# prints the network's time (job submitted to every output verified), the
+# CPU seconds each kind of process spent meanwhile, and the bound; then the
+# median ratio. Everything it started is stopped at the end.
+#
+#   scripts/bench-demo.sh [ROUNDS]      (default 5)
+#
+# DEMO_HI, DEMO_TASKS and DEMO_CAPACITY size the job as for scripts/demo.sh.
+# Run it on an otherwise idle machine.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+# shellcheck source=scripts/env.sh
+. scripts/env.sh
+rounds="${1:-5}"
+hi="${DEMO_HI:-320000000}"
+tasks="${DEMO_TASKS:-32}"
+home="${DEVNET_HOME:-$root/.devnet}"
+bin="$COMPUTE_BIN_DIR"
+
+scripts/setup.sh >&2
+cargo build --workspace --bins --examples >&2
+scripts/devnet.sh reset >&2
+stop() {
+  kill $(cat "$home"/worker*.pid 2>/dev/null) 2>/dev/null || true
+  rm -f "$home"/worker*.pid
+  scripts/devnet.sh stop >&2
+}
+trap stop EXIT
+scripts/demo.sh --keep >&2
+
+# CPU seconds (user + system) of each kind of process, by name.
+cpu() {
+  local tick
+  tick="$(getconf CLK_TCK)"
+  for pid in $(pgrep -f "cometbft|compute-abci|compute-node|compute-sandbox"); do
+    [ -r "/proc/$pid/stat" ] && echo "$(cat "/proc/$pid/comm") $(awk '{ print $14 + $15 }' "/proc/$pid/stat")"
+  done | awk -v tick="$tick" '{ t[$1] += $2 / tick } END { for (k in t) printf "%s %.2f\n", k, t[k] }' | sort
+}
+
+echo "| round | network (s) | bound (s) | ratio | sandbox workers CPU (s) | cometbft CPU (s) | compute-abci CPU (s) | compute-node CPU (s) |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+ratios=()
+for round in $(seq 1 "$rounds"); do
+  before="$(cpu)"
+  started=$(date +%s%N)
+  "$bin/compute" --node "http://127.0.0.1:${DEVNET_RPC_PORT:-26657}" \
+    --gateway "http://127.0.0.1:${DEVNET_GRPC_PORT:-9090}" \
+    --genesis "$home/cometbft/config/genesis.json" --trust-store "$home/light.json" \
+    job submit "$home/demo/primes.wasm" --inputs "$home/demo/inputs" \
+    --key "$home/keys/demo.json" --replicas 3 --quorum 2 \
+    --fuel 5000000000 --price 1 --out "$home/demo/bench-outputs" >/dev/null 2>"$home/bench-submit.log" \
+    || { echo "round $round: the job did not complete" >&2; tail -n 5 "$home/bench-submit.log" >&2; exit 1; }
+  network_ms=$(( ($(date +%s%N) - started) / 1000000 ))
+  after="$(cpu)"
+  spent() { join <(echo "$before") <(echo "$after") | awk -v k="$1" '$1 == k { printf "%.2f", $3 - $2 }'; }
+  bound_ms="$("$bin/examples/replicated_bound" --hi "$hi" --tasks "$tasks" \
+    | sed -n 's/.*"replicated_wall_ms":\([0-9]*\).*/\1/p')"
+  ratio="$(awk -v n="$network_ms" -v b="$bound_ms" 'BEGIN { printf "%.2f", n / b }')"
+  ratios+=("$ratio")
+  echo "| $round | $(awk -v n="$network_ms" 'BEGIN { printf "%.2f", n / 1000 }') | $(awk -v b="$bound_ms" 'BEGIN { printf "%.2f", b / 1000 }') | ${ratio}x | $(spent compute-sandbox) | $(spent cometbft) | $(spent compute-abci) | $(spent compute-node) |"
+done
+median="$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ r[NR] = $1 } END { print r[int((NR + 1) / 2)] }')"
+echo
+echo "median ratio, network over the replicated sandbox bound: ${median}x"
