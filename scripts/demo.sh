@@ -11,9 +11,10 @@
 #   scripts/demo.sh [--keep]
 #
 # Environment: DEMO_HI (default 320000000) and DEMO_TASKS (default 32) size
-# the job; DEMO_CAPACITY (default 32) is the tasks each worker may hold at
-# once (it runs as many at a time as it has cores); the devnet's ports are
-# those of scripts/devnet.sh.
+# the job; DEMO_CAPACITY (default 16 per core, at most 32) is the tasks each
+# worker may hold at once (it runs one per core at a time, and must finish
+# what it holds within the commit window); the devnet's ports are those of
+# scripts/devnet.sh.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -23,7 +24,8 @@ keep=0
 [ "${1:-}" = "--keep" ] && keep=1
 hi="${DEMO_HI:-320000000}"
 tasks="${DEMO_TASKS:-32}"
-capacity="${DEMO_CAPACITY:-32}"
+cores="$(nproc 2>/dev/null || echo 1)"
+capacity="${DEMO_CAPACITY:-$(( cores * 16 < 32 ? cores * 16 : 32 ))}"
 
 scripts/setup.sh
 scripts/devnet.sh start
