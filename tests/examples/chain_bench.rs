@@ -37,7 +37,7 @@ use compute_client::{ChainClient, Query};
 use compute_proto::{SigningKey, TxBuilder};
 use compute_tests::testnet::set_config_in_section;
 use compute_tests::{
-    cometbft_init, cometbft_tool, free_ports, set_fast_blocks, transfer, workspace_bin,
+    cometbft_init, cometbft_tool, free_ports, grouped, set_fast_blocks, transfer, workspace_bin,
     write_genesis, NetConfig,
 };
 use serde_json::{json, Value};
@@ -522,19 +522,6 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-/// A whole number with thousands separators: 12345.6 -> "12,346".
-fn grouped(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn arg(args: &[String], index: usize, name: &str, default: u64) -> Result<u64> {
     match args.get(index) {
         None => Ok(default),
@@ -687,13 +674,7 @@ async fn run() -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate())?;
     // Interrupted, the benchmark future is dropped, and with it the running
     // chain, whose drop kills its processes.
-    tokio::select! {
-        result = run() => result,
-        _ = tokio::signal::ctrl_c() => bail!("interrupted; the chain's processes were stopped"),
-        _ = terminate.recv() => bail!("terminated; the chain's processes were stopped"),
-    }
+    compute_tests::until_signal(run()).await
 }

@@ -62,7 +62,7 @@ use compute_proto::views::{AssignmentsView, NonceView, ReputationView, StatsView
 use compute_proto::{
     commitment, pb, sha3_256, JobId, ModuleId, ReplicaStatus, SigningKey, TaskStatus, TxBuilder,
 };
-use compute_tests::{NetConfig, Node};
+use compute_tests::{grouped, NetConfig, Node};
 use prost::Message;
 use serde_json::{json, Value};
 use tendermint::block::Height;
@@ -1445,19 +1445,6 @@ async fn measure(settings: Settings, cancel: Arc<AtomicBool>) -> Result<Figures>
     Ok(figures)
 }
 
-/// A whole number with thousands separators: 12345.6 -> "12,346".
-fn grouped(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn print_figures(f: &Figures, counters: &Counters) -> Result<()> {
     let s = &f.settings;
     ensure!(
@@ -1671,13 +1658,7 @@ async fn run() -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate())?;
     // Interrupted, the run's future is dropped, and with it the node, whose
     // drop kills both processes, and the flag that stops a replay.
-    tokio::select! {
-        result = run() => result,
-        _ = tokio::signal::ctrl_c() => bail!("interrupted; the chain's processes were stopped"),
-        _ = terminate.recv() => bail!("terminated; the chain's processes were stopped"),
-    }
+    compute_tests::until_signal(run()).await
 }

@@ -1630,3 +1630,33 @@ pub fn pid_alive(pid: u32) -> bool {
         .and_then(|(_, rest)| rest.split_whitespace().next())
         .is_some_and(|state| state != "Z" && state != "X")
 }
+
+/// A whole number with thousands separators, for benchmark tables:
+/// 12345.6 -> "12,346".
+pub fn grouped(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Runs a benchmark until it ends, or fails it when the process is
+/// interrupted or terminated: its future is dropped, and with it the
+/// chains it started, whose drop kills their processes.
+///
+/// # Errors
+/// The benchmark's error, or the signal that stopped it.
+pub async fn until_signal(run: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        result = run => result,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted; the chain's processes were stopped"),
+        _ = terminate.recv() => bail!("terminated; the chain's processes were stopped"),
+    }
+}

@@ -225,26 +225,10 @@ mod tests {
         assert_eq!(args.parallel, None);
         assert_eq!(args.poll_secs, 2);
         assert!(!args.cheat);
-        assert!(Args::try_parse_from([
-            "compute-sandbox",
-            "--key",
-            "k",
-            "--home",
-            "h",
-            "--capacity",
-            "0"
-        ])
-        .is_err());
-        assert!(Args::try_parse_from([
-            "compute-sandbox",
-            "--key",
-            "k",
-            "--home",
-            "h",
-            "--parallel",
-            "0"
-        ])
-        .is_err());
+        for flag in ["--capacity", "--parallel"] {
+            let zero = ["compute-sandbox", "--key", "k", "--home", "h", flag, "0"];
+            assert!(Args::try_parse_from(zero).is_err(), "{flag} 0");
+        }
     }
 
     #[test]
