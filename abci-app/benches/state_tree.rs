@@ -233,12 +233,16 @@ fn transfers() -> (Chain, Vec<SigningKey>, Vec<Unit>) {
     (chain, keys, units)
 }
 
+/// Puts and deletes per unit, on average, by kind of state key.
+type WritesByKind = BTreeMap<String, (f64, f64)>;
+
 /// Rounds of the job protocol on a chain of `ACCOUNTS` funded accounts and
 /// `WORKERS` workers: a block of `JOBS_PER_ROUND` one-task jobs (three
 /// replicas, quorum two, drawn at its end), a block of every replica's
 /// commit and a block of every reveal, which settles each task. Returns
-/// each measured round's time with its replay.
-fn jobs() -> Vec<(Duration, Replayed)> {
+/// each measured round's time with its replay, and the rounds' state writes
+/// by kind of key.
+fn jobs() -> (Vec<(Duration, Replayed)>, WritesByKind) {
     let requesters: Vec<SigningKey> = (0..ACCOUNTS).map(|i| key(1, i)).collect();
     let workers: Vec<SigningKey> = (0..WORKERS).map(|i| key(2, i)).collect();
     let by_hex: HashMap<String, &SigningKey> =
@@ -358,7 +362,41 @@ fn jobs() -> Vec<(Duration, Replayed)> {
         }
     }
     let log = chain.log();
-    replay_units(&log, &units)
+    (replay_units(&log, &units), writes_by_kind(&log, &units))
+}
+
+/// The kind of a state key: its prefix up to the first `/` (the whole key
+/// when it has none).
+fn key_kind(key: &[u8]) -> String {
+    let end = key
+        .iter()
+        .position(|&b| b == b'/')
+        .map_or(key.len(), |i| i.saturating_add(1));
+    String::from_utf8_lossy(&key[..end]).into_owned()
+}
+
+/// The state writes of a unit (puts, deletes), on average, by key kind.
+fn writes_by_kind(log: &[Recorded], units: &[Unit]) -> WritesByKind {
+    let mut sums: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for unit in units {
+        for &i in &unit.batches {
+            for (k, v) in log[i].writes.iter() {
+                if matches!(k.first(), Some(&tree::TREE_PREFIX | 0xff)) {
+                    continue;
+                }
+                let entry = sums.entry(key_kind(k)).or_default();
+                if v.is_some() {
+                    entry.0 = entry.0.saturating_add(1);
+                } else {
+                    entry.1 = entry.1.saturating_add(1);
+                }
+            }
+        }
+    }
+    let n = units.len().max(1) as f64;
+    sums.into_iter()
+        .map(|(kind, (puts, deletes))| (kind, (puts as f64 / n, deletes as f64 / n)))
+        .collect()
 }
 
 /// The app hash the tree replaced (removed in 4670e69): a SHA3 chain over
@@ -780,7 +818,7 @@ fn main() {
     );
     proofs(&chain, &keys);
     drop(chain);
-    let rows = jobs();
+    let (rows, kinds) = jobs();
     let replicas = JOBS_PER_ROUND.saturating_mul(REPLICAS_PER_JOB);
     report(
         &format!(
@@ -789,6 +827,23 @@ fn main() {
         ),
         "round",
         &rows,
+    );
+    println!();
+    println!("| state key kind | puts per round (mean) | deletes per round (mean) | writes per settled replica |");
+    println!("| --- | --- | --- | --- |");
+    let per_replica = |puts: f64, deletes: f64| (puts + deletes) / replicas as f64;
+    for (kind, (puts, deletes)) in &kinds {
+        println!(
+            "| `{kind}` | {puts:.0} | {deletes:.0} | {:.2} |",
+            per_replica(*puts, *deletes)
+        );
+    }
+    let (puts, deletes) = kinds
+        .values()
+        .fold((0.0, 0.0), |(p, d), (kp, kd)| (p + kp, d + kd));
+    println!(
+        "| all | {puts:.0} | {deletes:.0} | {:.2} |",
+        per_replica(puts, deletes)
     );
     println!();
     println!("(whole run {:.1} s)", started.elapsed().as_secs_f64());
