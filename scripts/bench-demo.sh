@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo's job through the network against its replicated sandbox bound,
-# in one run on this machine: resets the devnet, runs scripts/demo.sh
-# (which starts the workers), submits the same job ROUNDS more times, and
+# in one run on this machine: starts a devnet of its own (in .bench-devnet,
+# on ports of its own, reset first), runs scripts/demo.sh on it (which
+# starts the workers), submits the same job ROUNDS more times, and
 # runs every replicated sandboxed run of it locally on this machine's
 # cores (sandbox/examples/replicated_bound.rs) as often. For each round it
 # prints the network's time (job submitted to every output verified), the
@@ -20,7 +21,12 @@ cd "$root"
 rounds="${1:-5}"
 hi="${DEMO_HI:-320000000}"
 tasks="${DEMO_TASKS:-32}"
-home="${DEVNET_HOME:-$root/.devnet}"
+# A devnet apart from the one scripts/devnet.sh keeps, so that neither its
+# state nor its processes' CPU mix with this run's.
+export DEVNET_HOME="${BENCH_DEVNET_HOME:-$root/.bench-devnet}"
+export DEVNET_RPC_PORT=36657 DEVNET_ABCI_PORT=36658 DEVNET_P2P_PORT=36656
+export DEVNET_GRPC_PORT=19090 DEVNET_METRICS_PORT=19464
+home="$DEVNET_HOME"
 bin="$COMPUTE_BIN_DIR"
 
 scripts/setup.sh >&2
@@ -34,12 +40,15 @@ stop() {
 trap stop EXIT
 scripts/demo.sh --keep >&2
 
-# CPU seconds (user + system) of each kind of process, by name.
+# CPU seconds (user + system) of this devnet's processes, by kind.
 cpu() {
-  local tick
+  local tick pidfile pid kind
   tick="$(getconf CLK_TCK)"
-  for pid in $(pgrep -f "cometbft|compute-abci|compute-node|compute-sandbox"); do
-    [ -r "/proc/$pid/stat" ] && echo "$(cat "/proc/$pid/comm") $(awk '{ print $14 + $15 }' "/proc/$pid/stat")"
+  for pidfile in "$home"/cometbft.pid "$home"/compute-abci.pid "$home"/compute-node.pid "$home"/worker*.pid; do
+    pid="$(cat "$pidfile" 2>/dev/null)" || continue
+    kind="$(basename "$pidfile" .pid)"
+    case "$kind" in worker*) kind=compute-sandbox ;; esac
+    [ -r "/proc/$pid/stat" ] && echo "$kind $(awk '{ print $14 + $15 }' "/proc/$pid/stat")"
   done | awk -v tick="$tick" '{ t[$1] += $2 / tick } END { for (k in t) printf "%s %.2f\n", k, t[k] }' | sort
 }
 
@@ -49,13 +58,13 @@ ratios=()
 for round in $(seq 1 "$rounds"); do
   before="$(cpu)"
   started=$(date +%s%N)
-  "$bin/compute" --node "http://127.0.0.1:${DEVNET_RPC_PORT:-26657}" \
-    --gateway "http://127.0.0.1:${DEVNET_GRPC_PORT:-9090}" \
+  "$bin/compute" --node "http://127.0.0.1:$DEVNET_RPC_PORT" \
+    --gateway "http://127.0.0.1:$DEVNET_GRPC_PORT" \
     --genesis "$home/cometbft/config/genesis.json" --trust-store "$home/light.json" \
     job submit "$home/demo/primes.wasm" --inputs "$home/demo/inputs" \
     --key "$home/keys/demo.json" --replicas 3 --quorum 2 \
-    --fuel 5000000000 --price 1 --out "$home/demo/bench-outputs" >/dev/null 2>"$home/bench-submit.log" \
-    || { echo "round $round: the job did not complete" >&2; tail -n 5 "$home/bench-submit.log" >&2; exit 1; }
+    --fuel 5000000000 --price 1 --out "$home/demo/bench-outputs" >/dev/null 2>"$home/bench-submit-$round.log" \
+    || { echo "round $round: the job did not complete" >&2; tail -n 5 "$home/bench-submit-$round.log" >&2; exit 1; }
   network_ms=$(( ($(date +%s%N) - started) / 1000000 ))
   after="$(cpu)"
   spent() { join <(echo "$before") <(echo "$after") | awk -v k="$1" '$1 == k { printf "%.2f", $3 - $2 }'; }
