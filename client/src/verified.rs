@@ -143,6 +143,11 @@ pub async fn verified_query<S: LightSource>(
         .map_err(|e| node_error(e.to_string()))?;
     let code = answer.code.value();
     let answered = answer.height.value();
+    if let Some(asked) = height.filter(|&h| h > 0 && h != answered) {
+        return Err(node_error(format!(
+            "asked for height {asked}, it answered for height {answered}"
+        )));
+    }
     if code != Code::Ok.value() && code != Code::NotFound.value() {
         return Err(node_error(format!("code {code}: {}", answer.log)));
     }

@@ -33,6 +33,8 @@ enum Lie {
     TamperProof,
     /// `commit`'s header: another app hash.
     ForgeHeader,
+    /// `abci_query`'s height: the one before, whatever was asked.
+    OtherHeight,
 }
 
 /// Serves on a free loopback port until dropped; returns its URL.
@@ -151,6 +153,11 @@ fn alter(body: &[u8], method: &str, lie: Lie) -> Result<Vec<u8>> {
             data[middle] ^= 0x01;
             op["data"] = b64.encode(data).into();
         }
+        (Lie::OtherHeight, "abci_query") => {
+            let response = &mut value["result"]["response"];
+            let height: u64 = response["height"].as_str().context("a height")?.parse()?;
+            response["height"] = height.saturating_sub(1).to_string().into();
+        }
         (Lie::ForgeHeader, "commit") => {
             value["result"]["signed_header"]["header"]["app_hash"] = "AB".repeat(32).into();
         }
@@ -238,6 +245,25 @@ async fn a_lying_node_is_caught_by_the_cli() -> Result<()> {
             "{lie:?}: the error names neither the lie ('{says}') nor the node {url}: {stderr}"
         );
     }
+
+    // A read at a height is answered for that height, or refused.
+    let (url, _task) = proxy(node.rpc_port, Lie::OtherHeight).await?;
+    let asked = height.to_string();
+    let (ok, stdout, stderr) = cli(
+        &node,
+        &url,
+        &store("other-height"),
+        &["verify", "query", &path, "--height", &asked],
+    )
+    .await?;
+    ensure!(!ok, "an answer for another height was believed: {stdout}");
+    ensure!(
+        stderr.contains(&format!(
+            "asked for height {height}, it answered for height {}",
+            height - 1
+        )),
+        "{stderr}"
+    );
 
     // The typed read commands verify too: a reputation without its proof
     // is refused.
