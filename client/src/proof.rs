@@ -310,6 +310,16 @@ impl ProvenState {
     }
 }
 
+#[cfg(test)]
+impl ProvenState {
+    /// A state proven to hold `entries`, for tests of what rests on one.
+    pub(crate) fn of(entries: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>) -> Self {
+        Self {
+            entries: entries.into_iter().map(|(k, v)| (StateKey(k), v)).collect(),
+        }
+    }
+}
+
 /// Proves what the tree under `root` holds at `op`'s key: its value, or
 /// `None` for a proof of absence. The value is the one the proof carries.
 ///

@@ -17,8 +17,8 @@
 
 use std::time::{Duration, Instant};
 
-use compute_proto::views::{AccountView, NonceView, WorkerView};
-use compute_proto::{pb, AccountId, Code};
+use compute_proto::views::{AccountView, CompletionsPage, NonceView, WorkerView};
+use compute_proto::{pb, AccountId, Code, JobId};
 use tendermint::block::Height;
 use tendermint_rpc::{Client, HttpClient};
 
@@ -216,8 +216,32 @@ async fn wait_for_block(rpc: &HttpClient, height: u64, wait: Duration) -> Result
     }
 }
 
+/// What an answer says, and what its proofs show (the header they were
+/// checked against aside).
+struct Claim<'a> {
+    path: &'a str,
+    code: u32,
+    height: u64,
+    value: &'a [u8],
+    proven: &'a ProvenState,
+}
+
 /// Recomputes what it can of the JSON answer from the proven records.
-fn check_answer(answer: &VerifiedAnswer, node: &str) -> Result<(), VerifyError> {
+fn check_answer(verified: &VerifiedAnswer, node: &str) -> Result<(), VerifyError> {
+    check_claim(
+        &Claim {
+            path: &verified.path,
+            code: verified.code,
+            height: verified.height,
+            value: &verified.value,
+            proven: &verified.proven,
+        },
+        node,
+    )
+}
+
+/// [`check_answer`] of an answer's parts.
+fn check_claim(answer: &Claim<'_>, node: &str) -> Result<(), VerifyError> {
     let route: Vec<&str> = answer
         .path
         .split('?')
@@ -229,7 +253,7 @@ fn check_answer(answer: &VerifiedAnswer, node: &str) -> Result<(), VerifyError> 
     let inconsistent = |field: &'static str, answered: String, proven: String| {
         Err(VerifyError::Inconsistent {
             node: node.to_owned(),
-            path: answer.path.clone(),
+            path: answer.path.to_owned(),
             height: answer.height,
             field,
             answered,
@@ -296,20 +320,104 @@ fn check_answer(answer: &VerifiedAnswer, node: &str) -> Result<(), VerifyError> 
                 }
             }
         }
+        ["completions"] => check_completions(answer, node),
         _ => Ok(()),
     }
+}
+
+/// Each completion a `/completions` page lists must be its proven record,
+/// field for field, and belong to the job or worker asked about: a page
+/// cannot change a result hash, nor pass off another job's records.
+fn check_completions(answer: &Claim<'_>, node: &str) -> Result<(), VerifyError> {
+    if answer.code != Code::Ok.value() {
+        return Ok(());
+    }
+    let inconsistent = |field: &'static str, answered: String, proven: String| {
+        Err(VerifyError::Inconsistent {
+            node: node.to_owned(),
+            path: answer.path.to_owned(),
+            height: answer.height,
+            field,
+            answered,
+            proven,
+        })
+    };
+    let query = answer.path.split_once('?').map_or("", |(_, q)| q);
+    let arg = |name: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    };
+    let job = arg("job").and_then(|hex| JobId::from_hex(hex).ok());
+    let worker = arg("worker").and_then(|hex| AccountId::from_hex(hex).ok());
+    let page: CompletionsPage = parse_view(answer, node)?;
+    for c in &page.completions {
+        let at = format!("task {} of job {}", c.task, c.job);
+        if job.is_some_and(|job| job != c.job) {
+            return inconsistent(
+                "job",
+                at,
+                format!("a completion of job {}", job.unwrap_or(c.job)),
+            );
+        }
+        if worker.is_some_and(|w| !c.workers.contains(&w)) {
+            return inconsistent("workers", at, "a completion the worker was paid for".into());
+        }
+        let key = compute_proto::state::completion_key(&c.job, c.task);
+        let Some(record) = proven_record::<pb::Completion>(answer, &key, node)? else {
+            return inconsistent("completion", at, "no completion".into());
+        };
+        let workers: Vec<&[u8]> = c.workers.iter().map(|w| w.as_bytes().as_slice()).collect();
+        let proven_workers: Vec<&[u8]> = record.workers.iter().map(Vec::as_slice).collect();
+        let output = c.output.as_ref().map_or(&[][..], |o| o.0.as_slice());
+        let checks = [
+            (
+                "result_hash",
+                hex::encode(c.result_hash.0),
+                hex::encode(&record.result_hash),
+            ),
+            (
+                "fuel_used",
+                c.fuel_used.to_string(),
+                record.fuel_used.to_string(),
+            ),
+            ("paid", c.paid.to_string(), record.paid.to_string()),
+            ("height", c.height.to_string(), record.height.to_string()),
+            (
+                "time_seconds",
+                c.time_seconds.to_string(),
+                record.time_seconds.to_string(),
+            ),
+            (
+                "workers",
+                format!("{workers:x?}"),
+                format!("{proven_workers:x?}"),
+            ),
+            ("output", hex::encode(output), hex::encode(&record.output)),
+            (
+                "job",
+                hex::encode(c.job.as_bytes()),
+                hex::encode(&record.job_id),
+            ),
+            ("task", c.task.to_string(), record.task.to_string()),
+        ];
+        if let Some((field, answered, proven)) = checks.into_iter().find(|(_, a, p)| a != p) {
+            return inconsistent(field, format!("{at}: {answered}"), proven);
+        }
+    }
+    Ok(())
 }
 
 /// The proven record under `key`, decoded; an error when the answer did
 /// not prove the key it must rest on.
 fn proven_record<M: prost::Message + Default>(
-    answer: &VerifiedAnswer,
+    answer: &Claim<'_>,
     key: &[u8],
     node: &str,
 ) -> Result<Option<M>, VerifyError> {
     let proof_error = |source: ProofError| VerifyError::Proof {
         node: node.to_owned(),
-        path: answer.path.clone(),
+        path: answer.path.to_owned(),
         height: answer.height,
         source: Box::new(source),
     };
@@ -329,12 +437,140 @@ fn proven_record<M: prost::Message + Default>(
 
 /// The JSON answer as a view.
 fn parse_view<T: serde::de::DeserializeOwned>(
-    answer: &VerifiedAnswer,
+    answer: &Claim<'_>,
     node: &str,
 ) -> Result<T, VerifyError> {
-    serde_json::from_slice(&answer.value).map_err(|e| VerifyError::Node {
+    serde_json::from_slice(answer.value).map_err(|e| VerifyError::Node {
         node: node.to_owned(),
-        path: answer.path.clone(),
+        path: answer.path.to_owned(),
         detail: format!("the answer is not the expected JSON: {e}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use compute_proto::views::{Base64, CompletionView};
+    use compute_proto::Hash32;
+    use prost::Message as _;
+
+    fn record(job: &JobId, task: u32, workers: &[AccountId]) -> pb::Completion {
+        pb::Completion {
+            job_id: job.as_bytes().to_vec(),
+            task,
+            result_hash: vec![7; 32],
+            fuel_used: 500,
+            workers: workers.iter().map(|w| w.as_bytes().to_vec()).collect(),
+            height: 9,
+            time_seconds: 1_700_000_000,
+            output: b"out".to_vec(),
+            paid: 2,
+        }
+    }
+
+    fn view(r: &pb::Completion) -> CompletionView {
+        CompletionView {
+            job: JobId::from_slice(&r.job_id).unwrap(),
+            task: r.task,
+            result_hash: Hash32(r.result_hash.clone().try_into().unwrap()),
+            fuel_used: r.fuel_used,
+            workers: r
+                .workers
+                .iter()
+                .map(|w| AccountId::from_slice(w).unwrap())
+                .collect(),
+            height: r.height,
+            time_seconds: r.time_seconds,
+            output: Some(Base64(r.output.clone())),
+            paid: r.paid,
+        }
+    }
+
+    /// Checks a `/completions` page at `path` listing `listed`, with the
+    /// records in `proven` proven.
+    fn check(
+        path: &str,
+        listed: &[CompletionView],
+        proven: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<(), VerifyError> {
+        let value = serde_json::to_vec(&CompletionsPage {
+            completions: listed.to_vec(),
+        })
+        .unwrap();
+        let proven = ProvenState::of(proven.iter().cloned());
+        check_claim(
+            &Claim {
+                path,
+                code: 0,
+                height: 9,
+                value: &value,
+                proven: &proven,
+            },
+            "http://node",
+        )
+    }
+
+    fn field_of(result: Result<(), VerifyError>) -> &'static str {
+        match result {
+            Err(VerifyError::Inconsistent { field, .. }) => field,
+            other => panic!("not an inconsistency: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_completions_page_must_be_its_proven_records_of_the_job_asked() {
+        let job = JobId([1; 32]);
+        let other = JobId([2; 32]);
+        let ada = AccountId([3; 32]);
+        let bo = AccountId([4; 32]);
+        let ours = record(&job, 0, &[ada]);
+        let theirs = record(&other, 0, &[bo]);
+        let key = |r: &pb::Completion| {
+            compute_proto::state::completion_key(&JobId::from_slice(&r.job_id).unwrap(), r.task)
+        };
+        let proven = [
+            (key(&ours), Some(ours.encode_to_vec())),
+            (key(&theirs), Some(theirs.encode_to_vec())),
+        ];
+        let by_job = format!("/completions?job={job}&limit=10");
+        check(&by_job, &[view(&ours)], &proven).unwrap();
+        check(
+            &format!("/completions?worker={ada}"),
+            &[view(&ours)],
+            &proven,
+        )
+        .unwrap();
+
+        // A result hash, an output or a payment other than the record's.
+        let mut lied = view(&ours);
+        lied.result_hash = Hash32([8; 32]);
+        assert_eq!(field_of(check(&by_job, &[lied], &proven)), "result_hash");
+        let mut lied = view(&ours);
+        lied.output = Some(Base64(b"forged".to_vec()));
+        assert_eq!(field_of(check(&by_job, &[lied], &proven)), "output");
+        let mut lied = view(&ours);
+        lied.workers = vec![bo];
+        assert_eq!(field_of(check(&by_job, &[lied], &proven)), "workers");
+        // Another job's real record passed off as this job's.
+        assert_eq!(field_of(check(&by_job, &[view(&theirs)], &proven)), "job");
+        // A worker's page listing a completion it was not paid for.
+        assert_eq!(
+            field_of(check(
+                &format!("/completions?worker={ada}"),
+                &[view(&theirs)],
+                &proven
+            )),
+            "workers"
+        );
+        // A record proven absent, and one not proven at all.
+        let absent = [(key(&ours), None)];
+        assert_eq!(
+            field_of(check(&by_job, &[view(&ours)], &absent)),
+            "completion"
+        );
+        assert!(matches!(
+            check(&by_job, &[view(&ours)], &[]),
+            Err(VerifyError::Proof { .. })
+        ));
+    }
 }

@@ -11,6 +11,15 @@ pub const ACCOUNT_PREFIX: &[u8] = b"acct/";
 /// Prefix of registered workers (`compute.v1.Worker`).
 pub const WORKER_PREFIX: &[u8] = b"wrk/";
 
+/// Prefix of completion records (`compute.v1.Completion`), by job then
+/// big-endian task index.
+pub const COMPLETION_PREFIX: &[u8] = b"done/";
+
+/// The raw key of the completion record of task `task` of `job`.
+pub fn completion_key(job: &crate::JobId, task: u32) -> Vec<u8> {
+    [COMPLETION_PREFIX, job.as_bytes(), &task.to_be_bytes()].concat()
+}
+
 /// The raw key of `id`'s account record.
 pub fn account_key(id: &crate::AccountId) -> Vec<u8> {
     [ACCOUNT_PREFIX, id.as_bytes()].concat()

@@ -25,8 +25,9 @@ pub const PENDING_PREFIX: &[u8] = b"pend/";
 pub const ASSIGNMENT_PREFIX: &[u8] = b"wasg/";
 /// Prefix of the deadline index, by height then job then task.
 pub const DEADLINE_PREFIX: &[u8] = b"dl/";
-/// Prefix of completion records, by job then task.
-pub const COMPLETION_PREFIX: &[u8] = b"done/";
+/// Prefix of completion records, by job then task (the wire contract's,
+/// `compute_proto::state`).
+pub const COMPLETION_PREFIX: &[u8] = compute_proto::state::COMPLETION_PREFIX;
 /// Prefix of the count of a job's tasks each worker was ever given, by job
 /// then worker.
 pub const WORKER_JOB_PREFIX: &[u8] = b"wjob/";
@@ -192,7 +193,7 @@ pub fn deadline(height: u64, job: &JobId, index: u32) -> Vec<u8> {
 
 /// The completion record of a settled task.
 pub fn completion(job: &JobId, index: u32) -> Vec<u8> {
-    [COMPLETION_PREFIX, job.as_bytes(), &index.to_be_bytes()].concat()
+    compute_proto::state::completion_key(job, index)
 }
 
 /// Every completion of a job, as a scan prefix.
