@@ -226,6 +226,27 @@ struct Claim<'a> {
     proven: &'a ProvenState,
 }
 
+impl Claim<'_> {
+    /// The error of an answer whose `field` says `answered` where its
+    /// proven records say `proven`.
+    fn inconsistent(
+        &self,
+        node: &str,
+        field: &'static str,
+        answered: String,
+        proven: String,
+    ) -> VerifyError {
+        VerifyError::Inconsistent {
+            node: node.to_owned(),
+            path: self.path.to_owned(),
+            height: self.height,
+            field,
+            answered,
+            proven,
+        }
+    }
+}
+
 /// Recomputes what it can of the JSON answer from the proven records.
 fn check_answer(verified: &VerifiedAnswer, node: &str) -> Result<(), VerifyError> {
     check_claim(
@@ -251,14 +272,7 @@ fn check_claim(answer: &Claim<'_>, node: &str) -> Result<(), VerifyError> {
         .split('/')
         .collect();
     let inconsistent = |field: &'static str, answered: String, proven: String| {
-        Err(VerifyError::Inconsistent {
-            node: node.to_owned(),
-            path: answer.path.to_owned(),
-            height: answer.height,
-            field,
-            answered,
-            proven,
-        })
+        Err(answer.inconsistent(node, field, answered, proven))
     };
     match route.as_slice() {
         ["account", hex] | ["nonce", hex] => {
@@ -333,14 +347,7 @@ fn check_completions(answer: &Claim<'_>, node: &str) -> Result<(), VerifyError> 
         return Ok(());
     }
     let inconsistent = |field: &'static str, answered: String, proven: String| {
-        Err(VerifyError::Inconsistent {
-            node: node.to_owned(),
-            path: answer.path.to_owned(),
-            height: answer.height,
-            field,
-            answered,
-            proven,
-        })
+        Err(answer.inconsistent(node, field, answered, proven))
     };
     let query = answer.path.split_once('?').map_or("", |(_, q)| q);
     let arg = |name: &str| {
