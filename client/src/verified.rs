@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use compute_proto::views::{AccountView, CompletionsPage, NonceView, WorkerView};
+use compute_proto::views::{AccountView, CompletionsPage, JobView, NonceView, WorkerView};
 use compute_proto::{pb, AccountId, Code, JobId};
 use tendermint::block::Height;
 use tendermint_rpc::{Client, HttpClient};
@@ -334,6 +334,70 @@ fn check_claim(answer: &Claim<'_>, node: &str) -> Result<(), VerifyError> {
                 }
             }
         }
+        ["job", hex] => {
+            let Ok(id) = JobId::from_hex(hex) else {
+                return Ok(());
+            };
+            let record =
+                proven_record::<pb::Job>(answer, &compute_proto::state::job_key(&id), node)?;
+            match (record, answer.code == Code::Ok.value()) {
+                (None, false) => Ok(()),
+                (None, true) => inconsistent("job", "a job".into(), "no job".into()),
+                (Some(_), false) => inconsistent("job", "not found".into(), "a job".into()),
+                (Some(record), true) => {
+                    let view: JobView = parse_view(answer, node)?;
+                    let s = &view.summary;
+                    let checks = [
+                        ("job", s.job.to_hex(), id.to_hex()),
+                        (
+                            "status",
+                            i32::from(s.status).to_string(),
+                            record.status.to_string(),
+                        ),
+                        (
+                            "task_count",
+                            s.task_count.to_string(),
+                            record.task_count.to_string(),
+                        ),
+                        (
+                            "tasks_settled",
+                            s.tasks_settled.to_string(),
+                            record.tasks_settled.to_string(),
+                        ),
+                        (
+                            "tasks_failed",
+                            s.tasks_failed.to_string(),
+                            record.tasks_failed.to_string(),
+                        ),
+                        (
+                            "tasks_cancelled",
+                            s.tasks_cancelled.to_string(),
+                            record.tasks_cancelled.to_string(),
+                        ),
+                        (
+                            "ended_height",
+                            s.ended_height.to_string(),
+                            record.ended_height.to_string(),
+                        ),
+                        ("escrow", s.escrow.to_string(), record.escrow.to_string()),
+                        (
+                            "requester",
+                            hex::encode(s.requester.as_bytes()),
+                            hex::encode(&record.requester),
+                        ),
+                        (
+                            "module",
+                            hex::encode(s.module.as_bytes()),
+                            hex::encode(&record.module_id),
+                        ),
+                    ];
+                    match checks.into_iter().find(|(_, a, p)| a != p) {
+                        Some((field, answered, proven)) => inconsistent(field, answered, proven),
+                        None => Ok(()),
+                    }
+                }
+            }
+        }
         ["completions"] => check_completions(answer, node),
         _ => Ok(()),
     }
@@ -457,8 +521,8 @@ fn parse_view<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use compute_proto::views::{Base64, CompletionView};
-    use compute_proto::Hash32;
+    use compute_proto::views::{Base64, CompletionView, JobSummary, ProgressView};
+    use compute_proto::{Hash32, JobStatus};
     use prost::Message as _;
 
     fn record(job: &JobId, task: u32, workers: &[AccountId]) -> pb::Completion {
@@ -522,6 +586,71 @@ mod tests {
             Err(VerifyError::Inconsistent { field, .. }) => field,
             other => panic!("not an inconsistency: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_job_must_say_what_its_proven_record_says() {
+        let id = JobId([5; 32]);
+        let record = pb::Job {
+            requester: vec![6; 32],
+            module_id: vec![7; 32],
+            task_count: 4,
+            status: i32::from(JobStatus::Open),
+            tasks_settled: 1,
+            escrow: 40,
+            ..pb::Job::default()
+        };
+        let summary = JobSummary {
+            job: id,
+            requester: AccountId([6; 32]),
+            module: compute_proto::ModuleId([7; 32]),
+            status: JobStatus::Open,
+            policy: None,
+            fuel_limit: 0,
+            price_per_mfuel: 0,
+            escrow: 40,
+            max_replicas: 0,
+            min_reputation_ppm: 0,
+            max_tasks_per_worker: 0,
+            posted_height: 0,
+            deadline_height: 0,
+            ended_height: 0,
+            task_count: 4,
+            tasks_settled: 1,
+            tasks_failed: 0,
+            tasks_cancelled: 0,
+        };
+        let check_job = |summary: &JobSummary, proven: Option<&pb::Job>| {
+            let value = serde_json::to_vec(&JobView {
+                summary: summary.clone(),
+                progress: ProgressView::default(),
+                tasks: None,
+                next: None,
+            })
+            .unwrap();
+            let proven = ProvenState::of([(
+                compute_proto::state::job_key(&id),
+                proven.map(prost::Message::encode_to_vec),
+            )]);
+            check_claim(
+                &Claim {
+                    path: &format!("/job/{id}?tasks=false"),
+                    code: 0,
+                    height: 9,
+                    value: &value,
+                    proven: &proven,
+                },
+                "http://node",
+            )
+        };
+        check_job(&summary, Some(&record)).unwrap();
+        let mut lied = summary.clone();
+        lied.status = JobStatus::Completed;
+        assert_eq!(field_of(check_job(&lied, Some(&record))), "status");
+        let mut lied = summary.clone();
+        lied.tasks_failed = 3;
+        assert_eq!(field_of(check_job(&lied, Some(&record))), "tasks_failed");
+        assert_eq!(field_of(check_job(&summary, None)), "job");
     }
 
     #[test]

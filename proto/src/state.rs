@@ -11,6 +11,14 @@ pub const ACCOUNT_PREFIX: &[u8] = b"acct/";
 /// Prefix of registered workers (`compute.v1.Worker`).
 pub const WORKER_PREFIX: &[u8] = b"wrk/";
 
+/// Prefix of job records (`compute.v1.Job`).
+pub const JOB_PREFIX: &[u8] = b"job/";
+
+/// The raw key of `job`'s record.
+pub fn job_key(job: &crate::JobId) -> Vec<u8> {
+    [JOB_PREFIX, job.as_bytes()].concat()
+}
+
 /// Prefix of completion records (`compute.v1.Completion`), by job then
 /// big-endian task index.
 pub const COMPLETION_PREFIX: &[u8] = b"done/";

@@ -13,8 +13,8 @@ pub const MODULE_PREFIX: &[u8] = b"mod/";
 pub const MODULE_CODE_PREFIX: &[u8] = b"modcode/";
 /// Prefix of registered workers (the wire contract's, `compute_proto::state`).
 pub const WORKER_PREFIX: &[u8] = compute_proto::state::WORKER_PREFIX;
-/// Prefix of jobs.
-pub const JOB_PREFIX: &[u8] = b"job/";
+/// Prefix of jobs (the wire contract's, `compute_proto::state`).
+pub const JOB_PREFIX: &[u8] = compute_proto::state::JOB_PREFIX;
 /// Prefix of tasks, by job then big-endian index.
 pub const TASK_PREFIX: &[u8] = b"task/";
 /// Prefix of reputation records.
@@ -136,7 +136,7 @@ pub fn reputation(id: &AccountId) -> Vec<u8> {
 
 /// A job.
 pub fn job(id: &JobId) -> Vec<u8> {
-    [JOB_PREFIX, id.as_bytes()].concat()
+    compute_proto::state::job_key(id)
 }
 
 /// Every task of a job, as a scan prefix.
