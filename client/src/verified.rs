@@ -348,50 +348,18 @@ fn check_claim(answer: &Claim<'_>, node: &str) -> Result<(), VerifyError> {
                     let view: JobView = parse_view(answer, node)?;
                     let s = &view.summary;
                     let checks = [
-                        ("job", s.job.to_hex(), id.to_hex()),
-                        (
-                            "status",
-                            i32::from(s.status).to_string(),
-                            record.status.to_string(),
-                        ),
-                        (
-                            "task_count",
-                            s.task_count.to_string(),
-                            record.task_count.to_string(),
-                        ),
-                        (
-                            "tasks_settled",
-                            s.tasks_settled.to_string(),
-                            record.tasks_settled.to_string(),
-                        ),
-                        (
-                            "tasks_failed",
-                            s.tasks_failed.to_string(),
-                            record.tasks_failed.to_string(),
-                        ),
-                        (
-                            "tasks_cancelled",
-                            s.tasks_cancelled.to_string(),
-                            record.tasks_cancelled.to_string(),
-                        ),
-                        (
-                            "ended_height",
-                            s.ended_height.to_string(),
-                            record.ended_height.to_string(),
-                        ),
-                        ("escrow", s.escrow.to_string(), record.escrow.to_string()),
-                        (
-                            "requester",
-                            hex::encode(s.requester.as_bytes()),
-                            hex::encode(&record.requester),
-                        ),
-                        (
-                            "module",
-                            hex::encode(s.module.as_bytes()),
-                            hex::encode(&record.module_id),
-                        ),
+                        field("job", s.job, id),
+                        field("status", i32::from(s.status), record.status),
+                        field("task_count", s.task_count, record.task_count),
+                        field("tasks_settled", s.tasks_settled, record.tasks_settled),
+                        field("tasks_failed", s.tasks_failed, record.tasks_failed),
+                        field("tasks_cancelled", s.tasks_cancelled, record.tasks_cancelled),
+                        field("ended_height", s.ended_height, record.ended_height),
+                        field("escrow", s.escrow, record.escrow),
+                        field("requester", s.requester, hex::encode(&record.requester)),
+                        field("module", s.module, hex::encode(&record.module_id)),
                     ];
-                    match checks.into_iter().find(|(_, a, p)| a != p) {
+                    match first_mismatch(checks) {
                         Some((field, answered, proven)) => inconsistent(field, answered, proven),
                         None => Ok(()),
                     }
@@ -442,41 +410,51 @@ fn check_completions(answer: &Claim<'_>, node: &str) -> Result<(), VerifyError> 
         let proven_workers: Vec<&[u8]> = record.workers.iter().map(Vec::as_slice).collect();
         let output = c.output.as_ref().map_or(&[][..], |o| o.0.as_slice());
         let checks = [
-            (
+            field(
                 "result_hash",
                 hex::encode(c.result_hash.0),
                 hex::encode(&record.result_hash),
             ),
-            (
-                "fuel_used",
-                c.fuel_used.to_string(),
-                record.fuel_used.to_string(),
-            ),
-            ("paid", c.paid.to_string(), record.paid.to_string()),
-            ("height", c.height.to_string(), record.height.to_string()),
-            (
-                "time_seconds",
-                c.time_seconds.to_string(),
-                record.time_seconds.to_string(),
-            ),
-            (
+            field("fuel_used", c.fuel_used, record.fuel_used),
+            field("paid", c.paid, record.paid),
+            field("height", c.height, record.height),
+            field("time_seconds", c.time_seconds, record.time_seconds),
+            field(
                 "workers",
                 format!("{workers:x?}"),
                 format!("{proven_workers:x?}"),
             ),
-            ("output", hex::encode(output), hex::encode(&record.output)),
-            (
+            field("output", hex::encode(output), hex::encode(&record.output)),
+            field(
                 "job",
                 hex::encode(c.job.as_bytes()),
                 hex::encode(&record.job_id),
             ),
-            ("task", c.task.to_string(), record.task.to_string()),
+            field("task", c.task, record.task),
         ];
-        if let Some((field, answered, proven)) = checks.into_iter().find(|(_, a, p)| a != p) {
+        if let Some((field, answered, proven)) = first_mismatch(checks) {
             return inconsistent(field, format!("{at}: {answered}"), proven);
         }
     }
     Ok(())
+}
+
+/// One field of a view beside the proven record's, both as text.
+fn field(
+    name: &'static str,
+    answered: impl std::fmt::Display,
+    proven: impl std::fmt::Display,
+) -> (&'static str, String, String) {
+    (name, answered.to_string(), proven.to_string())
+}
+
+/// The first field whose view and record differ.
+fn first_mismatch<const N: usize>(
+    fields: [(&'static str, String, String); N],
+) -> Option<(&'static str, String, String)> {
+    fields
+        .into_iter()
+        .find(|(_, answered, proven)| answered != proven)
 }
 
 /// The proven record under `key`, decoded; an error when the answer did

@@ -1178,10 +1178,7 @@ async fn job_command(
             // the bars); the outcome, and the result hashes the outputs
             // are checked against, are read again and verified.
             follow(&client, &gateway, &job, timeout, output).await?;
-            let reader = verify::Reader::snapshot(client.clone(), trust, trust_node).await?;
-            // The list first: it fixes the height the job is read at.
-            let completions = reader.job_completions(&job).await?;
-            let view = reader.job(&job, JobTasks::Without).await?;
+            let (reader, view, completions) = outcome(&client, trust, trust_node, &job).await?;
             return finish(
                 &reader,
                 &view,
@@ -1271,10 +1268,7 @@ async fn job_command(
         } => {
             let job = jobs::parse_job(&job)?;
             // The result hashes the outputs are checked against are proven.
-            let reader = verify::Reader::snapshot(client.clone(), trust, trust_node).await?;
-            // The list first: it fixes the height the job is read at.
-            let completions = reader.job_completions(&job).await?;
-            let view = reader.job(&job, JobTasks::Without).await?;
+            let (reader, view, completions) = outcome(&client, trust, trust_node, &job).await?;
             return finish(
                 &reader,
                 &view,
@@ -1401,9 +1395,7 @@ impl ManyJobs<'_> {
         for (i, job) in ids.iter().enumerate() {
             follow(client, self.gateway, job, timeout, output).await?;
             let (trust, trust_node) = self.trust;
-            let reader = verify::Reader::snapshot(client.clone(), trust, trust_node).await?;
-            let completions = reader.job_completions(job).await?;
-            let view = reader.job(job, JobTasks::Without).await?;
+            let (reader, view, completions) = outcome(client, trust, trust_node, job).await?;
             let dir = out.map(|d| d.join(i.to_string()));
             let code = finish(
                 &reader,
@@ -1626,6 +1618,22 @@ async fn failed_tasks(
     }
     failed.truncate(limit);
     failed
+}
+
+/// A job and its completion records, verified at one height, with the
+/// reader that read them.
+async fn outcome(
+    client: &ChainClient,
+    trust: &verify::Trust,
+    trust_node: bool,
+    job: &JobId,
+) -> Result<(verify::Reader, JobView, Vec<CompletionView>)> {
+    let reader = verify::Reader::snapshot(client.clone(), trust, trust_node).await?;
+    // The list first: a node lists at its latest height only, and that
+    // height is the one the job is then read at.
+    let completions = reader.job_completions(job).await?;
+    let view = reader.job(job, JobTasks::Without).await?;
+    Ok((reader, view, completions))
 }
 
 /// Fetches a job's outputs and checks them against its completion records,
