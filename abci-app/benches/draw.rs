@@ -90,6 +90,7 @@ fn world(workers: usize, kind: Kind) -> (RocksStore, tempfile::TempDir) {
                 stake,
                 active_tasks,
                 registered_height: 1,
+                ..Default::default()
             },
         );
         state.put_record(

@@ -32,7 +32,7 @@ use crate::store::Store;
 
 /// The ABCI application version reported by `Info`; bumped with every
 /// change of the state machine's rules.
-pub const APP_VERSION: u64 = 5;
+pub const APP_VERSION: u64 = 6;
 
 /// An [`App`] shared by the ABCI connections.
 pub struct AbciApp<S: Store> {

@@ -684,10 +684,11 @@ impl<S: Store> App<S> {
             tx_results.push(outcome);
         }
         // The protocol's own steps: the verify queue (within the block's
-        // verify budget), deadlines (they free slots), then assignment of
+        // verify budget), the dispute queue (within the referee's), deadlines (they free slots), then assignment of
         // every open slot.
         let mut protocol = StateTx::new(&block);
         let mut events = crate::judge::judge_queue(&mut protocol, &ctx);
+        events.extend(crate::referee::referee_queue(&mut protocol, &ctx));
         events.extend(crate::deadlines::visit_deadlines(&mut protocol, &ctx));
         events.extend(crate::assignment::assign_pending(
             &mut protocol,

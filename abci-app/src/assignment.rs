@@ -665,6 +665,7 @@ mod tests {
                     stake: 0,
                     active_tasks: 0,
                     registered_height: 1,
+                    ..Default::default()
                 },
             );
         }

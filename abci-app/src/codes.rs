@@ -272,6 +272,54 @@ pub enum Rejection {
     /// The validator is not jailed.
     #[error("validator {0} is not jailed: there is nothing to unjail")]
     NotJailed(AccountId),
+    /// The task's result cannot be disputed.
+    #[error("task {task} of job {job} cannot be disputed: {why}")]
+    NotDisputable {
+        /// The job.
+        job: JobId,
+        /// The task.
+        task: u32,
+        /// Why, and what to do instead.
+        why: String,
+    },
+    /// The dispute window has passed.
+    #[error("task {task} of job {job} settled at height {settled} and could be disputed until height {until}: its result is final")]
+    DisputeWindowClosed {
+        /// The job.
+        job: JobId,
+        /// The task.
+        task: u32,
+        /// The height it settled at.
+        settled: i64,
+        /// The last height a dispute was accepted at.
+        until: i64,
+    },
+    /// The bond is below `min_dispute_bond`.
+    #[error("a dispute bonds at least {min} credits (min_dispute_bond), this one bonds {got}")]
+    DisputeBondTooLow {
+        /// `min_dispute_bond`.
+        min: u64,
+        /// The message's.
+        got: u64,
+    },
+    /// The dispute's input is not the task's.
+    #[error("the input of the dispute of task {task} of job {job} {why}")]
+    DisputeInputMismatch {
+        /// The job.
+        job: JobId,
+        /// The task.
+        task: u32,
+        /// What is wrong.
+        why: String,
+    },
+    /// The worker's stake is held for the disputes of its paid tasks.
+    #[error("worker {worker} cannot leave yet: {why}")]
+    StakeLocked {
+        /// The worker.
+        worker: AccountId,
+        /// Until when, and why.
+        why: String,
+    },
     /// An entry of a batched message (`CommitResults`, `RevealResults`,
     /// `PostJobs`) was refused, so the whole transaction is; the code is the
     /// entry's own.
@@ -346,6 +394,11 @@ impl Rejection {
             Rejection::TooManyUnbondings { .. } => Code::TooManyUnbondings,
             Rejection::ValidatorJailed { .. } => Code::ValidatorJailed,
             Rejection::NotJailed(_) => Code::NotJailed,
+            Rejection::NotDisputable { .. } => Code::NotDisputable,
+            Rejection::DisputeWindowClosed { .. } => Code::DisputeWindowClosed,
+            Rejection::DisputeBondTooLow { .. } => Code::DisputeBondTooLow,
+            Rejection::DisputeInputMismatch { .. } => Code::DisputeInputMismatch,
+            Rejection::StakeLocked { .. } => Code::StakeLocked,
             Rejection::Entry { inner, .. } => inner.code(),
         }
     }

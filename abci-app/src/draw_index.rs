@@ -688,6 +688,7 @@ mod tests {
             stake,
             active_tasks,
             registered_height: 1,
+            ..Default::default()
         };
         assert_eq!(draw_weight(500_000, &worker(0, 0), &params), 500_000);
         assert_eq!(draw_weight(500_000, &worker(25, 1), &params), 1_500_000);

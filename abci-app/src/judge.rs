@@ -36,10 +36,7 @@ use crate::store::{KvRead, StateTx};
 use crate::task::{release, TaskRef};
 use crate::verify::Judgement;
 
-/// Fuel each verification counts against the block budget at least: the
-/// fixed part of a run (an instance, copying input and output in), which
-/// `verify_fuel` does not meter.
-pub const VERIFY_BASE_FUEL: u64 = 1_000_000;
+pub use crate::params::VERIFY_BASE_FUEL;
 
 /// Queues the revealed output of `worker` for judgement.
 pub fn enqueue(state: &mut StateTx<'_>, ctx: &Ctx<'_>, id: &JobId, index: u32, worker: &[u8]) {

@@ -24,6 +24,7 @@ pub mod msg;
 pub mod params;
 pub mod price;
 pub mod query;
+pub mod referee;
 pub mod reputation;
 pub mod server;
 pub mod settlement;

@@ -6,6 +6,15 @@ use compute_proto::pb;
 
 pub use compute_proto::limits::TX_ENVELOPE_BYTES;
 
+/// Fuel each verification counts against the block budget at least: the
+/// fixed part of a run (an instance, copying input and output in), which
+/// `verify_fuel` does not meter.
+pub const VERIFY_BASE_FUEL: u64 = 1_000_000;
+
+/// Fuel each referee run counts against the block budget beyond its job's
+/// fuel limit: the fixed part of a run, as for `verify`.
+pub const REFEREE_BASE_FUEL: u64 = VERIFY_BASE_FUEL;
+
 /// The parameters a chain gets when genesis names none.
 pub fn defaults() -> pb::Params {
     pb::Params {
@@ -61,6 +70,56 @@ pub fn defaults() -> pb::Params {
         jail_missed_ppm: None,
         jail_blocks: None,
         slash_missed_ppm: None,
+        dispute_window_blocks: None,
+        min_dispute_bond: None,
+        dispute_bounty_ppm: None,
+        max_referee_fuel: None,
+        max_referee_fuel_per_block: None,
+    }
+}
+
+/// The dispute parameters, resolved: what the rules read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DisputeParams {
+    /// Blocks after a task settles during which it may be disputed.
+    pub dispute_window_blocks: u64,
+    /// Credits a dispute bonds at least.
+    pub min_dispute_bond: u64,
+    /// Share of an overturned quorum's slash paid to the disputer, in ppm.
+    pub dispute_bounty_ppm: u32,
+    /// The largest fuel limit of a job whose tasks may be disputed.
+    pub max_referee_fuel: u64,
+    /// Fuel the referee may spend in one block.
+    pub max_referee_fuel_per_block: u64,
+}
+
+/// The defaults of the dispute parameters (`docs/PARAMETERS.md`).
+pub const DISPUTE_DEFAULTS: DisputeParams = DisputeParams {
+    // Ten minutes of one-second blocks: time for a watcher to fetch the
+    // input, re-run the task and send its dispute.
+    dispute_window_blocks: 600,
+    min_dispute_bond: 1_000,
+    dispute_bounty_ppm: 500_000,
+    // As `max_verify_fuel_per_block`: measured in docs/BENCHMARKS.md to keep
+    // a block's chain-side wasm well under a second.
+    max_referee_fuel: 400_000_000,
+    max_referee_fuel_per_block: 401_000_000,
+};
+
+/// The most blocks `dispute_window_blocks` may span.
+pub const MAX_DISPUTE_WINDOW_BLOCKS: u64 = 1_000_000;
+
+/// The dispute parameters of `p`, defaults filled in.
+pub fn dispute_params(p: &pb::Params) -> DisputeParams {
+    let d = DISPUTE_DEFAULTS;
+    DisputeParams {
+        dispute_window_blocks: p.dispute_window_blocks.unwrap_or(d.dispute_window_blocks),
+        min_dispute_bond: p.min_dispute_bond.unwrap_or(d.min_dispute_bond),
+        dispute_bounty_ppm: p.dispute_bounty_ppm.unwrap_or(d.dispute_bounty_ppm),
+        max_referee_fuel: p.max_referee_fuel.unwrap_or(d.max_referee_fuel),
+        max_referee_fuel_per_block: p
+            .max_referee_fuel_per_block
+            .unwrap_or(d.max_referee_fuel_per_block),
     }
 }
 
@@ -168,6 +227,12 @@ pub fn resolved(mut p: pb::Params) -> pb::Params {
     p.jail_missed_ppm = Some(v.jail_missed_ppm);
     p.jail_blocks = Some(v.jail_blocks);
     p.slash_missed_ppm = Some(v.slash_missed_ppm);
+    let d = dispute_params(&p);
+    p.dispute_window_blocks = Some(d.dispute_window_blocks);
+    p.min_dispute_bond = Some(d.min_dispute_bond);
+    p.dispute_bounty_ppm = Some(d.dispute_bounty_ppm);
+    p.max_referee_fuel = Some(d.max_referee_fuel);
+    p.max_referee_fuel_per_block = Some(d.max_referee_fuel_per_block);
     p
 }
 
@@ -296,15 +361,12 @@ pub fn validate(p: &pb::Params) -> Result<(), ParamsError> {
             "max_assignments_per_block and max_deadline_visits_per_block must be at least 1".into(),
         );
     }
-    if p.max_verify_fuel_per_block
-        < p.max_verify_fuel
-            .saturating_add(crate::judge::VERIFY_BASE_FUEL)
-    {
+    if p.max_verify_fuel_per_block < p.max_verify_fuel.saturating_add(VERIFY_BASE_FUEL) {
         return fail(format!(
             "max_verify_fuel_per_block {} must cover one verification at max_verify_fuel {} plus {} of fixed cost, or no Verified job could ever be judged",
             p.max_verify_fuel_per_block,
             p.max_verify_fuel,
-            crate::judge::VERIFY_BASE_FUEL
+            VERIFY_BASE_FUEL
         ));
     }
     let module_units_max = u64::from(compute_sandbox::ModuleLimits::default().compile_units_max);
@@ -317,7 +379,40 @@ pub fn validate(p: &pb::Params) -> Result<(), ParamsError> {
     if p.stake_unit == 0 {
         return fail("stake_unit must be at least 1".into());
     }
-    validate_validators(&validator_params(p))
+    validate_validators(&validator_params(p))?;
+    validate_disputes(&dispute_params(p))
+}
+
+/// The checks between the dispute parameters.
+fn validate_disputes(d: &DisputeParams) -> Result<(), ParamsError> {
+    let fail = |msg: String| Err(ParamsError::Inconsistent(msg));
+    if !(1..=MAX_DISPUTE_WINDOW_BLOCKS).contains(&d.dispute_window_blocks) {
+        return fail(format!(
+            "dispute_window_blocks {} must be between 1 and {MAX_DISPUTE_WINDOW_BLOCKS}",
+            d.dispute_window_blocks
+        ));
+    }
+    if d.min_dispute_bond == 0 {
+        return fail(
+            "min_dispute_bond must be at least 1, or disputes would cost nothing to spam".into(),
+        );
+    }
+    if d.dispute_bounty_ppm > 1_000_000 {
+        return fail(format!(
+            "dispute_bounty_ppm {} must be at most 1000000 (100%)",
+            d.dispute_bounty_ppm
+        ));
+    }
+    let base = REFEREE_BASE_FUEL;
+    if d.max_referee_fuel == 0
+        || d.max_referee_fuel_per_block < d.max_referee_fuel.saturating_add(base)
+    {
+        return fail(format!(
+            "max_referee_fuel {} must be at least 1, and max_referee_fuel_per_block {} must cover one run at max_referee_fuel plus {base} of fixed cost, or an accepted dispute could never be judged",
+            d.max_referee_fuel, d.max_referee_fuel_per_block
+        ));
+    }
+    Ok(())
 }
 
 /// The checks between the validator parameters.
@@ -471,6 +566,37 @@ mod tests {
                 "slash_double_sign_ppm",
             ),
             (json!({"max_unbonding_entries": 0}), "max_unbonding_entries"),
+        ] {
+            assert!(
+                matches!(from_genesis(Some(&bad)), Err(ParamsError::Inconsistent(ref m)) if m.contains(name)),
+                "{bad}: {:?}",
+                from_genesis(Some(&bad))
+            );
+        }
+    }
+
+    #[test]
+    fn inconsistent_dispute_parameters_are_refused() {
+        assert_eq!(
+            dispute_params(&from_genesis(None).unwrap()),
+            DISPUTE_DEFAULTS
+        );
+        for (bad, name) in [
+            (json!({"dispute_window_blocks": 0}), "dispute_window_blocks"),
+            (
+                json!({"dispute_window_blocks": MAX_DISPUTE_WINDOW_BLOCKS + 1}),
+                "dispute_window_blocks",
+            ),
+            (json!({"min_dispute_bond": 0}), "min_dispute_bond"),
+            (
+                json!({"dispute_bounty_ppm": 1_000_001}),
+                "dispute_bounty_ppm",
+            ),
+            (json!({"max_referee_fuel": 0}), "max_referee_fuel"),
+            (
+                json!({"max_referee_fuel": 1_000, "max_referee_fuel_per_block": 1_000}),
+                "max_referee_fuel_per_block",
+            ),
         ] {
             assert!(
                 matches!(from_genesis(Some(&bad)), Err(ParamsError::Inconsistent(ref m)) if m.contains(name)),

@@ -19,8 +19,9 @@
 
 use compute_proto::views::{
     AccountView, AssignmentView, AssignmentsView, Base64, CompletionView, CompletionsPage,
-    InputView, JobSummary, JobView, JobsPage, ModuleView, NonceView, PolicyView, ProgressView,
-    ReplicaView, ReputationView, StatsView, TaskView, WorkerListing, WorkerView, WorkersPage,
+    DisputeView, InputView, JobSummary, JobView, JobsPage, ModuleView, NonceView, PolicyView,
+    ProgressView, ReplicaView, ReputationView, StatsView, TaskView, WorkerListing, WorkerView,
+    WorkersPage,
 };
 use compute_proto::{pb, AccountId, Hash32, JobId, JobStatus, ModuleId, ReplicaStatus, TaskStatus};
 use serde::Serialize;
@@ -186,6 +187,8 @@ pub fn route(
                 stake: worker.stake,
                 active_tasks: worker.active_tasks,
                 registered_height: worker.registered_height,
+                stake_locked_until: worker.stake_locked_until,
+                disputes_pending: worker.disputes_pending,
             })
         }
         ["worker", hex, "assignments"] => {
@@ -197,11 +200,11 @@ pub fn route(
             let job = state
                 .job(&id)
                 .ok_or_else(|| (Code::NotFound, format!("no job {id} exists")))?;
-            encode(&job_view(state, &id, &job, query)?)
+            encode(&job_view(state, &id, &job, query, height)?)
         }
         ["jobs"] => encode(&list_jobs(state, query)?),
         ["workers"] => encode(&list_workers(state, query)?),
-        ["completions"] => encode(&list_completions(state, query)?),
+        ["completions"] => encode(&list_completions(state, query, height)?),
         ["reputation", hex] => {
             let id = parse_account(hex)?;
             let r = state.reputation(&id);
@@ -248,6 +251,11 @@ pub fn route(
                 tasks_settled: stats.tasks_settled,
                 tasks_failed: stats.tasks_failed,
                 credits_slashed: stats.credits_slashed,
+                disputes: stats.disputes,
+                results_overturned: stats.results_overturned,
+                referee_fuel_used: stats.referee_fuel_used,
+                bonds_burnt: stats.bonds_burnt,
+                bonds_held: stats.bonds_held,
             })
         }
         ["validators"] => encode(&crate::validators::query_validators(state, query, height)?),
@@ -329,7 +337,7 @@ fn input_view(input: Option<&pb::TaskInput>) -> Result<Option<InputView>, QueryE
     })
 }
 
-fn completion_view(c: &pb::Completion) -> Result<CompletionView, QueryError> {
+fn completion_view(c: &pb::Completion, height: i64) -> Result<CompletionView, QueryError> {
     Ok(CompletionView {
         job: JobId::from_slice(&c.job_id).map_err(|_| corrupt("a job id is not 32 bytes"))?,
         task: c.task,
@@ -345,6 +353,8 @@ fn completion_view(c: &pb::Completion) -> Result<CompletionView, QueryError> {
         time_seconds: c.time_seconds,
         output: bytes_view(&c.output),
         paid: c.paid,
+        dispute: DisputeView::of(c, height)
+            .ok_or_else(|| corrupt("a completion's disputer is not an account id"))?,
     })
 }
 
@@ -431,6 +441,7 @@ fn task_view(
     index: u32,
     task: &pb::Task,
     completion: Option<&pb::Completion>,
+    height: i64,
 ) -> Result<TaskView, QueryError> {
     let replicas = task
         .replicas
@@ -447,6 +458,7 @@ fn task_view(
                 fuel_used: r.fuel_used,
                 output: bytes_view(&r.output),
                 output_bytes: r.output.len() as u64,
+                slashed: r.slashed,
             })
         })
         .collect::<Result<_, QueryError>>()?;
@@ -460,7 +472,7 @@ fn task_view(
         replicas,
         failure: (!task.failure.is_empty()).then(|| task.failure.clone()),
         ended_height: task.ended_height,
-        completion: completion.map(completion_view).transpose()?,
+        completion: completion.map(|c| completion_view(c, height)).transpose()?,
     })
 }
 
@@ -472,6 +484,7 @@ fn job_view(
     id: &JobId,
     job: &pb::Job,
     query: &str,
+    height: i64,
 ) -> Result<JobView, QueryError> {
     let mut with_tasks = true;
     let mut after = None;
@@ -523,7 +536,9 @@ fn job_view(
             .filter(|last| last.saturating_add(1) < job.task_count);
         let tasks = page
             .iter()
-            .map(|(index, task)| task_view(*index, task, state.completion(id, *index).as_ref()))
+            .map(|(index, task)| {
+                task_view(*index, task, state.completion(id, *index).as_ref(), height)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         (Some(tasks), next)
     } else {
@@ -702,7 +717,11 @@ fn list_workers(state: &dyn KvRead, query: &str) -> Result<WorkersPage, QueryErr
 
 /// `/completions?job=<id>` or `?worker=<hex>`, with `limit` and `after`
 /// (`after` is a task index for a job, `<job>:<task>` for a worker).
-fn list_completions(state: &dyn KvRead, query: &str) -> Result<CompletionsPage, QueryError> {
+fn list_completions(
+    state: &dyn KvRead,
+    query: &str,
+    height: i64,
+) -> Result<CompletionsPage, QueryError> {
     let mut job = None;
     let mut worker = None;
     let mut limit = DEFAULT_PAGE;
@@ -768,7 +787,7 @@ fn list_completions(state: &dyn KvRead, query: &str) -> Result<CompletionsPage, 
             <pb::Completion as prost::Message>::decode(raw.as_slice()).ok()
         };
         if let Some(record) = record {
-            completions.push(completion_view(&record)?);
+            completions.push(completion_view(&record, height)?);
         }
     }
     Ok(CompletionsPage { completions })

@@ -166,6 +166,17 @@ fn punish_cheat(state: &mut StateTx<'_>, params: &pb::Params, worker: &AccountId
     slashed
 }
 
+/// Holds `worker`'s stake until `until`, the end of a dispute window of a
+/// result it was paid for.
+fn hold_stake(state: &mut StateTx<'_>, worker: &AccountId, until: i64) {
+    if let Some(mut record) = state.worker(worker) {
+        if record.stake_locked_until < until {
+            record.stake_locked_until = until;
+            state.put_worker(worker, &record);
+        }
+    }
+}
+
 /// Pays the winning group (the replicas at `winners`), punishes the other
 /// reveals, records the completion.
 pub fn settle(
@@ -183,6 +194,7 @@ pub fn settle(
     let (id, index) = (t.id, t.index);
     release_live(state, &id, index, t.task);
     let pay = price_of(fuel, t.job.price_per_mfuel);
+    let disputable_until = crate::referee::disputable_until(ctx.params, t.job, ctx.height_i64());
     let mut paid: u64 = 0;
     let mut workers = Vec::with_capacity(winners.len());
     let mut output = Vec::new();
@@ -204,6 +216,9 @@ pub fn settle(
                 r.fuel_worked = r.fuel_worked.saturating_add(fuel);
             });
             state.put_raw(keys::worker_completion(&worker, &id, index), Vec::new());
+            if disputable_until > 0 {
+                hold_stake(state, &worker, disputable_until);
+            }
             if output.is_empty() && !replica.output.is_empty() {
                 output = std::mem::take(&mut replica.output);
             }
@@ -217,6 +232,7 @@ pub fn settle(
             };
             replica.status = ReplicaStatus::Cheated.into();
             let slashed = punish_cheat(state, ctx.params, &worker);
+            replica.slashed = slashed;
             events.push(task_event(
                 "worker_cheated",
                 &id,
@@ -249,6 +265,8 @@ pub fn settle(
         time_seconds: ctx.time_seconds,
         output,
         paid,
+        disputable_until,
+        ..Default::default()
     };
     state.put_record(keys::completion(&id, index), &completion);
     t.task.status = TaskStatus::Settled.into();

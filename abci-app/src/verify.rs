@@ -1,9 +1,10 @@
 //! Chain-side WebAssembly: every validator compiles a module when it is
 //! stored (so that nothing the chain admits fails to compile, and no
-//! reveal's block ever pays for a compile), and runs the `verify` export of
+//! reveal's block ever pays for a compile), runs the `verify` export of
 //! Verified jobs from the verify queue ([`crate::judge`]) with the job's fuel
 //! cap as the only bound, so every validator reaches the same verdict
-//! without a wall clock.
+//! without a wall clock, and re-runs disputed tasks as the referee
+//! ([`crate::referee`]) under the limits their workers had.
 //!
 //! A verdict is a property of the module, the input and the output. Anything
 //! else that stops a validator from reaching one (a cache I/O error, memory
@@ -15,8 +16,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use compute_sandbox::{
-    EngineSettings, ModuleId, PrepareError, PreparedModule, Sandbox, SandboxConfig, TaskLimits,
-    Verdict,
+    EngineSettings, Execution, ModuleId, PrepareError, PreparedModule, Sandbox, SandboxConfig,
+    TaskLimits, Verdict,
 };
 
 /// Native stack of the thread `verify` runs on: the sandbox needs its wasm
@@ -140,33 +141,20 @@ impl Verifier {
         fuel: u64,
         memory_pages: u32,
     ) -> Result<Judgement, VerifierFault> {
-        let sandbox = self.sandbox()?;
-        let _one_at_a_time = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let memory =
             u64::from(memory_pages).saturating_mul(compute_sandbox::limits::WASM_PAGE_BYTES);
+        let engine_memory = self.sandbox()?.config().engine.memory_bytes_max;
         let limits = TaskLimits {
             fuel_max: fuel,
-            memory_bytes_max: memory.min(sandbox.config().engine.memory_bytes_max),
+            memory_bytes_max: memory.min(engine_memory),
             input_bytes_max: u32::try_from(input.len().max(output.len())).unwrap_or(u32::MAX),
             output_bytes_max: 1,
             timeout_ms: VERIFY_TIMEOUT_MS,
             ..TaskLimits::default()
         };
-        let cached = sandbox.cached(id);
-        let bytes = if cached.is_none() { Some(code()) } else { None };
-        let run = || -> Result<Judgement, VerifierFault> {
-            // Stored modules were compiled when they were stored; this finds
-            // them in the cache (or, after a restart without a disk cache,
-            // compiles again: this validator's own cost, never a verdict).
-            let prepared = match (cached, &bytes) {
-                (Some(prepared), _) => prepared,
-                (None, bytes) => prepare_on(sandbox, bytes.as_deref().unwrap_or_default())
-                    .map_err(|e| {
-                        VerifierFault(format!("a stored module does not compile here: {e}"))
-                    })?,
-            };
+        self.with_module(id, code, |sandbox, prepared| {
             let verification = sandbox
-                .verify(&prepared, input, output, &limits)
+                .verify(prepared, input, output, &limits)
                 .map_err(|fault| VerifierFault(format!("verify could not run: {fault}")))?;
             let fuel_used = verification.fuel_used;
             Ok(match verification.verdict {
@@ -180,6 +168,54 @@ impl Verifier {
                     fuel_used,
                 },
             })
+        })
+    }
+
+    /// Runs task `input` of module `id` exactly as its workers must have
+    /// ([`TaskLimits::for_task`]): the referee of a dispute.
+    ///
+    /// # Errors
+    /// [`VerifierFault`] when this validator cannot produce the result.
+    pub fn referee(
+        &self,
+        id: ModuleId,
+        code: impl FnOnce() -> Vec<u8>,
+        input: &[u8],
+        fuel_limit: u64,
+        memory_pages: u32,
+    ) -> Result<Execution, VerifierFault> {
+        let limits = TaskLimits::for_task(fuel_limit, u64::from(memory_pages), VERIFY_TIMEOUT_MS);
+        self.with_module(id, code, |sandbox, prepared| {
+            sandbox
+                .run(prepared, input, &limits)
+                .map_err(|fault| VerifierFault(format!("the referee could not run: {fault}")))
+        })
+    }
+
+    /// Runs `work` on module `id`, compiled (or found compiled), one at a
+    /// time, on a thread with the stack the sandbox needs.
+    fn with_module<T: Send>(
+        &self,
+        id: ModuleId,
+        code: impl FnOnce() -> Vec<u8>,
+        work: impl FnOnce(&Sandbox, &PreparedModule) -> Result<T, VerifierFault> + Send,
+    ) -> Result<T, VerifierFault> {
+        let sandbox = self.sandbox()?;
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = sandbox.cached(id);
+        let bytes = if cached.is_none() { Some(code()) } else { None };
+        let run = || -> Result<T, VerifierFault> {
+            // Stored modules were compiled when they were stored; this finds
+            // them in the cache (or, after a restart without a disk cache,
+            // compiles again: this validator's own cost, never a verdict).
+            let prepared = match (cached, &bytes) {
+                (Some(prepared), _) => prepared,
+                (None, bytes) => prepare_on(sandbox, bytes.as_deref().unwrap_or_default())
+                    .map_err(|e| {
+                        VerifierFault(format!("a stored module does not compile here: {e}"))
+                    })?,
+            };
+            work(sandbox, &prepared)
         };
         std::thread::scope(|scope| {
             std::thread::Builder::new()

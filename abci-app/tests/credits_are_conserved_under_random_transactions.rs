@@ -1,14 +1,15 @@
 //! Property: over random sequences of valid and invalid transactions from
 //! several keys (transfers, worker registration, jobs posted and cancelled,
-//! workers committing and revealing honest, wrong or no results, Verified
-//! jobs whose `verify` refuses everything) and attacks (transfers to
-//! small-order keys, transactions forged under the identity key, signed
-//! intents re-encoded with duplicated or unknown fields), two
-//! replicas, one in memory and one on RocksDB that is closed and reopened
-//! halfway as a restarted validator would be, agree on every app hash, no balance goes negative (u64 and
-//! checked arithmetic make that a refused transaction, never a wrap),
-//! credits are conserved (balances + stakes + escrows = genesis + minted -
-//! slashed), and once every deadline has passed every job has ended
+//! workers committing and revealing honest, wrong or no results, disputes the
+//! referee confirms or overturns, Verified jobs whose `verify` refuses
+//! everything) and attacks (transfers to small-order keys, transactions
+//! forged under the identity key, signed intents re-encoded with duplicated
+//! or unknown fields), two replicas, one in memory and one on RocksDB that is
+//! closed and reopened halfway as a restarted validator would be, agree on
+//! every app hash, no balance goes negative (u64 and checked arithmetic make
+//! that a refused transaction, never a wrap), credits are conserved
+//! (balances, stakes, escrows and dispute bonds held add up to genesis plus
+//! minted, less slashed and bonds burnt), and once every deadline has passed every job has ended
 //! (completed, failed or cancelled) with its escrow paid out or refunded.
 //! `PROPTEST_STATS=1` prints how many tasks each case settled, failed and
 //! slashed, to check that the strategy reaches them.
@@ -61,6 +62,14 @@ enum Op {
         who: usize,
         job: usize,
     },
+    /// A dispute of a task's result (settled or not, right or wrong), with
+    /// a bond that may be too low or more than the disputer holds.
+    Dispute {
+        who: usize,
+        job: usize,
+        task: u32,
+        bond: u64,
+    },
     Garbage(Vec<u8>),
     /// A transfer to a small-order key: credits anyone could spend.
     Torsion {
@@ -97,6 +106,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..KEYS, 0usize..4, 0u64..2_000, 0usize..4, 6u64..24).prop_map(|(who, tasks, price, policy, deadline)| Op::Post { who, tasks, price, policy, deadline }),
         6 => (0..KEYS, 0usize..4, proptest::bool::weighted(0.6), any::<bool>()).prop_map(|(who, pick, honest, batched)| Op::Work { who, pick, honest, batched }),
         1 => (0..KEYS, 0usize..8).prop_map(|(who, job)| Op::Cancel { who, job }),
+        3 => (0..KEYS, 0usize..8, 0u32..3, 0u64..3_000).prop_map(|(who, job, task, bond)| Op::Dispute { who, job, task, bond }),
         1 => proptest::collection::vec(any::<u8>(), 0..40).prop_map(Op::Garbage),
         1 => (0..KEYS, 0..SMALL_ORDER.len()).prop_map(|(from, point)| Op::Torsion { from, point }),
         1 => (0..KEYS).prop_map(|to| Op::Forged { to }),
@@ -310,6 +320,27 @@ impl World {
                     }),
                 )
             }
+            Op::Dispute {
+                who,
+                job,
+                task,
+                bond,
+            } => {
+                // Any posted job, so that settled tasks are often hit.
+                let id = match self.jobs.len() {
+                    0 => JobId([9; 32]),
+                    n => self.jobs[*job % n],
+                };
+                (
+                    *who,
+                    pb::tx_body::Msg::Dispute(pb::Dispute {
+                        job_id: id.0.to_vec(),
+                        task: *task,
+                        input: Vec::new(),
+                        bond: *bond,
+                    }),
+                )
+            }
         };
         let nonce = self.nonce(who) + offset[who];
         offset[who] += 1;
@@ -437,7 +468,8 @@ impl World {
         Ok(())
     }
 
-    /// balances + stakes + escrows - (genesis + minted - slashed): must be zero.
+    /// balances + stakes + escrows + bonds held - (genesis + minted -
+    /// slashed - bonds burnt): must be zero.
     fn imbalance(&self) -> i128 {
         let chain = &self.chains.0;
         let mut held: i128 = 0;
@@ -462,9 +494,13 @@ impl World {
             }
         }
         let stats = chain.query("/stats");
+        held += i128::from(stats["bonds_held"].as_u64().unwrap());
         let minted = stats["credits_minted"].as_u64().unwrap();
         let slashed = stats["credits_slashed"].as_u64().unwrap();
-        held - i128::from(GENESIS_BALANCE * KEYS as u64) - i128::from(minted) + i128::from(slashed)
+        let burnt = stats["bonds_burnt"].as_u64().unwrap();
+        held - i128::from(GENESIS_BALANCE * KEYS as u64) - i128::from(minted)
+            + i128::from(slashed)
+            + i128::from(burnt)
     }
 }
 
@@ -563,18 +599,22 @@ proptest! {
         // Every deadline passes while the workers act on what they hold (the
         // last key always wrongly, so cheats are caught and stakes slashed):
         // every job ends, and still nothing is lost.
-        for _ in 0..MAX_DEADLINE + 2 {
+        // A dispute each block, of task after task, so that settled results
+        // meet the referee.
+        for round in 0..MAX_DEADLINE as usize + 2 {
             let mut offset = [0u64; KEYS];
-            let txs: Vec<Vec<u8>> = (0..KEYS)
+            let mut txs: Vec<Vec<u8>> = (0..KEYS)
                 .flat_map(|who| world.sign(&Op::Work { who, pick: usize::MAX, honest: who + 1 < KEYS, batched: who % 2 == 0 }, &mut offset))
                 .collect();
+            let dispute = Op::Dispute { who: round % KEYS, job: round, task: (round / 8) as u32 % 3, bond: 1_500 };
+            txs.extend(world.sign(&dispute, &mut offset));
             world.block(&txs)?;
             prop_assert_eq!(world.imbalance(), 0);
         }
         prop_assert_eq!(world.all_jobs_ended(), Ok(()));
         if std::env::var_os("PROPTEST_STATS").is_some() {
             let stats = world.chains.0.query("/stats");
-            eprintln!("settled {} failed {} slashed {}", stats["tasks_settled"], stats["tasks_failed"], stats["credits_slashed"]);
+            eprintln!("settled {} failed {} slashed {} disputes {} overturned {}", stats["tasks_settled"], stats["tasks_failed"], stats["credits_slashed"], stats["disputes"], stats["results_overturned"]);
         }
     }
 }

@@ -20,7 +20,11 @@
 //! and draws again instead of drawing among the eligible workers alone:
 //! which worker a draw picks changed, and with it the events, the hashes
 //! and the digest. The same scenario with version 4's draw still gave the
-//! values recorded before.)
+//! values recorded before. Recorded again for app version 6, disputes:
+//! the parameters name the referee's, each cheat's replica keeps what it
+//! was slashed, and the stats count disputes; the scenario's genesis makes
+//! no job disputable, and its codes, logs and events, all but the app
+//! hashes, stayed exactly those of version 5.)
 
 mod common;
 
@@ -41,13 +45,13 @@ const FEE: u64 = 3;
 const BLOCKS: usize = 40;
 
 /// The app hash after the block that posts the jobs (height 3).
-const HASH_AFTER_POSTING: &str = "4096919c6857fc1094cac817b391d836428de4183c232aa0faa6888b899ef82d";
+const HASH_AFTER_POSTING: &str = "2e01b6381ab3345b6d890c560a19677528078453582b0daf13dd43c82ad6fca9";
 /// The app hash at height 12, with every job under way.
-const HASH_MIDWAY: &str = "6d957e3abe04e6773353e2b9cf89d33c0761bf627ea8c69875f1e3b369c4fdb2";
+const HASH_MIDWAY: &str = "bbb1baf1b7e6011eb64a44215091d3f9aa449a6d84bae1d5161953c82352be37";
 /// The app hash after the last block.
-const HASH_FINAL: &str = "9a753c8a4eb868143a02427447bc8e184bb5d917151f28938d32c25b6d5690fb";
+const HASH_FINAL: &str = "fe074b365853382e99ab743f91a747209e5337fbc1a4cfc53b21030eda36562e";
 /// SHA3-256 of every block's codes, logs and events, in order.
-const ANSWERS_DIGEST: &str = "8c6ca1e66589930d45df0e539ff07c96a115163d984c4f07dcf28744489752b1";
+const ANSWERS_DIGEST: &str = "4644f11cab8b2aba1438148f48fd930bd2ee6e96e66a89ece666ba251fd86926";
 
 /// The path each job of the scenario takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +165,10 @@ impl Scenario {
             "commit_window_blocks": 4,
             "reveal_window_blocks": 4,
             "store_module_fee_per_kib": 1,
+            // No job of the scenario is disputable, so that its workers may
+            // leave at the end without waiting out a dispute window.
+            "max_referee_fuel": 1_000_000,
+            "max_referee_fuel_per_block": 2_000_000,
         });
         let mut chain = TestChain::new(MemStore::new(), &balances, params);
         chain.txs.fee = FEE;
@@ -552,6 +560,13 @@ fn the_refactor_keeps_every_app_hash_code_and_event() {
     }
 
     let digest = hex::encode(sha3_256(s.answers.as_bytes()));
+    let plain: String = s
+        .answers
+        .lines()
+        .filter(|l| !l.starts_with("app hash"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    eprintln!("PLAIN {}", hex::encode(sha3_256(plain.as_bytes())));
     let at = |height: usize| hex::encode(s.hashes[height - 1]);
     let got = [
         ("HASH_AFTER_POSTING", at(3)),

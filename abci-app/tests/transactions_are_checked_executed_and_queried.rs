@@ -196,19 +196,6 @@ fn queries_answer_json_or_a_helpful_error() {
 }
 
 #[test]
-fn messages_of_later_phases_are_refused_as_not_yet_supported() {
-    let k = keys(1);
-    let mut chain = TestChain::new(MemStore::new(), &[(k[0].account(), 5)], json!({}));
-    let msg = pb::tx_body::Msg::Dispute(pb::Dispute {
-        job_id: vec![0; 32],
-        ..Default::default()
-    });
-    let outcome = chain.check(&chain.txs.sign(&k[0], 0, msg));
-    assert_eq!(outcome.code, Code::NotYetSupported);
-    assert!(outcome.log.contains("Dispute"), "{}", outcome.log);
-}
-
-#[test]
 fn a_bad_genesis_is_refused_with_a_clear_message() {
     let mut app = compute_abci::App::new(MemStore::new());
     let err = app

@@ -17,7 +17,9 @@
 
 use std::time::{Duration, Instant};
 
-use compute_proto::views::{AccountView, CompletionsPage, JobView, NonceView, WorkerView};
+use compute_proto::views::{
+    AccountView, CompletionsPage, DisputeView, JobView, NonceView, WorkerView,
+};
 use compute_proto::{pb, AccountId, Code, JobId};
 use tendermint::block::Height;
 use tendermint_rpc::{Client, HttpClient};
@@ -431,6 +433,15 @@ fn check_completions(answer: &Claim<'_>, node: &str) -> Result<(), VerifyError> 
                 hex::encode(&record.job_id),
             ),
             field("task", c.task, record.task),
+            field(
+                "dispute",
+                format!("{:?}", Some(&c.dispute)),
+                format!(
+                    "{:?}",
+                    DisputeView::of(&record, i64::try_from(answer.height).unwrap_or(i64::MAX))
+                        .as_ref()
+                ),
+            ),
         ];
         if let Some((field, answered, proven)) = first_mismatch(checks) {
             return inconsistent(field, format!("{at}: {answered}"), proven);
@@ -514,6 +525,7 @@ mod tests {
             time_seconds: 1_700_000_000,
             output: b"out".to_vec(),
             paid: 2,
+            ..Default::default()
         }
     }
 
@@ -532,6 +544,7 @@ mod tests {
             time_seconds: r.time_seconds,
             output: Some(Base64(r.output.clone())),
             paid: r.paid,
+            dispute: compute_proto::views::DisputeView::of(r, r.height).unwrap(),
         }
     }
 

@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use compute_client::{
-    ChainClient, ClientError, Gateway, Query, SubmitEvent, SubmitOptions, Submitted,
+    ChainClient, ClientError, Gateway, JobTasks, Query, SubmitEvent, SubmitOptions, Submitted,
 };
 use compute_proto::hash::{hash_parts, Tag};
-use compute_proto::views::{CompletionView, JobView, ProgressView};
+use compute_proto::views::{
+    CompletionView, DisputeStatus, DisputeView, InputView, JobView, ProgressView, TaskView,
+};
 use compute_proto::{
     pb, sha3_256, AccountId, BlobId, Code, Hash32, JobId, JobStatus, ModuleId, SigningKey,
 };
@@ -471,6 +473,127 @@ pub fn parse_job(text: &str) -> Result<JobId> {
     })
 }
 
+/// A dispute the requester of `compute job dispute` asked for.
+pub struct Disputed<'a> {
+    /// The job.
+    pub job: JobId,
+    /// The task.
+    pub task: u32,
+    /// The bond; the chain's `min_dispute_bond` when `None`.
+    pub bond: Option<u64>,
+    /// A file holding the task's data-plane input.
+    pub input: Option<&'a Path>,
+    /// The largest input fetched from the gateway.
+    pub max_input_bytes: u64,
+}
+
+/// The task at `index` of `job`, with its completion record.
+async fn task_of(client: &impl Query, job: &JobId, index: u32) -> Result<TaskView> {
+    let page = client
+        .job(
+            job,
+            JobTasks::Page {
+                after: index.checked_sub(1),
+                limit: 1,
+            },
+        )
+        .await
+        .with_context(|| format!("reading job {job}"))?;
+    page.tasks
+        .into_iter()
+        .flatten()
+        .find(|t| t.index == index)
+        .with_context(|| format!("job {job} has no task {index}"))
+}
+
+/// The `Dispute` message for `d`: the chain's minimum bond unless one is
+/// given, and a data-plane input read from the file given or fetched from
+/// the gateway, checked against the task's input hash either way.
+///
+/// # Errors
+/// When the task or the parameters cannot be read, or the input is not the
+/// task's.
+pub async fn dispute_msg(
+    client: &impl Query,
+    gateway: &Gateway,
+    d: &Disputed<'_>,
+) -> Result<pb::tx_body::Msg> {
+    let bond = match d.bond {
+        Some(bond) => bond,
+        None => client
+            .params()
+            .await
+            .context("reading the chain's parameters")?
+            .min_dispute_bond
+            .context("the chain names no min_dispute_bond: give --bond")?,
+    };
+    let task = task_of(client, &d.job, d.task).await?;
+    let input = match (&task.input, d.input) {
+        (Some(InputView::Hash(hash)), file) => {
+            let id = BlobId(hash.0);
+            let bytes = match file {
+                Some(path) => std::fs::read(path)
+                    .with_context(|| format!("reading the input {}", path.display()))?,
+                None => gateway
+                    .get_blob(&id, d.max_input_bytes)
+                    .await
+                    .with_context(|| format!("fetching input blob {id}: give it with --input"))?,
+            };
+            if BlobId::of(&bytes) != id {
+                bail!(
+                    "the input given does not hash to the task's input blob {id}: the chain would refuse it"
+                );
+            }
+            bytes
+        }
+        (_, Some(_)) => bail!(
+            "task {} of job {} has its input inline on the chain: leave out --input",
+            d.task,
+            d.job
+        ),
+        (_, None) => Vec::new(),
+    };
+    Ok(pb::tx_body::Msg::Dispute(pb::Dispute {
+        job_id: d.job.0.to_vec(),
+        task: d.task,
+        input,
+        bond,
+    }))
+}
+
+/// Where task `index` of `job` stands with respect to disputes.
+///
+/// # Errors
+/// When the task or its completion record cannot be read.
+pub async fn dispute_status(client: &impl Query, job: &JobId, index: u32) -> Result<DisputeView> {
+    let task = task_of(client, job, index).await?;
+    task.completion
+        .map(|c| c.dispute)
+        .with_context(|| format!("task {index} of job {job} has no completion record"))
+}
+
+/// A person's sentence for a dispute state.
+#[must_use]
+pub fn describe_dispute(d: &DisputeView) -> String {
+    match d.status {
+        DisputeStatus::NotDisputable => "the result cannot be disputed".into(),
+        DisputeStatus::Open => format!(
+            "open to dispute until height {}",
+            d.until.unwrap_or_default()
+        ),
+        DisputeStatus::Disputed => "waiting for the referee".into(),
+        DisputeStatus::Confirmed => format!(
+            "the referee confirmed the result at height {}; the bond was burnt",
+            d.refereed_height.unwrap_or_default()
+        ),
+        DisputeStatus::Overturned => format!(
+            "the referee overturned the result at height {}: its workers were slashed and the bond returned with a bounty",
+            d.refereed_height.unwrap_or_default()
+        ),
+        DisputeStatus::Final => "final: its dispute window has passed".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,6 +662,7 @@ mod tests {
             time_seconds: 0,
             output: output.map(|b| Base64(b.to_vec())),
             paid: 1,
+            dispute: compute_proto::views::DisputeView::of(&Default::default(), 3).unwrap(),
         };
         let completions = vec![
             completion(0, sha3_256(b"zero"), Some(b"zero")),

@@ -97,6 +97,7 @@ fn completion(task: u32, result_hash: [u8; 32], output: Option<&[u8]>) -> Comple
         time_seconds: 1_700_000_000,
         output: output.map(|b| Base64(b.to_vec())),
         paid: 1,
+        dispute: compute_proto::views::DisputeView::of(&Default::default(), 5).unwrap(),
     }
 }
 

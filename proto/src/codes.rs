@@ -99,6 +99,18 @@ pub enum Code {
     ValidatorJailed = 40,
     /// The validator is not jailed.
     NotJailed = 41,
+    /// The task's result cannot be disputed (its policy, its fuel limit, or a
+    /// dispute already judged or pending).
+    NotDisputable = 42,
+    /// The task's dispute window has passed.
+    DisputeWindowClosed = 43,
+    /// The dispute's bond is below `min_dispute_bond`.
+    DisputeBondTooLow = 44,
+    /// The dispute's input is missing, superfluous or not the task's input.
+    DisputeInputMismatch = 45,
+    /// The worker's stake is held until its last paid task's dispute window
+    /// ends.
+    StakeLocked = 46,
     /// The query path is not known.
     UnknownQuery = 100,
     /// A query argument is malformed.
@@ -154,6 +166,11 @@ impl Code {
         Code::TooManyUnbondings,
         Code::ValidatorJailed,
         Code::NotJailed,
+        Code::NotDisputable,
+        Code::DisputeWindowClosed,
+        Code::DisputeBondTooLow,
+        Code::DisputeInputMismatch,
+        Code::StakeLocked,
         Code::UnknownQuery,
         Code::BadQuery,
         Code::NotFound,
@@ -212,6 +229,11 @@ impl Code {
             39 => Some(Code::TooManyUnbondings),
             40 => Some(Code::ValidatorJailed),
             41 => Some(Code::NotJailed),
+            42 => Some(Code::NotDisputable),
+            43 => Some(Code::DisputeWindowClosed),
+            44 => Some(Code::DisputeBondTooLow),
+            45 => Some(Code::DisputeInputMismatch),
+            46 => Some(Code::StakeLocked),
             100 => Some(Code::UnknownQuery),
             101 => Some(Code::BadQuery),
             102 => Some(Code::NotFound),
@@ -266,6 +288,11 @@ impl Code {
             Code::TooManyUnbondings => "TooManyUnbondings",
             Code::ValidatorJailed => "ValidatorJailed",
             Code::NotJailed => "NotJailed",
+            Code::NotDisputable => "NotDisputable",
+            Code::DisputeWindowClosed => "DisputeWindowClosed",
+            Code::DisputeBondTooLow => "DisputeBondTooLow",
+            Code::DisputeInputMismatch => "DisputeInputMismatch",
+            Code::StakeLocked => "StakeLocked",
             Code::UnknownQuery => "UnknownQuery",
             Code::BadQuery => "BadQuery",
             Code::NotFound => "NotFound",
@@ -340,6 +367,11 @@ mod tests {
         TooManyUnbondings = 39,
         ValidatorJailed = 40,
         NotJailed = 41,
+        NotDisputable = 42,
+        DisputeWindowClosed = 43,
+        DisputeBondTooLow = 44,
+        DisputeInputMismatch = 45,
+        StakeLocked = 46,
         UnknownQuery = 100,
         BadQuery = 101,
         NotFound = 102,

@@ -97,6 +97,11 @@ pub struct WorkerView {
     pub active_tasks: u32,
     /// The height it registered at.
     pub registered_height: i64,
+    /// Its stake is held until this height, the end of the dispute window
+    /// of the last result it was paid for (0: none).
+    pub stake_locked_until: i64,
+    /// Disputes of results it was paid for that wait for the referee.
+    pub disputes_pending: u32,
 }
 
 /// A job's policy: `{"quorum": {...}}` or `{"verified": {...}}`.
@@ -229,6 +234,8 @@ pub struct ReplicaView {
     pub output: Option<Base64>,
     /// The length of `output` in bytes.
     pub output_bytes: u64,
+    /// Credits slashed from its worker for it (a cheat).
+    pub slashed: u64,
 }
 
 /// A settled task's completion record.
@@ -252,6 +259,94 @@ pub struct CompletionView {
     pub output: Option<Base64>,
     /// Credits paid out for it.
     pub paid: u64,
+    /// Where it stands with respect to disputes.
+    pub dispute: DisputeView,
+}
+
+/// Where a settled result stands with respect to disputes, at the height
+/// the answer is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisputeStatus {
+    /// Its job's results may not be disputed (Verified, or a fuel limit over
+    /// `max_referee_fuel`): final when settled.
+    NotDisputable,
+    /// It may be disputed until `until`.
+    Open,
+    /// A dispute waits for the referee.
+    Disputed,
+    /// The referee got the same result; the disputer's bond was burnt.
+    Confirmed,
+    /// The referee got another result; this record was corrected to it.
+    Overturned,
+    /// Its dispute window passed without a dispute.
+    Final,
+}
+
+impl DisputeStatus {
+    /// Whether the result can no longer change.
+    #[must_use]
+    pub fn is_final(self) -> bool {
+        !matches!(self, DisputeStatus::Open | DisputeStatus::Disputed)
+    }
+}
+
+/// The dispute part of a completion record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisputeView {
+    /// Where the result stands.
+    pub status: DisputeStatus,
+    /// Whether the result can no longer change (`status` is neither `open`
+    /// nor `disputed`).
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    /// The last height a dispute is accepted at (`null` when not disputable).
+    pub until: Option<i64>,
+    /// Who disputed it.
+    pub disputer: Option<AccountId>,
+    /// The height the dispute was accepted at.
+    pub disputed_height: Option<i64>,
+    /// The height the referee judged it at.
+    pub refereed_height: Option<i64>,
+}
+
+impl DisputeView {
+    /// The dispute state of completion `record` in the state after block
+    /// `height` (a dispute in block `height + 1` is accepted while
+    /// `height + 1 <= until`). `None` when the record's disputer is not an
+    /// account id.
+    #[must_use]
+    pub fn of(record: &crate::pb::Completion, height: i64) -> Option<Self> {
+        let positive = |h: i64| (h > 0).then_some(h);
+        let status = if record.refereed_height > 0 {
+            if record.overturned {
+                DisputeStatus::Overturned
+            } else {
+                DisputeStatus::Confirmed
+            }
+        } else if record.disputed_height > 0 {
+            DisputeStatus::Disputed
+        } else if record.disputable_until == 0 {
+            DisputeStatus::NotDisputable
+        } else if height < record.disputable_until {
+            DisputeStatus::Open
+        } else {
+            DisputeStatus::Final
+        };
+        let disputer = if record.disputer.is_empty() {
+            None
+        } else {
+            Some(AccountId::from_slice(&record.disputer).ok()?)
+        };
+        Some(Self {
+            status,
+            is_final: status.is_final(),
+            until: positive(record.disputable_until),
+            disputer,
+            disputed_height: positive(record.disputed_height),
+            refereed_height: positive(record.refereed_height),
+        })
+    }
 }
 
 /// One task of a job, in `/job/<id>`.
@@ -483,6 +578,16 @@ pub struct StatsView {
     pub tasks_failed: u64,
     /// Credits taken from cheaters' stakes and burnt.
     pub credits_slashed: u64,
+    /// Disputes accepted.
+    pub disputes: u64,
+    /// Settled results the referee found wrong and corrected.
+    pub results_overturned: u64,
+    /// Fuel the chain spent re-running disputed tasks.
+    pub referee_fuel_used: u64,
+    /// Bonds of disputes whose result the referee confirmed, burnt.
+    pub bonds_burnt: u64,
+    /// Credits bonded by disputes waiting for the referee.
+    pub bonds_held: u64,
 }
 
 #[cfg(test)]

@@ -45,6 +45,14 @@ fn samples() -> Vec<serde_json::Value> {
         time_seconds: 1,
         output: Some(Base64(vec![1])),
         paid: 1,
+        dispute: DisputeView {
+            status: DisputeStatus::Confirmed,
+            is_final: true,
+            until: Some(1),
+            disputer: Some(account),
+            disputed_height: Some(1),
+            refereed_height: Some(1),
+        },
     };
     let summary = JobSummary {
         job,
@@ -88,6 +96,7 @@ fn samples() -> Vec<serde_json::Value> {
             fuel_used: 1,
             output: Some(Base64(vec![1])),
             output_bytes: 1,
+            slashed: 1,
         }],
         failure: Some("x".into()),
         ended_height: 1,
@@ -120,6 +129,8 @@ fn samples() -> Vec<serde_json::Value> {
             stake: 1,
             active_tasks: 1,
             registered_height: 1,
+            stake_locked_until: 1,
+            disputes_pending: 1,
         })),
         to(serde_json::to_value(AssignmentsView {
             worker: account,
@@ -199,6 +210,11 @@ fn samples() -> Vec<serde_json::Value> {
             tasks_settled: 1,
             tasks_failed: 1,
             credits_slashed: 1,
+            disputes: 1,
+            results_overturned: 1,
+            referee_fuel_used: 1,
+            bonds_burnt: 1,
+            bonds_held: 1,
         })),
     ]
 }

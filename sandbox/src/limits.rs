@@ -383,6 +383,23 @@ impl Default for TaskLimits {
     }
 }
 
+impl TaskLimits {
+    /// The limits every replica of a task runs under, on a worker and in
+    /// the chain's referee alike: the job's fuel limit, a linear memory of
+    /// `memory_pages` wasm pages (the chain's `sandbox_memory_pages`), and
+    /// the default table, input and output bounds. Only the watchdog is the
+    /// caller's: its expiry is a fault of the machine, never a result.
+    #[must_use]
+    pub fn for_task(fuel_limit: u64, memory_pages: u64, timeout_ms: u64) -> Self {
+        Self {
+            fuel_max: fuel_limit,
+            memory_bytes_max: memory_pages.saturating_mul(WASM_PAGE_BYTES),
+            timeout_ms,
+            ..Self::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,17 +98,18 @@ async fn rejected_transactions_leave_the_state_unchanged() -> anyhow::Result<()>
             "amount must be positive",
         ),
         (
-            "unsupported message",
+            "dispute of no job",
             chain.sign(
                 &alice,
                 1,
                 pb::tx_body::Msg::Dispute(pb::Dispute {
                     job_id: vec![0; 32],
+                    bond: 1_000,
                     ..Default::default()
                 }),
             ),
-            12,
-            "not supported yet",
+            23,
+            "no job",
         ),
     ];
     for (name, bytes, code, log_part) in cases {

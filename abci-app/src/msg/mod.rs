@@ -17,6 +17,7 @@ pub mod bond_validator;
 pub mod cancel_job;
 pub mod commit;
 pub mod decline;
+pub mod dispute;
 pub mod post_job;
 pub mod register_worker;
 pub mod replica;
@@ -73,6 +74,8 @@ pub enum Checked<'a> {
     RevealResults(Vec<(&'a pb::RevealResult, Target)>),
     /// Many jobs.
     PostJobs(Vec<(&'a pb::PostJob, post_job::CheckedJob)>),
+    /// A settled result disputed.
+    Dispute(&'a pb::Dispute, JobId),
 }
 
 /// The most entries a batched message (`CommitResults`, `RevealResults`,
@@ -182,7 +185,7 @@ pub fn check_stateless<'t>(tx: &'t SignedTx, ctx: &Ctx<'_>) -> Result<Checked<'t
             &m.jobs,
             |e| post_job::check_stateless(e, ctx.params),
         )?)),
-        other => Err(Rejection::NotYetSupported(name(other))),
+        Msg::Dispute(m) => Ok(Checked::Dispute(m, dispute::check_stateless(m)?)),
     }
 }
 
@@ -286,6 +289,10 @@ pub fn run(
             }
             Ok(events)
         }
+        Checked::Dispute(m, id) => {
+            let found = dispute::check_stateful(m, id, &tx.signer, tx.body.fee, ctx, state)?;
+            dispute::execute(m, id, found, &tx.signer, ctx, state)
+        }
         Checked::CancelJob(id) => {
             let job = cancel_job::check_stateful(id, &tx.signer, state)?;
             cancel_job::execute(id, job, &tx.signer, state, ctx)
@@ -303,7 +310,7 @@ pub fn run(
             reveal::execute(m, &tx.signer, found, state, ctx)
         }
         Checked::UnregisterWorker => {
-            let record = unregister_worker::check_stateful(&tx.signer, state)?;
+            let record = unregister_worker::check_stateful(&tx.signer, ctx.height_i64(), state)?;
             unregister_worker::execute(&record, &tx.signer, state)
         }
         Checked::BondValidator(m, key) => {

@@ -66,6 +66,7 @@ pub fn execute(
             stake: msg.stake,
             active_tasks: 0,
             registered_height: i64::try_from(height).map_err(|_| Rejection::Overflow("height"))?,
+            ..Default::default()
         },
     );
     update_stats(state, |s| s.workers = s.workers.saturating_add(1));

@@ -1,5 +1,7 @@
 //! `UnregisterWorker{}`: leaving the pool. Only an idle worker may leave,
-//! so no drawn task is left without its replica; its stake is returned.
+//! so no drawn task is left without its replica, and only once no result
+//! it was paid for may still be disputed, so its stake is there to slash
+//! if the referee overturns one; its stake is returned.
 
 use compute_proto::{pb, AccountId};
 
@@ -14,8 +16,13 @@ pub fn check_stateless(_msg: &pb::UnregisterWorker) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Registered and idle; returns the worker's record.
-pub fn check_stateful(worker: &AccountId, state: &impl StateRead) -> Result<pb::Worker, Rejection> {
+/// Registered, idle, and past the dispute window of every result it was
+/// paid for (`height` is the block's); returns the worker's record.
+pub fn check_stateful(
+    worker: &AccountId,
+    height: i64,
+    state: &impl StateRead,
+) -> Result<pb::Worker, Rejection> {
     let record = state
         .worker(worker)
         .ok_or(Rejection::UnknownWorker(*worker))?;
@@ -23,6 +30,24 @@ pub fn check_stateful(worker: &AccountId, state: &impl StateRead) -> Result<pb::
         return Err(Rejection::WorkerBusy {
             worker: *worker,
             active: record.active_tasks,
+        });
+    }
+    if record.disputes_pending > 0 {
+        return Err(Rejection::StakeLocked {
+            worker: *worker,
+            why: format!(
+                "{} disputes of results it was paid for wait for the referee, which may slash its stake; send UnregisterWorker once they are judged",
+                record.disputes_pending
+            ),
+        });
+    }
+    if height <= record.stake_locked_until {
+        return Err(Rejection::StakeLocked {
+            worker: *worker,
+            why: format!(
+                "a result it was paid for may be disputed until height {}, and its stake answers for it; send UnregisterWorker after that height",
+                record.stake_locked_until
+            ),
         });
     }
     Ok(record)

@@ -50,8 +50,21 @@ pub const LIVENESS_PREFIX: &[u8] = b"vlive/";
 /// Prefix of the verify queue, by big-endian sequence number.
 pub const VERIFY_QUEUE_PREFIX: &[u8] = b"vq/";
 
+/// Prefix of the dispute queue, by big-endian sequence number.
+pub const DISPUTE_QUEUE_PREFIX: &[u8] = b"dq/";
+
 /// The task index a deadline entry uses for the job's own deadline.
 pub const WHOLE_JOB: u32 = u32::MAX;
+
+/// One entry of the dispute queue.
+pub fn dispute_queue(sequence: u64) -> Vec<u8> {
+    [DISPUTE_QUEUE_PREFIX, &sequence.to_be_bytes()].concat()
+}
+
+/// The sequence number the next dispute gets.
+pub fn dispute_queue_next() -> Vec<u8> {
+    b"meta/dispute_queue_next".to_vec()
+}
 
 /// One entry of the verify queue.
 pub fn verify_queue(sequence: u64) -> Vec<u8> {
@@ -271,6 +284,7 @@ mod tests {
             WORKER_JOB_PREFIX,
             WORKER_COMPLETION_PREFIX,
             VERIFY_QUEUE_PREFIX,
+            DISPUTE_QUEUE_PREFIX,
             VALIDATOR_RECORD_PREFIX,
             VALIDATOR_OPERATOR_PREFIX,
             VALIDATOR_UPDATE_PREFIX,

@@ -419,6 +419,31 @@ enum JobCommand {
         #[arg(long, default_value_t = 0)]
         fee: u64,
     },
+    /// Dispute a settled task's result: bond credits, and the chain re-runs
+    /// the task. A wrong result is corrected and its workers slashed, and
+    /// the bond returns with a bounty; a right one keeps the bond.
+    Dispute {
+        /// The job id.
+        job: String,
+        /// The task's index.
+        task: u32,
+        /// The disputer's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Credits to bond (default: the chain's min_dispute_bond).
+        #[arg(long)]
+        bond: Option<u64>,
+        /// The task's input, when it lives on the data plane: this file, or
+        /// else fetched from the gateway and checked against its hash.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// The largest input fetched from the gateway, in bytes.
+        #[arg(long, default_value_t = BLOB_BYTES_MAX_DEFAULT)]
+        max_input_bytes: u64,
+        /// Fee offered to the block proposer.
+        #[arg(long, default_value_t = 0)]
+        fee: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -1038,7 +1063,9 @@ async fn job_command(
 ) -> Result<i32> {
     // A requester's transactions go to the node its account picks.
     let client = match &command {
-        JobCommand::Submit { key, .. } | JobCommand::Cancel { key, .. } => {
+        JobCommand::Submit { key, .. }
+        | JobCommand::Cancel { key, .. }
+        | JobCommand::Dispute { key, .. } => {
             let sender = KeyFile::load(key)?.account();
             connect_for(nodes, &sender, chain_id).await?
         }
@@ -1281,6 +1308,52 @@ async fn job_command(
                 None,
             )
             .await;
+        }
+        JobCommand::Dispute {
+            job,
+            task,
+            key,
+            bond,
+            input,
+            max_input_bytes,
+            fee,
+        } => {
+            let job = jobs::parse_job(&job)?;
+            let key = KeyFile::load(&key)?;
+            let disputed = jobs::Disputed {
+                job,
+                task,
+                bond,
+                input: input.as_deref(),
+                max_input_bytes,
+            };
+            let msg = jobs::dispute_msg(&client, &gateway, &disputed).await?;
+            let sent = send_tx(&client, &key, msg, fee, &SubmitOptions::default(), output)
+                .await
+                .context("dispute refused")?;
+            if !sent.is_committed() {
+                let value = submitted_json(&sent, json!({"job": job, "task": task}))?;
+                print(output, &value, || {
+                    format!(
+                        "dispute of task {task} of job {job} {}",
+                        not_yet_committed(&sent)
+                    )
+                });
+                return Ok(0);
+            }
+            let status = jobs::dispute_status(&client, &job, task).await?;
+            print(
+                output,
+                &json!({"job": job, "task": task, "height": sent.height, "hash": sent.hash, "dispute": status}),
+                || {
+                    format!(
+                        "dispute of task {task} of job {job} accepted in block {} (tx {}): {}",
+                        sent.height,
+                        sent.hash,
+                        jobs::describe_dispute(&status)
+                    )
+                },
+            );
         }
         JobCommand::Cancel { job, key, fee } => {
             let job = jobs::parse_job(&job)?;
@@ -1667,6 +1740,18 @@ async fn finish(
     } else {
         Vec::new()
     };
+    // Results that may still change: a dispute can be sent, or waits for
+    // the referee.
+    let unsettled: Vec<_> = completions
+        .iter()
+        .filter(|c| !c.dispute.is_final)
+        .map(|c| json!({"task": c.task, "status": c.dispute.status, "until": c.dispute.until}))
+        .collect();
+    let open_until = completions
+        .iter()
+        .filter(|c| !c.dispute.is_final)
+        .filter_map(|c| c.dispute.until)
+        .max();
     let job_failed = p.status != JobStatus::Completed || p.counts.failed > 0;
     let code = if job_failed {
         EXIT_TASKS_FAILED
@@ -1692,6 +1777,7 @@ async fn finish(
             "task": index, "status": status, "why": why,
         })).collect::<Vec<_>>(),
         "written": written,
+        "not_final": unsettled,
         "exit_code": code,
     });
     if let (Some(sink), Output::Json) = (sink, output) {
@@ -1731,6 +1817,13 @@ async fn finish(
             }
             if let Some(dir) = out {
                 text.push_str(&format!("\nwritten to {}", dir.display()));
+            }
+            if !unsettled.is_empty() {
+                text.push_str(&format!(
+                    "\n{} results are not final yet: they may be disputed until height {} (or a dispute waits for the referee); compute job results {job} again then",
+                    unsettled.len(),
+                    open_until.unwrap_or_default()
+                ));
             }
             text
         });

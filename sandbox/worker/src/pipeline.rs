@@ -170,12 +170,11 @@ impl Pipeline {
         };
         let input = self.input_bytes(assignment).await?;
         let plan = TaskPlan {
-            limits: TaskLimits {
-                fuel_max: assignment.fuel_limit,
-                memory_bytes_max: task_memory_bytes(&self.params),
-                timeout_ms: TASK_TIMEOUT_MS,
-                ..TaskLimits::default()
-            },
+            limits: TaskLimits::for_task(
+                assignment.fuel_limit,
+                self.params.sandbox_memory_pages,
+                TASK_TIMEOUT_MS,
+            ),
             policy,
             memory_pages: self.params.sandbox_memory_pages,
             inline_output_bytes_max: self.params.max_inline_output_bytes,
