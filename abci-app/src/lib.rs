@@ -15,6 +15,7 @@ pub mod apphash;
 pub mod assignment;
 pub mod codes;
 pub mod deadlines;
+pub mod disputes;
 pub mod draw_index;
 pub mod events;
 pub mod genesis;

@@ -472,6 +472,7 @@ fn task_view(
         replicas,
         failure: (!task.failure.is_empty()).then(|| task.failure.clone()),
         ended_height: task.ended_height,
+        referee_height: (task.referee_height > 0).then_some(task.referee_height),
         completion: completion.map(|c| completion_view(c, height)).transpose()?,
     })
 }

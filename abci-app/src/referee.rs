@@ -34,64 +34,15 @@ use crate::events::{task_event, Event};
 use crate::ledger::{credit, update_stats, Ctx};
 use crate::params::dispute_params;
 use crate::price::price_of;
+use crate::settlement::{settle_as, store, Canonical};
 use crate::state::{
     keys, replica_status, stored_account, stored_job, stored_module, task_status, StateRead,
 };
 use crate::store::{KvRead, StateTx};
-use crate::task::quorum_of;
+use crate::task::TaskRef;
 
+pub use crate::disputes::REFEREE_MEMORY_BYTES_MAX;
 pub use crate::params::REFEREE_BASE_FUEL;
-
-/// The most linear memory the referee gives a task: the chain's sandbox
-/// engine's. A chain whose tasks may use more cannot referee them.
-pub const REFEREE_MEMORY_BYTES_MAX: u64 = compute_sandbox::limits::MEMORY_BYTES_MAX_DEFAULT;
-
-/// Why the results of `job` cannot be disputed under `params`, or `None`
-/// when they can.
-pub fn not_disputable(params: &pb::Params, job: &pb::Job) -> Option<String> {
-    if quorum_of(job).is_none() {
-        return Some(
-            "its job is Verified: the output passed the job's own verify, which is the acceptance rule the requester signed".into(),
-        );
-    }
-    let d = dispute_params(params);
-    if job.fuel_limit > d.max_referee_fuel {
-        return Some(format!(
-            "its job's fuel_limit {} is over the chain's max_referee_fuel {}, so the referee cannot re-run it; post jobs with a fuel limit within it to have disputable results",
-            job.fuel_limit, d.max_referee_fuel
-        ));
-    }
-    let memory = u64::from(params.sandbox_memory_pages)
-        .saturating_mul(compute_sandbox::limits::WASM_PAGE_BYTES);
-    if memory > REFEREE_MEMORY_BYTES_MAX {
-        return Some(format!(
-            "the chain's tasks may use {memory} bytes of memory (sandbox_memory_pages) and its referee at most {REFEREE_MEMORY_BYTES_MAX}"
-        ));
-    }
-    None
-}
-
-/// The last height a result of `job` settled at `height` may be disputed
-/// at; 0 when it may not be.
-pub fn disputable_until(params: &pb::Params, job: &pb::Job, height: i64) -> i64 {
-    if not_disputable(params, job).is_some() {
-        return 0;
-    }
-    let window = i64::try_from(dispute_params(params).dispute_window_blocks).unwrap_or(i64::MAX);
-    height.saturating_add(window)
-}
-
-/// Queues a dispute for the referee.
-pub fn enqueue(state: &mut StateTx<'_>, item: &pb::DisputeItem) {
-    let next = state.get(&keys::dispute_queue_next()).map_or(0, |raw| {
-        crate::state::stored_u64(&keys::dispute_queue_next(), &raw)
-    });
-    state.put_record(keys::dispute_queue(next), item);
-    state.put_raw(
-        keys::dispute_queue_next(),
-        next.saturating_add(1).to_be_bytes().to_vec(),
-    );
-}
 
 /// Judges queued disputes in queue order within the block's referee budget.
 ///
@@ -115,16 +66,35 @@ pub fn referee_queue(state: &mut StateTx<'_>, ctx: &Ctx<'_>) -> Vec<Event> {
                 item.task
             )
         };
-        let job = state.job(&id).unwrap_or_else(|| corrupt("job"));
+        let mut job = state.job(&id).unwrap_or_else(|| corrupt("job"));
+        let mut task = state
+            .task(&id, item.task)
+            .unwrap_or_else(|| corrupt("task"));
+        let referral = item.disputer.is_empty();
+        if referral && (task_status(&task) != TaskStatus::Reveal || task.referee_height == 0) {
+            // The task ended while it waited (its job's deadline): nothing
+            // is left to settle, and nothing to run.
+            state.delete_raw(key);
+            continue;
+        }
         let cost = job.fuel_limit.saturating_add(REFEREE_BASE_FUEL);
         if cost > budget {
             break;
         }
         budget = budget.saturating_sub(cost);
         state.delete_raw(key);
-        let mut task = state
-            .task(&id, item.task)
-            .unwrap_or_else(|| corrupt("task"));
+        if referral {
+            let execution = run(state, ctx, &job, &task, &[]);
+            let mut t = TaskRef {
+                id,
+                index: item.task,
+                job: &mut job,
+                task: &mut task,
+            };
+            settle_referral(state, ctx, &mut t, &execution, &mut events);
+            store(state, ctx, &mut t, &mut events);
+            continue;
+        }
         let mut completion = state
             .completion(&id, item.task)
             .unwrap_or_else(|| corrupt("completion record"));
@@ -167,6 +137,71 @@ pub fn referee_queue(state: &mut StateTx<'_>, ctx: &Ctx<'_>) -> Vec<Event> {
         state.put_record(keys::completion(&id, item.task), &completion);
     }
     events
+}
+
+/// Settles a referred task (its reveals formed no quorum) with the
+/// referee's result: the replicas that revealed it are paid, the others are
+/// cheats, and the result is final. The run's fuel is paid at the job's
+/// price from its escrow to the proposer, as a verification is.
+fn settle_referral(
+    state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
+    t: &mut TaskRef<'_>,
+    execution: &Execution,
+    events: &mut Vec<Event>,
+) {
+    let result_hash = execution.result_hash();
+    let fuel = execution.fuel_used;
+    update_stats(state, |s| {
+        s.referee_fuel_used = s.referee_fuel_used.saturating_add(fuel)
+    });
+    if let Some(proposer) = ctx.proposer {
+        let cost = price_of(fuel, t.job.price_per_mfuel).min(t.job.escrow);
+        if cost > 0 && credit(state, &proposer, cost).is_ok() {
+            t.job.escrow = t.job.escrow.saturating_sub(cost);
+        }
+    }
+    let winners: Vec<usize> = t
+        .task
+        .replicas
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            replica_status(r) == ReplicaStatus::Revealed
+                && r.result_hash.as_slice() == result_hash.as_slice()
+                && r.fuel_used == fuel
+        })
+        .map(|(i, _)| i)
+        .collect();
+    events.push(task_event(
+        "task_refereed",
+        &t.id,
+        t.index,
+        &[
+            ("result_hash", hex::encode(result_hash), false),
+            ("fuel_used", fuel.to_string(), false),
+            ("agreeing", winners.len().to_string(), false),
+        ],
+    ));
+    let canonical = Canonical {
+        result_hash: result_hash.to_vec(),
+        fuel,
+        output: inline_output(ctx, execution),
+        refereed_height: ctx.height_i64(),
+    };
+    settle_as(state, ctx, t, &winners, canonical, events);
+}
+
+/// The referee's output, when it completed within
+/// `max_inline_output_bytes` (the completion record carries it then).
+fn inline_output(ctx: &Ctx<'_>, execution: &Execution) -> Vec<u8> {
+    execution
+        .output()
+        .filter(|o| {
+            u64::try_from(o.len()).unwrap_or(u64::MAX) <= ctx.params.max_inline_output_bytes
+        })
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default()
 }
 
 /// Re-runs the task of a dispute.
@@ -412,13 +447,7 @@ fn overturn(
     completion.result_hash = new_hash.to_vec();
     completion.fuel_used = new_fuel;
     completion.workers = workers;
-    completion.output = execution
-        .output()
-        .filter(|o| {
-            u64::try_from(o.len()).unwrap_or(u64::MAX) <= ctx.params.max_inline_output_bytes
-        })
-        .map(<[u8]>::to_vec)
-        .unwrap_or_default();
+    completion.output = inline_output(ctx, execution);
     completion.paid = paid;
     completion.refereed_height = ctx.height_i64();
     completion.overturned = true;

@@ -121,6 +121,12 @@ fn conclude(state: &mut StateTx<'_>, ctx: &Ctx<'_>, t: &mut TaskRef<'_>, events:
     if top >= quorum && leaders.len() == 1 {
         let winners = leaders[0].clone();
         settle(state, ctx, t, &winners, events);
+    } else if t.task.referee_height != 0 {
+        // Waits for the referee.
+    } else if top > 0 && crate::disputes::referees_no_quorum(ctx.params, t.job, t.task) {
+        // Results are public now: rather than draw replicas that could
+        // copy one, the chain runs the task itself.
+        crate::disputes::refer(state, ctx, t, events);
     } else if live < t.task.wanted {
         reopen(state, ctx, t, events);
     } else if t.task.wanted < t.job.max_replicas && job_status(t.job) == JobStatus::Open {
@@ -177,6 +183,20 @@ fn hold_stake(state: &mut StateTx<'_>, worker: &AccountId, until: i64) {
     }
 }
 
+/// The result a task settles with.
+pub struct Canonical {
+    /// Its result hash.
+    pub result_hash: Vec<u8>,
+    /// The fuel it used.
+    pub fuel: u64,
+    /// The output when known to the chain (the referee's); otherwise a
+    /// winner's inline output is kept.
+    pub output: Vec<u8>,
+    /// The height the referee gave it at, when the referee did (no quorum
+    /// formed): then it is final, never disputable.
+    pub refereed_height: i64,
+}
+
 /// Pays the winning group (the replicas at `winners`), punishes the other
 /// reveals, records the completion.
 pub fn settle(
@@ -189,15 +209,42 @@ pub fn settle(
     let Some(first) = winners.first().and_then(|&i| t.task.replicas.get(i)) else {
         return;
     };
-    let result_hash = first.result_hash.clone();
-    let fuel = first.fuel_used;
+    let canonical = Canonical {
+        result_hash: first.result_hash.clone(),
+        fuel: first.fuel_used,
+        output: Vec::new(),
+        refereed_height: 0,
+    };
+    settle_as(state, ctx, t, winners, canonical, events);
+}
+
+/// Settles a task with result `canonical`: pays the replicas at `winners`
+/// (which revealed it; possibly none), punishes the other reveals, records
+/// the completion.
+pub fn settle_as(
+    state: &mut StateTx<'_>,
+    ctx: &Ctx<'_>,
+    t: &mut TaskRef<'_>,
+    winners: &[usize],
+    canonical: Canonical,
+    events: &mut Vec<Event>,
+) {
+    let Canonical {
+        result_hash,
+        fuel,
+        mut output,
+        refereed_height,
+    } = canonical;
     let (id, index) = (t.id, t.index);
     release_live(state, &id, index, t.task);
     let pay = price_of(fuel, t.job.price_per_mfuel);
-    let disputable_until = crate::referee::disputable_until(ctx.params, t.job, ctx.height_i64());
+    let disputable_until = if refereed_height == 0 {
+        crate::disputes::disputable_until(ctx.params, t.job, ctx.height_i64())
+    } else {
+        0
+    };
     let mut paid: u64 = 0;
     let mut workers = Vec::with_capacity(winners.len());
-    let mut output = Vec::new();
     for (i, replica) in t.task.replicas.iter_mut().enumerate() {
         let worker = stored_account(&replica.worker);
         let status = replica_status(replica);
@@ -266,6 +313,7 @@ pub fn settle(
         output,
         paid,
         disputable_until,
+        refereed_height,
         ..Default::default()
     };
     state.put_record(keys::completion(&id, index), &completion);

@@ -81,7 +81,17 @@ fn settle_task(
     pair: ([u8; 32], u64),
     third: ([u8; 32], u64),
 ) -> BlockOutput {
-    let results = [pair, pair, third];
+    reveal_all(net, k, job, task, [pair, pair, third])
+}
+
+/// `k[1..=3]` commit and then reveal `results`, one each.
+fn reveal_all(
+    net: &mut Net,
+    k: &[SigningKey],
+    job: &JobId,
+    task: u32,
+    results: [([u8; 32], u64); 3],
+) -> BlockOutput {
     net.ok((1..=3)
         .map(|i| {
             (
@@ -468,4 +478,79 @@ fn disputes_are_refused_with_a_code_and_a_reason() {
     // Nothing refused moved a credit.
     net.assert_conserved(&k, &[job, costly]);
     assert_eq!(net.q("/stats")["disputes"], 0);
+}
+
+#[test]
+fn a_task_without_a_quorum_is_settled_by_the_referee() {
+    let (mut net, k, module) = chain(json!({}));
+    let input = range(0, 7_000);
+    let (job, _) = posted_job(&mut net, &k[0], primes_job(&module, vec![inline(&input)]));
+    let truth = honest(&input);
+    let proposer_before = net.chain.balance(&proposer());
+    // Three different results: no quorum. Instead of drawing more replicas,
+    // which would see these reveals, the chain runs the task.
+    let out = reveal_all(
+        &mut net,
+        &k,
+        &job,
+        0,
+        [truth, (sha3_256(b"a"), truth.1), (sha3_256(b"b"), truth.1)],
+    );
+    assert_eq!(events(&out, "task_referred").len(), 1);
+    assert!(events(&out, "task_extended").is_empty());
+    let refereed = events(&out, "task_refereed");
+    assert_eq!(refereed[0]["result_hash"], hex::encode(truth.0));
+    assert_eq!(refereed[0]["agreeing"], "1");
+    let settled = events(&out, "task_settled");
+    assert_eq!(settled[0]["workers"], k[1].account().to_hex());
+    let mut cheats: Vec<String> = events(&out, "worker_cheated")
+        .iter()
+        .map(|e| e["worker"].clone())
+        .collect();
+    cheats.sort();
+    let mut liars = vec![k[2].account().to_hex(), k[3].account().to_hex()];
+    liars.sort();
+    assert_eq!(cheats, liars);
+    let record = completion(&net, &job, 0);
+    assert_eq!(record["dispute"]["status"], "refereed");
+    assert_eq!(record["dispute"]["final"], true);
+    let view = net.q(&format!("/job/{job}"));
+    assert_eq!(view["tasks"][0]["referee_height"], net.height());
+    assert_eq!(view["status"], "completed");
+    // The proposer was paid the referee's fuel from the escrow (besides
+    // the block reward).
+    let reward = net.q("/params")["block_reward"].as_u64().unwrap();
+    let referee_pay = truth.1 * PRICE / 1_000_000;
+    assert!(net.chain.balance(&proposer()) >= proposer_before + referee_pay + reward);
+    let (code, log) = refused(&mut net, &k[4], dispute(&job, 0, Vec::new(), BOND));
+    assert_eq!(code, Code::NotDisputable, "{log}");
+    assert!(log.contains("no quorum"), "{log}");
+    net.assert_conserved(&k, &[job]);
+}
+
+#[test]
+fn a_task_nobody_got_right_settles_with_the_referees_result_alone() {
+    let (mut net, k, module) = chain(json!({}));
+    let input = range(0, 500);
+    let (job, _) = posted_job(&mut net, &k[0], primes_job(&module, vec![inline(&input)]));
+    let truth = honest(&input);
+    let out = reveal_all(
+        &mut net,
+        &k,
+        &job,
+        0,
+        [
+            (sha3_256(b"a"), truth.1),
+            (sha3_256(b"b"), truth.1),
+            (sha3_256(b"c"), truth.1),
+        ],
+    );
+    assert_eq!(events(&out, "worker_cheated").len(), 3);
+    let record = completion(&net, &job, 0);
+    assert_eq!(record["result_hash"], hex::encode(truth.0));
+    assert_eq!(record["workers"], json!([]));
+    assert_eq!(record["paid"], 0);
+    let output: Base64 = serde_json::from_value(record["output"].clone()).unwrap();
+    assert_eq!(output.0, compute_jobs::primes::job(&input));
+    net.assert_conserved(&k, &[job]);
 }

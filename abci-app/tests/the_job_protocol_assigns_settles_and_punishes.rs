@@ -287,7 +287,12 @@ fn a_worker_that_never_commits_is_replaced_after_its_deadline() {
 
 #[test]
 fn no_quorum_adds_replicas_up_to_the_maximum_then_fails_and_refunds() {
-    let (mut net, k, module) = setup(4, json!({}));
+    // A job the referee cannot afford: without a quorum it draws more
+    // replicas (a refereed one is in disputes_are_refereed_by_re_execution).
+    let (mut net, k, module) = setup(
+        4,
+        json!({"max_referee_fuel": FUEL_LIMIT - 1, "max_referee_fuel_per_block": FUEL_LIMIT + 1_000_000}),
+    );
     // Two replicas must agree; a third may be added.
     let (job, out) = posted_job(&mut net, &k[0], post(&module, 1, quorum(2, 2, 3), 100));
     let first: Vec<String> = events(&out, "task_assigned")

@@ -212,6 +212,16 @@ impl Gateway {
             .await
     }
 
+    /// Opens the stream of every task settlement (`task_settled`, of any
+    /// job): what a watcher samples.
+    ///
+    /// # Errors
+    /// Call failures (`UNAVAILABLE` while the gateway's node is down).
+    pub async fn subscribe_settlements(&self) -> Result<Events, ClientError> {
+        self.subscribe(pb::subscribe_request::Filter::Settlements(true))
+            .await
+    }
+
     /// Fetches blob `id`, reading no more than `max_bytes` of it and
     /// refusing bytes that do not hash to `id`.
     ///

@@ -591,6 +591,10 @@ pub fn describe_dispute(d: &DisputeView) -> String {
             d.refereed_height.unwrap_or_default()
         ),
         DisputeStatus::Final => "final: its dispute window has passed".into(),
+        DisputeStatus::Refereed => format!(
+            "final: its reveals formed no quorum and the referee settled it at height {}",
+            d.refereed_height.unwrap_or_default()
+        ),
     }
 }
 

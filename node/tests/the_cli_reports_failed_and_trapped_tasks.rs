@@ -162,6 +162,7 @@ fn task(index: u32, status: TaskStatus, failure: Option<&str>) -> TaskView {
         replicas: Vec::new(),
         failure: failure.map(str::to_owned),
         ended_height: 6,
+        referee_height: None,
         completion: None,
     }
 }

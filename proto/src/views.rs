@@ -279,6 +279,9 @@ pub enum DisputeStatus {
     Confirmed,
     /// The referee got another result; this record was corrected to it.
     Overturned,
+    /// The task's reveals formed no quorum and the chain's referee settled
+    /// it: final.
+    Refereed,
     /// Its dispute window passed without a dispute.
     Final,
 }
@@ -318,7 +321,9 @@ impl DisputeView {
     #[must_use]
     pub fn of(record: &crate::pb::Completion, height: i64) -> Option<Self> {
         let positive = |h: i64| (h > 0).then_some(h);
-        let status = if record.refereed_height > 0 {
+        let status = if record.refereed_height > 0 && record.disputed_height == 0 {
+            DisputeStatus::Refereed
+        } else if record.refereed_height > 0 {
             if record.overturned {
                 DisputeStatus::Overturned
             } else {
@@ -370,6 +375,8 @@ pub struct TaskView {
     pub failure: Option<String>,
     /// The height it ended at (0 while pending).
     pub ended_height: i64,
+    /// The height its reveals formed no quorum and it went to the referee.
+    pub referee_height: Option<i64>,
     /// Its completion record, once settled.
     pub completion: Option<CompletionView>,
 }

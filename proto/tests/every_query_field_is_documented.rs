@@ -100,6 +100,7 @@ fn samples() -> Vec<serde_json::Value> {
         }],
         failure: Some("x".into()),
         ended_height: 1,
+        referee_height: Some(1),
         completion: Some(completion.clone()),
     };
     let to = |v: serde_json::Result<serde_json::Value>| v.expect("views serialise");

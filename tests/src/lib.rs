@@ -1000,7 +1000,13 @@ impl WorkerProcess {
     }
 
     async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
-        let ready = format!("worker {} ready", self.account);
+        // A watcher (`--watch` in `extra_args`) says so instead.
+        let role = if self.options.extra_args.iter().any(|a| a == "--watch") {
+            "watcher"
+        } else {
+            "worker"
+        };
+        let ready = format!("{role} {} ready", self.account);
         let deadline = Instant::now() + timeout;
         loop {
             let seen = self

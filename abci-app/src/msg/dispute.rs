@@ -5,11 +5,11 @@
 use compute_proto::{pb, sha3_256, AccountId, JobId, TaskStatus};
 
 use crate::codes::Rejection;
+use crate::disputes::{enqueue, not_disputable};
 use crate::events::{task_event, Event};
 use crate::ledger::{debit, require_funds, update_stats, Ctx};
 use crate::msg::replica::{hash32, invalid};
 use crate::params::dispute_params;
-use crate::referee::{enqueue, not_disputable};
 use crate::state::{keys, stored_account, task_status, StateRead};
 use crate::store::StateTx;
 
@@ -75,6 +75,12 @@ pub fn check_stateful(
     let completion = state
         .completion(id, index)
         .ok_or_else(|| not("it has no completion record".into()))?;
+    if completion.refereed_height != 0 && completion.disputed_height == 0 {
+        return Err(not(format!(
+            "its reveals formed no quorum and the chain's referee settled it at height {}: its result is final",
+            completion.refereed_height
+        )));
+    }
     if completion.disputable_until == 0 {
         return Err(not(not_disputable(ctx.params, &job).unwrap_or_else(|| {
             "its job's terms made its results final when they settled".into()

@@ -62,6 +62,8 @@ const BACKOFF_MAX_MS: u64 = 10_000;
 
 /// The event kinds streamed to a worker.
 const WORKER_KINDS: &[&str] = &["task_assigned", "task_reveal_open"];
+/// The event kinds streamed to a watcher.
+const SETTLEMENT_KINDS: &[&str] = &["task_settled"];
 /// The event kinds streamed for a job: every step a progress display counts.
 const JOB_KINDS: &[&str] = &[
     "task_assigned",
@@ -90,6 +92,8 @@ pub enum Filter {
     Worker(AccountId),
     /// The progress of one job.
     Job(JobId),
+    /// Every task settlement, of every job.
+    Settlements,
 }
 
 impl Filter {
@@ -107,8 +111,9 @@ impl Filter {
             Some(F::JobId(id)) => JobId::from_slice(id)
                 .map(Filter::Job)
                 .map_err(|e| GatewayError::InvalidArgument(format!("job id: {e}"))),
-            None => Err(GatewayError::InvalidArgument(
-                "set a filter: a worker key or a job id".to_owned(),
+            Some(F::Settlements(true)) => Ok(Filter::Settlements),
+            Some(F::Settlements(false)) | None => Err(GatewayError::InvalidArgument(
+                "set a filter: a worker key, a job id, or settlements = true".to_owned(),
             )),
         }
     }
@@ -117,24 +122,31 @@ impl Filter {
         match self {
             Filter::Worker(_) => WORKER_KINDS,
             Filter::Job(_) => JOB_KINDS,
+            Filter::Settlements => SETTLEMENT_KINDS,
         }
     }
 
-    fn attribute(&self) -> (&'static str, String) {
+    /// The attribute an event must carry, if any.
+    fn attribute(&self) -> Option<(&'static str, String)> {
         match self {
-            Filter::Worker(key) => ("worker", key.to_hex()),
-            Filter::Job(id) => ("job", id.to_hex()),
+            Filter::Worker(key) => Some(("worker", key.to_hex())),
+            Filter::Job(id) => Some(("job", id.to_hex())),
+            Filter::Settlements => None,
         }
     }
 
     /// Whether an event of `kind` with these attributes is one to forward.
     pub fn matches(&self, event: &abci::Event) -> bool {
-        let (key, value) = self.attribute();
-        self.kinds().contains(&event.kind.as_str())
-            && event.attributes.iter().any(|a| {
-                a.key_bytes() == key.as_bytes()
-                    && a.value_bytes().eq_ignore_ascii_case(value.as_bytes())
-            })
+        if !self.kinds().contains(&event.kind.as_str()) {
+            return false;
+        }
+        let Some((key, value)) = self.attribute() else {
+            return true;
+        };
+        event.attributes.iter().any(|a| {
+            a.key_bytes() == key.as_bytes()
+                && a.value_bytes().eq_ignore_ascii_case(value.as_bytes())
+        })
     }
 }
 
@@ -602,6 +614,23 @@ mod tests {
         }
         assert!(!filter.matches(&event("transfer", &[("job", &job.to_hex())])));
         assert!(!filter.matches(&event("task_settled", &[("job", &JobId([8; 32]).to_hex())])));
+    }
+
+    #[test]
+    fn a_settlements_filter_matches_every_settlement_and_nothing_else() {
+        let filter = Filter::Settlements;
+        for job in [JobId([7; 32]), JobId([8; 32])] {
+            assert!(filter.matches(&event("task_settled", &[("job", &job.to_hex())])));
+            assert!(!filter.matches(&event("task_assigned", &[("job", &job.to_hex())])));
+        }
+        assert!(!filter.matches(&event("worker_cheated", &[])));
+        use pb::subscribe_request::Filter as F;
+        let request = |f| pb::SubscribeRequest { filter: Some(f) };
+        assert_eq!(
+            Filter::from_request(&request(F::Settlements(true))).unwrap(),
+            Filter::Settlements
+        );
+        assert!(Filter::from_request(&request(F::Settlements(false))).is_err());
     }
 
     #[test]

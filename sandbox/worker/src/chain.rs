@@ -23,6 +23,10 @@ pub struct ChainParams {
     pub sandbox_memory_pages: u64,
     /// The largest output a reveal may carry inline.
     pub max_inline_output_bytes: u64,
+    /// The smallest bond of a dispute (what a watcher bonds by default);
+    /// absent from chains older than disputes.
+    #[serde(default)]
+    pub min_dispute_bond: Option<u64>,
 }
 
 /// One task the worker holds.

@@ -19,6 +19,10 @@ pub enum WorkerError {
     /// The sandbox could not be built.
     #[error("sandbox: {0}")]
     Sandbox(#[from] SandboxError),
+    /// A settled task could not be re-run (its module or input could not be
+    /// fetched, or this machine could not run it).
+    #[error("re-running a settled task failed: {0}")]
+    Rerun(String),
     /// The home directory could not be prepared.
     #[error("home directory {path}: {source}")]
     Home {

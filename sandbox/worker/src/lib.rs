@@ -40,6 +40,7 @@ pub mod result;
 pub mod selfcheck;
 pub mod submit;
 mod sync;
+pub mod watch;
 pub mod worker;
 
 pub use deny::DenyList;
@@ -47,4 +48,5 @@ pub use error::WorkerError;
 pub use journal::{Entry, EntryState, Journal, TaskKey};
 pub use reconcile::{decide, Action};
 pub use result::TaskResult;
+pub use watch::{WatchConfig, Watcher};
 pub use worker::{Worker, WorkerConfig};

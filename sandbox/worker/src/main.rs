@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use compute_proto::keys::KeyFile;
-use compute_worker::{DenyList, Worker, WorkerConfig};
+use compute_worker::{DenyList, WatchConfig, Watcher, Worker, WorkerConfig};
 use tokio::sync::watch;
 
 /// Runs compute tasks assigned by the chain, in a deterministic WebAssembly
@@ -45,6 +45,19 @@ struct Args {
     /// the chain outvotes and slashes this worker.
     #[arg(long)]
     cheat: bool,
+    /// Watch instead of work: re-run a sample of the tasks the chain
+    /// settles and dispute every result that differs (bonding credits of
+    /// this key; the bounty comes from the workers proven wrong). A
+    /// watcher does not register and holds no task.
+    #[arg(long, conflicts_with = "cheat")]
+    watch: bool,
+    /// With --watch: the share of settlements re-run, in percent.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100), requires = "watch")]
+    watch_sample: u32,
+    /// With --watch: credits bonded per dispute [default: the chain's
+    /// min_dispute_bond].
+    #[arg(long, requires = "watch")]
+    watch_bond: Option<u64>,
     /// Seconds between reconciliations with the chain when no event arrives.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
     poll_secs: u64,
@@ -106,6 +119,9 @@ async fn run(args: Args) -> Result<()> {
         Some(path) => DenyList::load(path)?,
         None => DenyList::empty(),
     };
+    if args.watch {
+        return watch(args, key, deny).await;
+    }
     if args.cheat {
         for _ in 0..3 {
             tracing::warn!("CHEAT MODE IS ON: this worker reveals WRONG results on purpose and will be slashed (--cheat is for tests and demos only)");
@@ -152,6 +168,47 @@ async fn run(args: Args) -> Result<()> {
             // A line on stdout that scripts and tests wait for.
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "worker {account} ready");
+            let _ = out.flush();
+        })
+        .await?;
+    Ok(())
+}
+
+/// `--watch`: runs a watcher until a signal.
+async fn watch(args: Args, key: compute_proto::SigningKey, deny: DenyList) -> Result<()> {
+    let parallel = args.parallel.unwrap_or_else(|| default_parallel(u32::MAX));
+    tracing::info!(
+        watcher = %key.account(),
+        gateway = %args.gateway,
+        sample_percent = args.watch_sample,
+        parallel,
+        "starting as a watcher"
+    );
+    let config = WatchConfig {
+        gateway_url: args.gateway,
+        home: args.home,
+        sample_percent: args.watch_sample,
+        bond: args.watch_bond,
+        fee: args.fee,
+        parallel,
+        deny,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received; stopping");
+        let _ = stop_tx.send(true);
+    });
+    let watcher = match Watcher::start(config, key, stop_rx).await {
+        Ok(watcher) => watcher,
+        Err(compute_worker::WorkerError::ShuttingDown) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    watcher
+        .run(|account| {
+            // A line on stdout that scripts and tests wait for.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "watcher {account} ready");
             let _ = out.flush();
         })
         .await?;

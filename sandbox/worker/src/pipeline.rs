@@ -168,7 +168,9 @@ impl Pipeline {
             Some(prepared) => ModuleSource::Prepared(prepared),
             None => ModuleSource::Bytes(self.module_bytes(&module).await?),
         };
-        let input = self.input_bytes(assignment).await?;
+        let input = self
+            .input_bytes(assignment.input.as_ref(), assignment.input_size)
+            .await?;
         let plan = TaskPlan {
             limits: TaskLimits::for_task(
                 assignment.fuel_limit,
@@ -288,18 +290,60 @@ impl Pipeline {
         Ok(bytes)
     }
 
-    /// The task's input, inline or from the gateway's blob store (which
-    /// checks it against its hash).
-    async fn input_bytes(&self, assignment: &Assignment) -> Result<Vec<u8>, TaskError> {
+    /// Runs a task again exactly as a replica of it runs (the job's fuel
+    /// limit, the chain's memory), taking a run slot like any task; what a
+    /// watcher compares with a settled result. No own check, no cheating.
+    pub(crate) async fn rerun(
+        &self,
+        module: ModuleId,
+        fuel_limit: u64,
+        input: Vec<u8>,
+    ) -> Result<Execution, TaskError> {
+        if self.deny.denies(&module) {
+            return Err(TaskError::Denied(module));
+        }
+        let mut shutdown = self.shutdown.clone();
+        let _permit = tokio::select! {
+            permit = Arc::clone(&self.slots).acquire_owned() => {
+                permit.map_err(|_| TaskError::ShuttingDown)?
+            }
+            _ = shutdown.wait_for(|s| *s) => return Err(TaskError::ShuttingDown),
+        };
+        let source = match self.sandbox.cached(module) {
+            Some(prepared) => ModuleSource::Prepared(prepared),
+            None => ModuleSource::Bytes(self.module_bytes(&module).await?),
+        };
+        let limits = TaskLimits::for_task(
+            fuel_limit,
+            self.params.sandbox_memory_pages,
+            TASK_TIMEOUT_MS,
+        );
+        let sandbox = Arc::clone(&self.sandbox);
+        on_task_thread("rerun".to_owned(), move || {
+            let prepared = match source {
+                ModuleSource::Prepared(prepared) => prepared,
+                ModuleSource::Bytes(wasm) => sandbox.prepare(&wasm)?,
+            };
+            Ok(sandbox.run(&prepared, &input, &limits)?)
+        })
+        .await
+    }
+
+    /// A task's input of `size` bytes, inline or from the gateway's blob
+    /// store (which checks it against its hash).
+    pub(crate) async fn input_bytes(
+        &self,
+        input: Option<&InputView>,
+        size: u64,
+    ) -> Result<Vec<u8>, TaskError> {
         let max_bytes = u64::from(TaskLimits::default().input_bytes_max);
-        match &assignment.input {
+        match input {
             Some(InputView::Inline(bytes)) => Ok(bytes.0.clone()),
             Some(InputView::Hash(hash)) => {
                 let id = BlobId(hash.0);
-                if assignment.input_size > max_bytes {
+                if size > max_bytes {
                     return Err(TaskError::Input(format!(
-                        "input {id} is {} bytes, more than the {max_bytes} this worker accepts",
-                        assignment.input_size
+                        "input {id} is {size} bytes, more than the {max_bytes} this worker accepts"
                     )));
                 }
                 Ok(retry("GetBlob", &self.shutdown, || {

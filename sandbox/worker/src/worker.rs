@@ -95,29 +95,9 @@ impl Worker {
             path: modules_dir.display().to_string(),
             source,
         })?;
-        let gateway = Gateway::connect_lazy(&config.gateway_url)?;
-
-        let stats: StatsView = wait_for_gateway(&gateway, "/stats", &shutdown).await?;
-        let height = stats.height;
-        // A chain without genesis names no chain id (and refuses `/params`).
-        let chain_id = stats.chain_id.ok_or_else(|| ClientError::BadAnswer {
-            what: "/stats".to_owned(),
-            reason: "the chain has no genesis yet".to_owned(),
-        })?;
-        let params: ChainParams = wait_for_gateway(&gateway, "/params", &shutdown).await?;
-        tracing::info!(%chain_id, height, gateway = gateway.url(), "connected");
-        let mut builder = TxBuilder::new(chain_id);
-        builder.fee = config.fee;
-
-        let mut sandbox_config = SandboxConfig {
-            cache_dir: Some(config.home.join("compiled")),
-            ..SandboxConfig::default()
-        };
-        let memory_bytes = task_memory_bytes(&params);
-        sandbox_config.engine.memory_bytes_max =
-            sandbox_config.engine.memory_bytes_max.max(memory_bytes);
-        sandbox_config.engine.instances_max = config.parallel.max(1);
-        let sandbox = Arc::new(Sandbox::new(sandbox_config)?);
+        let (gateway, builder, params) =
+            connect(&config.gateway_url, config.fee, &shutdown).await?;
+        let sandbox = build_sandbox(&config.home, &params, config.parallel)?;
 
         let pipeline = Pipeline::new(
             gateway.clone(),
@@ -300,6 +280,53 @@ fn log_event(event: &pb::ChainEvent) {
 
 /// Queries `path` until the gateway answers (or shutdown): at startup the
 /// gateway may still be coming up.
+/// Connects to the gateway at `url` (waiting for it to come up) and reads
+/// the chain id, for a transaction builder offering `fee`, and the chain's
+/// parameters.
+///
+/// # Errors
+/// When the gateway stays unreachable or the chain has no genesis.
+pub(crate) async fn connect(
+    url: &str,
+    fee: u64,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(Gateway, TxBuilder, ChainParams), WorkerError> {
+    let gateway = Gateway::connect_lazy(url)?;
+    let stats: StatsView = wait_for_gateway(&gateway, "/stats", shutdown).await?;
+    let height = stats.height;
+    // A chain without genesis names no chain id (and refuses `/params`).
+    let chain_id = stats.chain_id.ok_or_else(|| ClientError::BadAnswer {
+        what: "/stats".to_owned(),
+        reason: "the chain has no genesis yet".to_owned(),
+    })?;
+    let params: ChainParams = wait_for_gateway(&gateway, "/params", shutdown).await?;
+    tracing::info!(%chain_id, height, gateway = gateway.url(), "connected");
+    let mut builder = TxBuilder::new(chain_id);
+    builder.fee = fee;
+    Ok((gateway, builder, params))
+}
+
+/// The sandbox of a worker in `home`: compiled modules cached on disk, room
+/// for the chain's task memory, `parallel` instances at once.
+///
+/// # Errors
+/// When the sandbox cannot be built.
+pub(crate) fn build_sandbox(
+    home: &std::path::Path,
+    params: &ChainParams,
+    parallel: u32,
+) -> Result<Arc<Sandbox>, WorkerError> {
+    let mut sandbox_config = SandboxConfig {
+        cache_dir: Some(home.join("compiled")),
+        ..SandboxConfig::default()
+    };
+    let memory_bytes = task_memory_bytes(params);
+    sandbox_config.engine.memory_bytes_max =
+        sandbox_config.engine.memory_bytes_max.max(memory_bytes);
+    sandbox_config.engine.instances_max = parallel.max(1);
+    Ok(Arc::new(Sandbox::new(sandbox_config)?))
+}
+
 async fn wait_for_gateway<T: serde::de::DeserializeOwned + Send>(
     gateway: &Gateway,
     path: &str,

@@ -1,0 +1,100 @@
+//! Which settled results may be disputed, and how a task gets to the
+//! referee: by a `Dispute` ([`crate::msg::dispute`]), or by the chain itself
+//! when its reveals form no quorum. The referee's queue is judged in
+//! [`crate::referee`].
+
+use compute_proto::pb;
+
+use crate::events::{task_event, Event};
+use crate::ledger::Ctx;
+use crate::params::dispute_params;
+use crate::state::keys;
+use crate::store::{KvRead, StateTx};
+use crate::task::{quorum_of, TaskRef};
+
+/// The most linear memory the referee gives a task: the chain's sandbox
+/// engine's. A chain whose tasks may use more cannot referee them.
+pub const REFEREE_MEMORY_BYTES_MAX: u64 = compute_sandbox::limits::MEMORY_BYTES_MAX_DEFAULT;
+
+/// Why the results of `job` cannot be disputed under `params`, or `None`
+/// when they can.
+pub fn not_disputable(params: &pb::Params, job: &pb::Job) -> Option<String> {
+    if quorum_of(job).is_none() {
+        return Some(
+            "its job is Verified: the output passed the job's own verify, which is the acceptance rule the requester signed".into(),
+        );
+    }
+    let d = dispute_params(params);
+    if job.fuel_limit > d.max_referee_fuel {
+        return Some(format!(
+            "its job's fuel_limit {} is over the chain's max_referee_fuel {}, so the referee cannot re-run it; post jobs with a fuel limit within it to have disputable results",
+            job.fuel_limit, d.max_referee_fuel
+        ));
+    }
+    let memory = u64::from(params.sandbox_memory_pages)
+        .saturating_mul(compute_sandbox::limits::WASM_PAGE_BYTES);
+    if memory > REFEREE_MEMORY_BYTES_MAX {
+        return Some(format!(
+            "the chain's tasks may use {memory} bytes of memory (sandbox_memory_pages) and its referee at most {REFEREE_MEMORY_BYTES_MAX}"
+        ));
+    }
+    None
+}
+
+/// The last height a result of `job` settled at `height` may be disputed
+/// at; 0 when it may not be.
+pub fn disputable_until(params: &pb::Params, job: &pb::Job, height: i64) -> i64 {
+    if not_disputable(params, job).is_some() {
+        return 0;
+    }
+    let window = i64::try_from(dispute_params(params).dispute_window_blocks).unwrap_or(i64::MAX);
+    height.saturating_add(window)
+}
+
+/// Queues a dispute for the referee.
+pub fn enqueue(state: &mut StateTx<'_>, item: &pb::DisputeItem) {
+    let next = state.get(&keys::dispute_queue_next()).map_or(0, |raw| {
+        crate::state::stored_u64(&keys::dispute_queue_next(), &raw)
+    });
+    state.put_record(keys::dispute_queue(next), item);
+    state.put_raw(
+        keys::dispute_queue_next(),
+        next.saturating_add(1).to_be_bytes().to_vec(),
+    );
+}
+
+/// Whether a task of `job` whose reveals formed no quorum goes to the
+/// referee: its job's results are disputable and its input is on the chain
+/// (the validators never fetch a data-plane input themselves).
+pub fn referees_no_quorum(params: &pb::Params, job: &pb::Job, task: &pb::Task) -> bool {
+    not_disputable(params, job).is_none()
+        && matches!(
+            task.input.as_ref().and_then(|i| i.source.as_ref()),
+            Some(pb::task_input::Source::Inline(_))
+        )
+}
+
+/// Sends a task whose reveals formed no quorum to the referee, which
+/// settles it at the end of a block.
+pub fn refer(state: &mut StateTx<'_>, ctx: &Ctx<'_>, t: &mut TaskRef<'_>, events: &mut Vec<Event>) {
+    t.task.referee_height = ctx.height_i64();
+    enqueue(
+        state,
+        &pb::DisputeItem {
+            job_id: t.id.0.to_vec(),
+            task: t.index,
+            // No disputer, no bond: the chain's own referral.
+            ..Default::default()
+        },
+    );
+    events.push(task_event(
+        "task_referred",
+        &t.id,
+        t.index,
+        &[(
+            "reason",
+            "the reveals formed no quorum: the chain runs the task itself instead of drawing replicas that could copy a revealed result".to_owned(),
+            false,
+        )],
+    ));
+}
