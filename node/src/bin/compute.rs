@@ -154,6 +154,9 @@ enum Command {
         /// A 64-hex account id, or a key file.
         who: String,
     },
+    /// Leave the worker pool.
+    #[command(subcommand)]
+    Worker(WorkerCommand),
     /// Bond, unbond and unjail a validator, and show the validators.
     #[command(subcommand)]
     Validator(ValidatorCommand),
@@ -272,12 +275,33 @@ async fn send_validator_tx(
     fee: u64,
     what: &str,
 ) -> Result<()> {
+    send_keyed_tx(
+        nodes,
+        chain_id,
+        output,
+        key,
+        (msg, fee),
+        ("validator_tx", what),
+    )
+    .await
+}
+
+/// Signs `msg` with the key file `key`, sends it, and prints `{label: what}`
+/// with the submission's outcome.
+async fn send_keyed_tx(
+    nodes: &[String],
+    chain_id: Option<String>,
+    output: Output,
+    key: &Path,
+    (msg, fee): (pb::tx_body::Msg, u64),
+    (label, what): (&str, &str),
+) -> Result<()> {
     let key = KeyFile::load(key)?;
     let client = connect_for(nodes, &key.account(), chain_id).await?;
     let submitted = send_tx(&client, &key, msg, fee, &SubmitOptions::default(), output)
         .await
         .with_context(|| format!("{what} refused or not sent"))?;
-    let value = submitted_json(&submitted, json!({"validator_tx": what}))?;
+    let value = submitted_json(&submitted, json!({ label: what }))?;
     print(output, &value, || match submitted.status {
         SubmitStatus::Committed => format!(
             "{what}: committed in block {} (tx {})",
@@ -286,6 +310,21 @@ async fn send_validator_tx(
         SubmitStatus::Submitted => format!("{what} {}", not_yet_committed(&submitted)),
     });
     Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+enum WorkerCommand {
+    /// Leave the worker pool and take the stake back: once the worker holds
+    /// no task and no result it was paid for may still be disputed. Stop
+    /// its compute-sandbox first, or it registers again when it restarts.
+    Unregister {
+        /// The worker's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Fee offered to the block proposer.
+        #[arg(long, default_value_t = 0)]
+        fee: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -910,6 +949,18 @@ async fn run(cli: Cli) -> Result<i32> {
             print(output, &json!({"account": id, "balance": balance}), || {
                 format!("genesis: account {id} starts with {balance} credits")
             });
+        }
+        Command::Worker(WorkerCommand::Unregister { key, fee }) => {
+            let msg = pb::tx_body::Msg::UnregisterWorker(pb::UnregisterWorker {});
+            send_keyed_tx(
+                &cli.node,
+                cli.chain_id,
+                output,
+                &key,
+                (msg, fee),
+                ("worker_tx", "unregister"),
+            )
+            .await?;
         }
         Command::Module(ModuleCommand::Upload { wasm, key, fee }) => {
             let key = KeyFile::load(&key)?;
