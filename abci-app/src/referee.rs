@@ -14,7 +14,9 @@
 //! so its result is the task's result, and a settled result that differs was
 //! wrong, whoever agreed on it.
 //!
-//! * **Confirmed** (the referee got the settled result): the bond is burnt.
+//! * **Confirmed** (the referee got the settled result): the bond pays the
+//!   proposer for the run (its fuel at the job's price) and the rest is
+//!   burnt.
 //! * **Overturned**: each winner is a cheat; it loses what it was paid for
 //!   the task (from its stake, to refund the requester) and `slash_ppm` of
 //!   the stake it has left. Revealed results equal to the referee's, which
@@ -118,7 +120,14 @@ pub fn referee_queue(state: &mut StateTx<'_>, ctx: &Ctx<'_>) -> Vec<Event> {
         if result_hash.as_slice() == completion.result_hash.as_slice()
             && execution.fuel_used == completion.fuel_used
         {
-            confirm(state, ctx, &judged, &mut completion, &mut events);
+            confirm(
+                state,
+                ctx,
+                &judged,
+                (&job, execution.fuel_used),
+                &mut completion,
+                &mut events,
+            );
         } else {
             overturn(
                 state,
@@ -266,17 +275,27 @@ fn release_winners(state: &mut StateTx<'_>, completion: &pb::Completion) {
     }
 }
 
-/// The settled result was right: the bond is burnt.
+/// The settled result was right: the bond pays the proposer for the
+/// referee's run (its fuel at the job's price), and the rest is burnt.
 fn confirm(
     state: &mut StateTx<'_>,
     ctx: &Ctx<'_>,
     judged: &Judged,
+    (job, fuel): (&pb::Job, u64),
     completion: &mut pb::Completion,
     events: &mut Vec<Event>,
 ) {
     completion.refereed_height = ctx.height_i64();
+    let mut referee_paid = 0;
+    if let Some(proposer) = ctx.proposer {
+        let cost = price_of(fuel, job.price_per_mfuel).min(judged.bond);
+        if cost > 0 && credit(state, &proposer, cost).is_ok() {
+            referee_paid = cost;
+        }
+    }
+    let burnt = judged.bond.saturating_sub(referee_paid);
     update_stats(state, |s| {
-        s.bonds_burnt = s.bonds_burnt.saturating_add(judged.bond)
+        s.bonds_burnt = s.bonds_burnt.saturating_add(burnt)
     });
     events.push(task_event(
         "result_confirmed",
@@ -284,7 +303,8 @@ fn confirm(
         judged.index,
         &[
             ("disputer", judged.disputer.to_hex(), true),
-            ("bond_burnt", judged.bond.to_string(), false),
+            ("referee_paid", referee_paid.to_string(), false),
+            ("bond_burnt", burnt.to_string(), false),
         ],
     ));
 }

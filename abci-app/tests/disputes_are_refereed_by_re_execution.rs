@@ -259,7 +259,13 @@ fn a_dispute_of_a_right_result_burns_the_bond() {
     let out = net.ok(vec![(&k[4], dispute(&job, 0, Vec::new(), BOND))]);
     let confirmed = events(&out, "result_confirmed");
     assert_eq!(confirmed.len(), 1);
-    assert_eq!(confirmed[0]["bond_burnt"], BOND.to_string());
+    // The bond pays the proposer for the run; the rest is burnt.
+    let referee_paid = truth.1 * PRICE / 1_000_000;
+    assert_eq!(confirmed[0]["referee_paid"], referee_paid.to_string());
+    assert_eq!(
+        confirmed[0]["bond_burnt"],
+        (BOND - referee_paid).to_string()
+    );
     assert!(events(&out, "worker_cheated").is_empty());
     assert_eq!(net.chain.balance(&k[4].account()), before - BOND);
     let after: Vec<u64> = k[1..=3].iter().map(|w| stake(&net, w)).collect();
@@ -268,7 +274,7 @@ fn a_dispute_of_a_right_result_burns_the_bond() {
     assert_eq!(record["result_hash"], hex::encode(truth.0));
     assert_eq!(record["dispute"]["status"], "confirmed");
     assert_eq!(record["dispute"]["final"], true);
-    assert_eq!(net.q("/stats")["bonds_burnt"], BOND);
+    assert_eq!(net.q("/stats")["bonds_burnt"], BOND - referee_paid);
     assert_eq!(reputation(&net, &k[4])["cheaters_reported"], 0);
     net.assert_conserved(&k, &[job]);
 }

@@ -583,7 +583,7 @@ pub fn describe_dispute(d: &DisputeView) -> String {
         ),
         DisputeStatus::Disputed => "waiting for the referee".into(),
         DisputeStatus::Confirmed => format!(
-            "the referee confirmed the result at height {}; the bond was burnt",
+            "the referee confirmed the result at height {}; the bond paid for the run and the rest was burnt",
             d.refereed_height.unwrap_or_default()
         ),
         DisputeStatus::Overturned => format!(

@@ -275,7 +275,7 @@ pub enum DisputeStatus {
     Open,
     /// A dispute waits for the referee.
     Disputed,
-    /// The referee got the same result; the disputer's bond was burnt.
+    /// The referee got the same result; the disputer lost its bond.
     Confirmed,
     /// The referee got another result; this record was corrected to it.
     Overturned,
