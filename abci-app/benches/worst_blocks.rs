@@ -302,6 +302,105 @@ fn verify_flood(tasks: usize, verify_fuel: u64, burn: bool) -> (Duration, usize)
     (took, judged)
 }
 
+/// A quorum job of `tasks` tasks whose `run` loops until its fuel
+/// (`max_referee_fuel`) runs out, settled by three workers on a made-up
+/// result; the timed block carries a dispute of every task, so the referee
+/// runs as much as its block budget allows, each run burning the whole
+/// fuel limit. Returns the block's FinalizeBlock time and the disputes
+/// judged in it.
+fn dispute_flood(tasks: usize) -> (Duration, usize) {
+    let requester = key(6, 0);
+    let disputer = key(6, 1);
+    let workers: Vec<SigningKey> = (0..3).map(|i| key(7, i)).collect();
+    let mut refs: Vec<&SigningKey> = workers.iter().collect();
+    refs.push(&requester);
+    refs.push(&disputer);
+    let mut chain = Chain::new(&refs, json!({}));
+    let wasm = wat::parse_str(
+        r#"(module
+          (memory (export "memory") 1)
+          (func (export "alloc") (param i32) (result i32) i32.const 1024)
+          (func (export "run") (param i32 i32) (result i64) (loop br 0) i64.const 0))"#,
+    )
+    .unwrap();
+    let mut setup = vec![chain.sign(&requester, store(&wasm))];
+    for w in &workers {
+        setup.push(chain.sign(w, register(64)));
+    }
+    chain.setup(&setup);
+    let fuel_limit = compute_abci::params::DISPUTE_DEFAULTS.max_referee_fuel;
+    let nonce = chain.nonces[&requester.account().0];
+    let post = chain.sign(
+        &requester,
+        Msg::PostJob(pb::PostJob {
+            module_id: ModuleId::of(&wasm).0.to_vec(),
+            tasks: (0..tasks)
+                .map(|i| inline((i as u32).to_be_bytes().to_vec()))
+                .collect(),
+            policy: None,
+            fuel_limit,
+            price_per_mfuel: 1,
+            deadline_blocks: 1_000,
+            min_reputation_ppm: 0,
+            max_tasks_per_worker: 0,
+        }),
+    );
+    let job = JobId::derive(&requester.account(), nonce);
+    chain.setup(&[post]);
+    let hash = sha3_256(b"made up");
+    let salt = vec![1u8; 16];
+    let (mut commits, mut reveals) = (Vec::new(), Vec::new());
+    for task in 0..tasks as u32 {
+        for w in &workers {
+            let sealed = commitment(&job.0, task, &w.account().0, &hash, fuel_limit, &salt);
+            commits.push(chain.sign(
+                w,
+                Msg::CommitResult(pb::CommitResult {
+                    job_id: job.0.to_vec(),
+                    task,
+                    commitment: sealed.to_vec(),
+                }),
+            ));
+        }
+    }
+    chain.setup(&commits);
+    for task in 0..tasks as u32 {
+        for w in &workers {
+            reveals.push(chain.sign(
+                w,
+                Msg::RevealResult(pb::RevealResult {
+                    job_id: job.0.to_vec(),
+                    task,
+                    result_hash: hash.to_vec(),
+                    fuel_used: fuel_limit,
+                    salt: salt.clone(),
+                    output: Vec::new(),
+                }),
+            ));
+        }
+    }
+    let out = chain.setup(&reveals);
+    assert_eq!(events(&out, "task_settled").count(), tasks);
+    let disputes: Vec<Vec<u8>> = (0..tasks as u32)
+        .map(|task| {
+            chain.sign(
+                &disputer,
+                Msg::Dispute(pb::Dispute {
+                    job_id: job.0.to_vec(),
+                    task,
+                    input: Vec::new(),
+                    bond: 1_000,
+                }),
+            )
+        })
+        .collect();
+    let (out, took) = chain.block(&disputes);
+    assert!(out.tx_results.iter().all(|r| r.code == Code::Ok));
+    let judged =
+        events(&out, "result_overturned").count() + events(&out, "result_confirmed").count();
+    (took, judged)
+}
+
 /// `count` workers with the largest capacity and one job of
 /// `max_tasks_per_job` tasks at the largest replication: the timed block is
 /// the one that posts it and runs the first assignment round.
@@ -473,6 +572,15 @@ fn main() {
     row(
         "verify flood, cheap",
         &format!("1,024 reveals whose verify accepts at once; {judged} judged in the block"),
+        took,
+        base,
+    );
+    let (took, judged) = dispute_flood(64);
+    row(
+        "dispute flood, fuel burnt",
+        &format!(
+            "64 disputes of tasks whose run burns max_referee_fuel; {judged} judged in the block"
+        ),
         took,
         base,
     );
