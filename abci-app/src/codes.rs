@@ -312,6 +312,14 @@ pub enum Rejection {
         /// What is wrong.
         why: String,
     },
+    /// The dispute queue is full.
+    #[error("{waiting} disputes already wait for the referee (at most {max}): send the dispute again in a later block, within the task's dispute window")]
+    DisputeQueueFull {
+        /// Entries waiting.
+        waiting: u64,
+        /// The bound.
+        max: u64,
+    },
     /// The worker's stake is held for the disputes of its paid tasks.
     #[error("worker {worker} cannot leave yet: {why}")]
     StakeLocked {
@@ -399,6 +407,7 @@ impl Rejection {
             Rejection::DisputeBondTooLow { .. } => Code::DisputeBondTooLow,
             Rejection::DisputeInputMismatch { .. } => Code::DisputeInputMismatch,
             Rejection::StakeLocked { .. } => Code::StakeLocked,
+            Rejection::DisputeQueueFull { .. } => Code::DisputeQueueFull,
             Rejection::Entry { inner, .. } => inner.code(),
         }
     }

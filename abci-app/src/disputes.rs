@@ -63,6 +63,30 @@ pub fn enqueue(state: &mut StateTx<'_>, item: &pb::DisputeItem) {
     );
 }
 
+/// Disputes the queue holds at most: a `Dispute` past it is refused (the
+/// chain's own referrals of tasks without a quorum are always queued). At
+/// one re-run a block at the default parameters, that is a wait of about
+/// this many blocks, each entry holding its bond.
+pub const MAX_QUEUED_DISPUTES: u64 = 10_000;
+
+/// Entries waiting in the dispute queue: it is consumed from the front in
+/// sequence order, so the next sequence less the first one waiting.
+pub fn queued(state: &impl KvRead) -> u64 {
+    let next = state.get(&keys::dispute_queue_next()).map_or(0, |raw| {
+        crate::state::stored_u64(&keys::dispute_queue_next(), &raw)
+    });
+    let first = state
+        .scan(keys::DISPUTE_QUEUE_PREFIX, None, 1)
+        .first()
+        .map(|(key, _)| {
+            let sequence = key
+                .get(keys::DISPUTE_QUEUE_PREFIX.len()..)
+                .unwrap_or_default();
+            crate::state::stored_u64(key, sequence)
+        });
+    first.map_or(0, |first| next.saturating_sub(first))
+}
+
 /// Whether a task of `job` whose reveals formed no quorum goes to the
 /// referee: its job's results are disputable and its input is on the chain
 /// (the validators never fetch a data-plane input themselves).
@@ -97,4 +121,34 @@ pub fn refer(state: &mut StateTx<'_>, ctx: &Ctx<'_>, t: &mut TaskRef<'_>, events
             false,
         )],
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+
+    #[test]
+    fn the_queue_counts_what_waits_from_its_front() {
+        let store = MemStore::new();
+        let mut state = StateTx::new(&store);
+        assert_eq!(queued(&state), 0);
+        for task in 0..3 {
+            enqueue(
+                &mut state,
+                &pb::DisputeItem {
+                    task,
+                    ..Default::default()
+                },
+            );
+        }
+        assert_eq!(queued(&state), 3);
+        state.delete_raw(keys::dispute_queue(0));
+        assert_eq!(queued(&state), 2);
+        state.delete_raw(keys::dispute_queue(1));
+        state.delete_raw(keys::dispute_queue(2));
+        assert_eq!(queued(&state), 0);
+        enqueue(&mut state, &pb::DisputeItem::default());
+        assert_eq!(queued(&state), 1, "sequences go on after the queue emptied");
+    }
 }

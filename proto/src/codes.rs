@@ -111,6 +111,8 @@ pub enum Code {
     /// The worker's stake is held until its last paid task's dispute window
     /// ends.
     StakeLocked = 46,
+    /// The dispute queue holds its most entries.
+    DisputeQueueFull = 47,
     /// The query path is not known.
     UnknownQuery = 100,
     /// A query argument is malformed.
@@ -171,6 +173,7 @@ impl Code {
         Code::DisputeBondTooLow,
         Code::DisputeInputMismatch,
         Code::StakeLocked,
+        Code::DisputeQueueFull,
         Code::UnknownQuery,
         Code::BadQuery,
         Code::NotFound,
@@ -234,6 +237,7 @@ impl Code {
             44 => Some(Code::DisputeBondTooLow),
             45 => Some(Code::DisputeInputMismatch),
             46 => Some(Code::StakeLocked),
+            47 => Some(Code::DisputeQueueFull),
             100 => Some(Code::UnknownQuery),
             101 => Some(Code::BadQuery),
             102 => Some(Code::NotFound),
@@ -293,6 +297,7 @@ impl Code {
             Code::DisputeBondTooLow => "DisputeBondTooLow",
             Code::DisputeInputMismatch => "DisputeInputMismatch",
             Code::StakeLocked => "StakeLocked",
+            Code::DisputeQueueFull => "DisputeQueueFull",
             Code::UnknownQuery => "UnknownQuery",
             Code::BadQuery => "BadQuery",
             Code::NotFound => "NotFound",
@@ -372,6 +377,7 @@ mod tests {
         DisputeBondTooLow = 44,
         DisputeInputMismatch = 45,
         StakeLocked = 46,
+        DisputeQueueFull = 47,
         UnknownQuery = 100,
         BadQuery = 101,
         NotFound = 102,

@@ -5,7 +5,7 @@
 use compute_proto::{pb, sha3_256, AccountId, JobId, TaskStatus};
 
 use crate::codes::Rejection;
-use crate::disputes::{enqueue, not_disputable};
+use crate::disputes::{enqueue, not_disputable, queued, MAX_QUEUED_DISPUTES};
 use crate::events::{task_event, Event};
 use crate::ledger::{debit, require_funds, update_stats, Ctx};
 use crate::msg::replica::{hash32, invalid};
@@ -114,6 +114,13 @@ pub fn check_stateful(
     }
     check_input(m, id, &task)?;
     require_funds(state, signer, m.bond, fee)?;
+    let waiting = queued(state);
+    if waiting >= MAX_QUEUED_DISPUTES {
+        return Err(Rejection::DisputeQueueFull {
+            waiting,
+            max: MAX_QUEUED_DISPUTES,
+        });
+    }
     Ok(Disputable { completion })
 }
 

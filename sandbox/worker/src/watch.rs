@@ -26,6 +26,11 @@ use crate::worker::{build_sandbox, connect};
 /// Attempts to place one dispute when its nonce went stale.
 const DISPUTE_ATTEMPTS_MAX: u32 = 3;
 
+/// Checks in progress at once (fetching an input, waiting to run, running)
+/// per task run at once: sampled settlements beyond it are skipped, so a
+/// flood of settlements never piles up inputs in memory.
+const IN_FLIGHT_PER_RUN: u32 = 4;
+
 /// What the watcher is told on the command line.
 #[derive(Clone, Debug)]
 pub struct WatchConfig {
@@ -68,6 +73,8 @@ pub struct Watcher {
     pipeline: Pipeline,
     sample_percent: u32,
     bond: u64,
+    /// Permits of the checks in progress.
+    in_flight: Arc<tokio::sync::Semaphore>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -117,6 +124,10 @@ impl Watcher {
             pipeline,
             sample_percent: config.sample_percent.clamp(1, 100),
             bond,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(config.parallel.max(1).saturating_mul(IN_FLIGHT_PER_RUN))
+                    .unwrap_or(usize::MAX),
+            )),
             shutdown,
         })
     }
@@ -200,7 +211,12 @@ impl Watcher {
         if rand_core::OsRng.next_u32() % 100 >= self.sample_percent {
             return;
         }
+        let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
+            tracing::info!(%job, task, "too many checks in progress; this settlement is skipped");
+            return;
+        };
         tokio::spawn(async move {
+            let _permit = permit;
             match self.check(job, task).await {
                 Ok(Finding::Agrees) => tracing::info!(%job, task, "re-ran a settled task: agrees"),
                 Ok(Finding::Disputed { height }) => {
