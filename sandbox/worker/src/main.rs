@@ -151,26 +151,14 @@ async fn run(args: Args) -> Result<()> {
         poll: Duration::from_secs(args.poll_secs),
     };
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("signal received; stopping");
-        let _ = stop_tx.send(true);
-    });
+    let stop_rx = stop_on_signal();
 
     let worker = match Worker::start(config, key, stop_rx).await {
         Ok(worker) => worker,
         Err(compute_worker::WorkerError::ShuttingDown) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    worker
-        .run(|account| {
-            // A line on stdout that scripts and tests wait for.
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "worker {account} ready");
-            let _ = out.flush();
-        })
-        .await?;
+    worker.run(|account| say_ready("worker", account)).await?;
     Ok(())
 }
 
@@ -193,26 +181,32 @@ async fn watch(args: Args, key: compute_proto::SigningKey, deny: DenyList) -> Re
         parallel,
         deny,
     };
+    let stop_rx = stop_on_signal();
+    let watcher = match Watcher::start(config, key, stop_rx).await {
+        Ok(watcher) => watcher,
+        Err(compute_worker::WorkerError::ShuttingDown) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    watcher.run(|account| say_ready("watcher", account)).await?;
+    Ok(())
+}
+
+/// A shutdown flag that turns true on SIGINT or SIGTERM.
+fn stop_on_signal() -> watch::Receiver<bool> {
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("signal received; stopping");
         let _ = stop_tx.send(true);
     });
-    let watcher = match Watcher::start(config, key, stop_rx).await {
-        Ok(watcher) => watcher,
-        Err(compute_worker::WorkerError::ShuttingDown) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    watcher
-        .run(|account| {
-            // A line on stdout that scripts and tests wait for.
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "watcher {account} ready");
-            let _ = out.flush();
-        })
-        .await?;
-    Ok(())
+    stop_rx
+}
+
+/// The line on stdout that scripts and tests wait for: `<role> <key> ready`.
+fn say_ready(role: &str, account: compute_proto::AccountId) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{role} {account} ready");
+    let _ = out.flush();
 }
 
 async fn wait_for_signal() {
