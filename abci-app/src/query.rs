@@ -221,6 +221,7 @@ pub fn route(
                 blocks_signed: r.blocks_signed,
                 blocks_proposed: r.blocks_proposed,
                 verifications_failed: r.verifications_failed,
+                support_fuel: r.support_fuel,
             })
         }
         ["params"] => {

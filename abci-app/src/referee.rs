@@ -450,6 +450,7 @@ fn overturn(
     };
     state.update_reputation(&judged.disputer, |rep| {
         rep.cheaters_reported = rep.cheaters_reported.saturating_add(wrong);
+        rep.support_fuel = rep.support_fuel.saturating_add(new_fuel);
     });
     let burnt = pool.0;
     update_stats(state, |s| {

@@ -234,6 +234,7 @@ fn a_dispute_overturns_a_colluding_quorum() {
     assert!(bounty > 0);
     assert_eq!(net.chain.balance(&k[4].account()), watcher_before + bounty);
     assert_eq!(reputation(&net, &k[4])["cheaters_reported"], 2);
+    assert_eq!(reputation(&net, &k[4])["support_fuel"], truth.1);
     let stats = net.q("/stats");
     assert_eq!(stats["disputes"], 1);
     assert_eq!(stats["results_overturned"], 1);

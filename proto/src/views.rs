@@ -489,6 +489,9 @@ pub struct ReputationView {
     pub blocks_proposed: u64,
     /// Tasks of its Verified jobs that failed because `verify` refused every worker's output.
     pub verifications_failed: u64,
+    /// Fuel of the tasks this key's disputes proved wrong: a watcher's
+    /// network-support work.
+    pub support_fuel: u64,
 }
 
 /// Stake of a validator on its way back to the operator's balance.

@@ -191,6 +191,7 @@ fn samples() -> Vec<serde_json::Value> {
             blocks_signed: 1,
             blocks_proposed: 1,
             verifications_failed: 1,
+            support_fuel: 1,
         })),
         to(serde_json::to_value(StatsView {
             height: 1,

@@ -275,6 +275,7 @@ async fn a_watcher_service_overturns_every_result_a_colluding_pair_settled() {
         }
         let (rep, balance) = net.watcher_record().await?;
         ensure!(rep["cheaters_reported"] == 4, "{rep}");
+        ensure!(rep["support_fuel"].as_u64() > Some(0), "{rep}");
         ensure!(balance > BALANCE, "the watcher earned no bounty");
         Ok(())
     })
