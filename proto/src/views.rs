@@ -287,6 +287,20 @@ pub enum DisputeStatus {
 }
 
 impl DisputeStatus {
+    /// The status as answers spell it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            DisputeStatus::NotDisputable => "not_disputable",
+            DisputeStatus::Open => "open",
+            DisputeStatus::Disputed => "disputed",
+            DisputeStatus::Confirmed => "confirmed",
+            DisputeStatus::Overturned => "overturned",
+            DisputeStatus::Refereed => "refereed",
+            DisputeStatus::Final => "final",
+        }
+    }
+
     /// Whether the result can no longer change.
     #[must_use]
     pub fn is_final(self) -> bool {
@@ -603,6 +617,62 @@ pub struct StatsView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_completion_s_dispute_state_follows_its_record_and_the_height() {
+        let record = |until, disputed, refereed, overturned| crate::pb::Completion {
+            disputable_until: until,
+            disputed_height: disputed,
+            refereed_height: refereed,
+            overturned,
+            disputer: if disputed > 0 {
+                vec![7; 32]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        };
+        let status = |r: &crate::pb::Completion, height| DisputeView::of(r, height).unwrap().status;
+        assert_eq!(
+            status(&record(0, 0, 0, false), 5),
+            DisputeStatus::NotDisputable
+        );
+        // A dispute in block `until` is still accepted: open after `until - 1`.
+        assert_eq!(status(&record(10, 0, 0, false), 9), DisputeStatus::Open);
+        assert_eq!(status(&record(10, 0, 0, false), 10), DisputeStatus::Final);
+        assert_eq!(
+            status(&record(10, 8, 0, false), 12),
+            DisputeStatus::Disputed
+        );
+        assert_eq!(
+            status(&record(10, 8, 9, false), 12),
+            DisputeStatus::Confirmed
+        );
+        assert_eq!(
+            status(&record(10, 8, 9, true), 12),
+            DisputeStatus::Overturned
+        );
+        assert_eq!(status(&record(0, 0, 9, false), 12), DisputeStatus::Refereed);
+        let view = DisputeView::of(&record(10, 8, 0, false), 9).unwrap();
+        assert!(!view.is_final);
+        assert_eq!(view.disputer, Some(AccountId([7; 32])));
+        assert_eq!(view.refereed_height, None);
+        // A disputer that is no account id is refused, not shown.
+        let mut bad = record(10, 8, 0, false);
+        bad.disputer = vec![1; 31];
+        assert!(DisputeView::of(&bad, 9).is_none());
+        for s in [
+            DisputeStatus::NotDisputable,
+            DisputeStatus::Open,
+            DisputeStatus::Disputed,
+            DisputeStatus::Confirmed,
+            DisputeStatus::Overturned,
+            DisputeStatus::Refereed,
+            DisputeStatus::Final,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+        }
+    }
 
     #[test]
     fn policies_and_inputs_keep_their_tagged_json_shape() {

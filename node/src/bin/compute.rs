@@ -1287,8 +1287,14 @@ async fn job_command(
                         .iter()
                         .map(|r| format!("{}:{}", &r.worker.to_hex()[..8], r.status))
                         .collect();
+                    // A settled result says where it stands with disputes.
+                    let dispute = t
+                        .completion
+                        .as_ref()
+                        .map(|c| format!(" [{}]", c.dispute.status.name()))
+                        .unwrap_or_default();
                     text.push_str(&format!(
-                        "\n  task {:>4} {:<9} {}",
+                        "\n  task {:>4} {:<9} {}{dispute}",
                         t.index,
                         t.status.name(),
                         workers.join(" ")
