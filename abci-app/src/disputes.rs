@@ -8,7 +8,7 @@ use compute_proto::pb;
 use crate::events::{task_event, Event};
 use crate::ledger::Ctx;
 use crate::params::dispute_params;
-use crate::state::keys;
+use crate::state::{keys, StateRead};
 use crate::store::{KvRead, StateTx};
 use crate::task::{quorum_of, TaskRef};
 
@@ -16,35 +16,50 @@ use crate::task::{quorum_of, TaskRef};
 /// engine's. A chain whose tasks may use more cannot referee them.
 pub const REFEREE_MEMORY_BYTES_MAX: u64 = compute_sandbox::limits::MEMORY_BYTES_MAX_DEFAULT;
 
-/// Why the results of `job` cannot be disputed under `params`, or `None`
-/// when they can.
-pub fn not_disputable(params: &pb::Params, job: &pb::Job) -> Option<String> {
+/// Why a job's results cannot be disputed.
+enum Refusal {
+    /// A Verified job.
+    Verified,
+    /// Its fuel limit is over `max_referee_fuel`.
+    Fuel(u64),
+    /// The chain's task memory is over what the referee gives.
+    Memory(u64),
+}
+
+/// Why the results of `job` cannot be disputed, without a message: what
+/// settlement asks for every task.
+fn refusal(params: &pb::Params, job: &pb::Job) -> Option<Refusal> {
     if quorum_of(job).is_none() {
-        return Some(
-            "its job is Verified: the output passed the job's own verify, which is the acceptance rule the requester signed".into(),
-        );
+        return Some(Refusal::Verified);
     }
-    let d = dispute_params(params);
-    if job.fuel_limit > d.max_referee_fuel {
-        return Some(format!(
-            "its job's fuel_limit {} is over the chain's max_referee_fuel {}, so the referee cannot re-run it; post jobs with a fuel limit within it to have disputable results",
-            job.fuel_limit, d.max_referee_fuel
-        ));
+    let max = dispute_params(params).max_referee_fuel;
+    if job.fuel_limit > max {
+        return Some(Refusal::Fuel(max));
     }
     let memory = u64::from(params.sandbox_memory_pages)
         .saturating_mul(compute_sandbox::limits::WASM_PAGE_BYTES);
-    if memory > REFEREE_MEMORY_BYTES_MAX {
-        return Some(format!(
+    (memory > REFEREE_MEMORY_BYTES_MAX).then_some(Refusal::Memory(memory))
+}
+
+/// Why the results of `job` cannot be disputed under `params`, or `None`
+/// when they can.
+pub fn not_disputable(params: &pb::Params, job: &pb::Job) -> Option<String> {
+    Some(match refusal(params, job)? {
+        Refusal::Verified => "its job is Verified: the output passed the job's own verify, which is the acceptance rule the requester signed".into(),
+        Refusal::Fuel(max) => format!(
+            "its job's fuel_limit {} is over the chain's max_referee_fuel {max}, so the referee cannot re-run it; post jobs with a fuel limit within it to have disputable results",
+            job.fuel_limit
+        ),
+        Refusal::Memory(memory) => format!(
             "the chain's tasks may use {memory} bytes of memory (sandbox_memory_pages) and its referee at most {REFEREE_MEMORY_BYTES_MAX}"
-        ));
-    }
-    None
+        ),
+    })
 }
 
 /// The last height a result of `job` settled at `height` may be disputed
 /// at; 0 when it may not be.
 pub fn disputable_until(params: &pb::Params, job: &pb::Job, height: i64) -> i64 {
-    if not_disputable(params, job).is_some() {
+    if refusal(params, job).is_some() {
         return 0;
     }
     let window = i64::try_from(dispute_params(params).dispute_window_blocks).unwrap_or(i64::MAX);
@@ -53,14 +68,8 @@ pub fn disputable_until(params: &pb::Params, job: &pb::Job, height: i64) -> i64 
 
 /// Queues a dispute for the referee.
 pub fn enqueue(state: &mut StateTx<'_>, item: &pb::DisputeItem) {
-    let next = state.get(&keys::dispute_queue_next()).map_or(0, |raw| {
-        crate::state::stored_u64(&keys::dispute_queue_next(), &raw)
-    });
+    let next = state.take_sequence(keys::dispute_queue_next());
     state.put_record(keys::dispute_queue(next), item);
-    state.put_raw(
-        keys::dispute_queue_next(),
-        next.saturating_add(1).to_be_bytes().to_vec(),
-    );
 }
 
 /// Disputes the queue holds at most: a `Dispute` past it is refused (the
@@ -72,9 +81,7 @@ pub const MAX_QUEUED_DISPUTES: u64 = 10_000;
 /// Entries waiting in the dispute queue: it is consumed from the front in
 /// sequence order, so the next sequence less the first one waiting.
 pub fn queued(state: &impl KvRead) -> u64 {
-    let next = state.get(&keys::dispute_queue_next()).map_or(0, |raw| {
-        crate::state::stored_u64(&keys::dispute_queue_next(), &raw)
-    });
+    let next = state.counter(&keys::dispute_queue_next());
     let first = state
         .scan(keys::DISPUTE_QUEUE_PREFIX, None, 1)
         .first()
@@ -91,7 +98,7 @@ pub fn queued(state: &impl KvRead) -> u64 {
 /// referee: its job's results are disputable and its input is on the chain
 /// (the validators never fetch a data-plane input themselves).
 pub fn referees_no_quorum(params: &pb::Params, job: &pb::Job, task: &pb::Task) -> bool {
-    not_disputable(params, job).is_none()
+    refusal(params, job).is_none()
         && matches!(
             task.input.as_ref().and_then(|i| i.source.as_ref()),
             Some(pb::task_input::Source::Inline(_))

@@ -26,9 +26,8 @@
 use compute_proto::{pb, JobId, ReplicaStatus, TaskStatus};
 
 use crate::events::{task_event, Event};
-use crate::ledger::{credit, update_stats, Ctx};
-use crate::price::price_of;
-use crate::settlement::{advance, fail_task, pay_refused, settle, store};
+use crate::ledger::{update_stats, Ctx};
+use crate::settlement::{advance, fail_task, pay_proposer, pay_refused, settle, store};
 use crate::state::{
     keys, replica_status, stored_account, stored_job, stored_module, task_status, StateRead,
 };
@@ -40,9 +39,7 @@ pub use crate::params::VERIFY_BASE_FUEL;
 
 /// Queues the revealed output of `worker` for judgement.
 pub fn enqueue(state: &mut StateTx<'_>, ctx: &Ctx<'_>, id: &JobId, index: u32, worker: &[u8]) {
-    let next = state.get(&keys::verify_queue_next()).map_or(0, |raw| {
-        crate::state::stored_u64(&keys::verify_queue_next(), &raw)
-    });
+    let next = state.take_sequence(keys::verify_queue_next());
     let item = pb::VerifyItem {
         job_id: id.0.to_vec(),
         task: index,
@@ -50,10 +47,6 @@ pub fn enqueue(state: &mut StateTx<'_>, ctx: &Ctx<'_>, id: &JobId, index: u32, w
         height: ctx.height_i64(),
     };
     state.put_record(keys::verify_queue(next), &item);
-    state.put_raw(
-        keys::verify_queue_next(),
-        next.saturating_add(1).to_be_bytes().to_vec(),
-    );
 }
 
 /// What one queued verification costs the block budget at most.
@@ -165,20 +158,14 @@ fn judge_one(
     }
 }
 
-/// Pays the fuel of one verification, at the job's price, from its escrow
-/// to the proposer; without a known proposer it stays in the escrow.
+/// Counts one verification and pays its fuel, at the job's price, from its
+/// escrow to the proposer ([`pay_proposer`]).
 fn pay_verification(state: &mut StateTx<'_>, ctx: &Ctx<'_>, job: &mut pb::Job, fuel_used: u64) {
     update_stats(state, |s| {
         s.verifications = s.verifications.saturating_add(1);
         s.verify_fuel_used = s.verify_fuel_used.saturating_add(fuel_used);
     });
-    let Some(proposer) = ctx.proposer else {
-        return;
-    };
-    let cost = price_of(fuel_used, job.price_per_mfuel).min(job.escrow);
-    if cost > 0 && credit(state, &proposer, cost).is_ok() {
-        job.escrow = job.escrow.saturating_sub(cost);
-    }
+    pay_proposer(state, ctx, job, fuel_used);
 }
 
 /// The verdict on the output of one replica of a task.

@@ -65,6 +65,13 @@ pub fn require_funds(
     Ok(())
 }
 
+/// `amount x ppm / 10^6`, rounded down (never more than `amount`): the part
+/// of a stake a slash takes, of a pool a bounty gets.
+pub fn ppm_share(amount: u64, ppm: u32) -> u64 {
+    let cut = u128::from(amount).saturating_mul(u128::from(ppm)) / 1_000_000;
+    u64::try_from(cut).unwrap_or(amount).min(amount)
+}
+
 /// Applies `change` to the chain-wide counters.
 pub fn update_stats(state: &mut StateTx<'_>, change: impl FnOnce(&mut pb::Stats)) {
     let mut stats = state.stats();

@@ -33,10 +33,10 @@ use compute_proto::{pb, AccountId, JobId, ReplicaStatus, TaskStatus};
 use compute_sandbox::Execution;
 
 use crate::events::{task_event, Event};
-use crate::ledger::{credit, update_stats, Ctx};
+use crate::ledger::{credit, ppm_share, update_stats, Ctx};
 use crate::params::dispute_params;
 use crate::price::price_of;
-use crate::settlement::{settle_as, store, Canonical};
+use crate::settlement::{pay_proposer, settle_as, store, Canonical};
 use crate::state::{
     keys, replica_status, stored_account, stored_job, stored_module, task_status, StateRead,
 };
@@ -105,8 +105,7 @@ pub fn referee_queue(state: &mut StateTx<'_>, ctx: &Ctx<'_>) -> Vec<Event> {
         }
         let execution = run(state, ctx, &job, &task, &item.input);
         update_stats(state, |s| {
-            s.referee_fuel_used = s.referee_fuel_used.saturating_add(execution.fuel_used);
-            s.bonds_held = s.bonds_held.saturating_sub(item.bond);
+            s.bonds_held = s.bonds_held.saturating_sub(item.bond)
         });
         let disputer = stored_account(&item.disputer);
         let judged = Judged {
@@ -161,15 +160,7 @@ fn settle_referral(
 ) {
     let result_hash = execution.result_hash();
     let fuel = execution.fuel_used;
-    update_stats(state, |s| {
-        s.referee_fuel_used = s.referee_fuel_used.saturating_add(fuel)
-    });
-    if let Some(proposer) = ctx.proposer {
-        let cost = price_of(fuel, t.job.price_per_mfuel).min(t.job.escrow);
-        if cost > 0 && credit(state, &proposer, cost).is_ok() {
-            t.job.escrow = t.job.escrow.saturating_sub(cost);
-        }
-    }
+    pay_proposer(state, ctx, t.job, fuel);
     let winners: Vec<usize> = t
         .task
         .replicas
@@ -213,9 +204,10 @@ fn inline_output(ctx: &Ctx<'_>, execution: &Execution) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// Re-runs the task of a dispute.
+/// Re-runs the task of a dispute or a referral, and counts its fuel in
+/// `/stats.referee_fuel_used`.
 fn run(
-    state: &StateTx<'_>,
+    state: &mut StateTx<'_>,
     ctx: &Ctx<'_>,
     job: &pb::Job,
     task: &pb::Task,
@@ -233,7 +225,7 @@ fn run(
         // accepted.
         _ => carried,
     };
-    match ctx.verifier.referee(
+    let execution = match ctx.verifier.referee(
         module,
         code,
         input,
@@ -245,7 +237,11 @@ fn run(
             tracing::error!(%fault, module = %module, "the referee could not run on this validator; halting instead of forking");
             panic!("the referee could not run on this validator ({fault}); halting instead of committing a different app hash");
         }
-    }
+    };
+    update_stats(state, |s| {
+        s.referee_fuel_used = s.referee_fuel_used.saturating_add(execution.fuel_used)
+    });
+    execution
 }
 
 /// A dispute being judged.
@@ -360,10 +356,7 @@ fn overturn(
         if let Some(mut record) = state.worker(&worker) {
             let clawback = paid_each.min(record.stake);
             let rest = record.stake.saturating_sub(clawback);
-            let share =
-                u128::from(rest).saturating_mul(u128::from(ctx.params.slash_ppm)) / 1_000_000;
-            let slash = u64::try_from(share).unwrap_or(rest).min(rest);
-            taken = clawback.saturating_add(slash);
+            taken = clawback.saturating_add(ppm_share(rest, ctx.params.slash_ppm));
             record.stake = record.stake.saturating_sub(taken);
             state.put_worker(&worker, &record);
         }
@@ -433,14 +426,8 @@ fn overturn(
     }
     workers.sort();
     // The disputer: its bond back, and a bounty from what is left.
-    let share = u128::from(pool.0)
-        .saturating_mul(u128::from(dispute_params(ctx.params).dispute_bounty_ppm))
-        / 1_000_000;
-    let bounty = pool.pay(
-        state,
-        &judged.disputer,
-        u64::try_from(share).unwrap_or(u64::MAX),
-    );
+    let share = ppm_share(pool.0, dispute_params(ctx.params).dispute_bounty_ppm);
+    let bounty = pool.pay(state, &judged.disputer, share);
     // Only an overflow of the disputer's balance fails: the bond is then
     // burnt, as it would be for a confirmed result.
     let bond_burnt = if credit(state, &judged.disputer, judged.bond).is_ok() {

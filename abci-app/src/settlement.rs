@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use compute_proto::{pb, AccountId, JobId, JobStatus, ReplicaStatus, TaskStatus};
 
 use crate::events::{event, task_event, Event};
-use crate::ledger::{credit, update_stats, Ctx};
+use crate::ledger::{credit, ppm_share, update_stats, Ctx};
 use crate::price::price_of;
 use crate::state::{job_status, keys, replica_status, stored_account, task_status, StateRead};
 use crate::store::StateTx;
@@ -158,11 +158,7 @@ fn punish_cheat(state: &mut StateTx<'_>, params: &pb::Params, worker: &AccountId
     state.update_reputation(worker, |r| r.cheats = r.cheats.saturating_add(1));
     let mut slashed = 0;
     if let Some(mut record) = state.worker(worker) {
-        let share =
-            u128::from(record.stake).saturating_mul(u128::from(params.slash_ppm)) / 1_000_000;
-        slashed = u64::try_from(share)
-            .unwrap_or(record.stake)
-            .min(record.stake);
+        slashed = ppm_share(record.stake, params.slash_ppm);
         record.stake = record.stake.saturating_sub(slashed);
         state.put_worker(worker, &record);
     }
@@ -170,6 +166,21 @@ fn punish_cheat(state: &mut StateTx<'_>, params: &pb::Params, worker: &AccountId
         s.credits_slashed = s.credits_slashed.saturating_add(slashed)
     });
     slashed
+}
+
+/// Pays `fuel` of chain-side work (a verification, a referee's run) at the
+/// job's price from its escrow to the block's proposer, who ran it first;
+/// without a known proposer it stays in the escrow. Returns what was paid.
+pub fn pay_proposer(state: &mut StateTx<'_>, ctx: &Ctx<'_>, job: &mut pb::Job, fuel: u64) -> u64 {
+    let Some(proposer) = ctx.proposer else {
+        return 0;
+    };
+    let cost = price_of(fuel, job.price_per_mfuel).min(job.escrow);
+    if cost == 0 || credit(state, &proposer, cost).is_err() {
+        return 0;
+    }
+    job.escrow = job.escrow.saturating_sub(cost);
+    cost
 }
 
 /// Holds `worker`'s stake until `until`, the end of a dispute window of a

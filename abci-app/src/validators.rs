@@ -39,9 +39,9 @@ use compute_proto::{pb, AccountId};
 
 use crate::codes::{Code, Rejection};
 use crate::events::{event, Event};
-use crate::ledger::{update_stats, Ctx};
+use crate::ledger::{ppm_share, update_stats, Ctx};
 use crate::params::{validator_params, ValidatorParams};
-use crate::state::{keys, stored_account, stored_u64, StateRead};
+use crate::state::{keys, stored_account, StateRead};
 use crate::store::{KvRead, StateTx};
 
 /// A change of one validator's voting power for CometBFT.
@@ -187,8 +187,7 @@ fn needs_update(v: &pb::Validator, p: &ValidatorParams) -> bool {
 
 /// How many validator records exist.
 pub fn record_count(state: &impl StateRead) -> u64 {
-    let key = keys::validator_count();
-    state.get(&key).map_or(0, |raw| stored_u64(&key, &raw))
+    state.counter(&keys::validator_count())
 }
 
 fn add_record_count(state: &mut StateTx<'_>, up: bool) {
@@ -209,13 +208,9 @@ fn enqueue(state: &mut StateTx<'_>, v: &mut pb::Validator, address: &[u8; 20], p
             return;
         }
     }
-    let next_key = keys::validator_update_next();
-    let sequence = state
-        .get(&next_key)
-        .map_or(0, |raw| stored_u64(&next_key, &raw));
+    let sequence = state.take_sequence(keys::validator_update_next());
     let key = keys::validator_update(priority, sequence);
     state.put_raw(key.clone(), address.to_vec());
-    state.put_raw(next_key, sequence.saturating_add(1).to_be_bytes().to_vec());
     v.queue_key = key;
 }
 
@@ -281,24 +276,15 @@ pub fn new_record(
     }
 }
 
-/// `amount x ppm / 10^6`, rounded down.
-fn share(amount: u64, ppm: u32) -> u64 {
-    let cut = u128::from(amount)
-        .saturating_mul(u128::from(ppm))
-        .checked_div(1_000_000)
-        .unwrap_or(0);
-    u64::try_from(cut).unwrap_or(amount).min(amount)
-}
-
 /// Takes `ppm` of the bonded and of every unbonding amount; returns what
 /// was taken (burnt, counted in `credits_slashed`).
 fn slash(state: &mut StateTx<'_>, v: &mut pb::Validator, ppm: u32) -> u64 {
     let mut total: u64 = 0;
-    let cut = share(v.bonded, ppm);
+    let cut = ppm_share(v.bonded, ppm);
     v.bonded = v.bonded.saturating_sub(cut);
     total = total.saturating_add(cut);
     for entry in &mut v.unbonding {
-        let cut = share(entry.amount, ppm);
+        let cut = ppm_share(entry.amount, ppm);
         entry.amount = entry.amount.saturating_sub(cut);
         total = total.saturating_add(cut);
     }

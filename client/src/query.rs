@@ -11,7 +11,7 @@ use std::future::Future;
 
 use compute_proto::views::{
     AccountView, AssignmentsView, CompletionView, CompletionsPage, JobView, JobsPage, ModuleView,
-    NonceView, ReputationView, StatsView, WorkerListing, WorkerView, WorkersPage,
+    NonceView, ReputationView, StatsView, TaskView, WorkerListing, WorkerView, WorkersPage,
 };
 use compute_proto::{pb, AccountId, Code, JobId, JobStatus, ModuleId};
 use serde::de::DeserializeOwned;
@@ -410,6 +410,40 @@ pub trait Query: Sync {
     ) -> impl Future<Output = Result<JobView, ClientError>> + Send {
         let path = job_path(id, tasks);
         async move { self.query(&path).await }
+    }
+
+    /// `/job/<id>` with task `index` alone: the job's terms and that task
+    /// (with its completion record, once settled).
+    ///
+    /// # Errors
+    /// [`ClientError::NotFound`] when no such job exists,
+    /// [`ClientError::BadAnswer`] when the answer lacks the task; as
+    /// [`Query::query`].
+    fn job_task(
+        &self,
+        id: &JobId,
+        index: u32,
+    ) -> impl Future<Output = Result<(JobView, TaskView), ClientError>> + Send {
+        let page = self.job(
+            id,
+            JobTasks::Page {
+                after: index.checked_sub(1),
+                limit: 1,
+            },
+        );
+        let id = *id;
+        async move {
+            let mut view = page.await?;
+            let task = view.tasks.as_mut().and_then(|tasks| {
+                let position = tasks.iter().position(|t| t.index == index)?;
+                Some(tasks.swap_remove(position))
+            });
+            let task = task.ok_or_else(|| ClientError::BadAnswer {
+                what: format!("/job/{id}"),
+                reason: format!("the answer holds no task {index}"),
+            })?;
+            Ok((view, task))
+        }
     }
 
     /// `/jobs`: a page of jobs in id order.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use compute_client::{
-    ChainClient, ClientError, Gateway, JobTasks, Query, SubmitEvent, SubmitOptions, Submitted,
+    ChainClient, ClientError, Gateway, Query, SubmitEvent, SubmitOptions, Submitted,
 };
 use compute_proto::hash::{hash_parts, Tag};
 use compute_proto::views::{
@@ -489,21 +489,11 @@ pub struct Disputed<'a> {
 
 /// The task at `index` of `job`, with its completion record.
 async fn task_of(client: &impl Query, job: &JobId, index: u32) -> Result<TaskView> {
-    let page = client
-        .job(
-            job,
-            JobTasks::Page {
-                after: index.checked_sub(1),
-                limit: 1,
-            },
-        )
+    let (_, task) = client
+        .job_task(job, index)
         .await
-        .with_context(|| format!("reading job {job}"))?;
-    page.tasks
-        .into_iter()
-        .flatten()
-        .find(|t| t.index == index)
-        .with_context(|| format!("job {job} has no task {index}"))
+        .with_context(|| format!("reading task {index} of job {job}"))?;
+    Ok(task)
 }
 
 /// The `Dispute` message for `d`: the chain's minimum bond unless one is

@@ -287,6 +287,31 @@ pub enum DisputeStatus {
 }
 
 impl DisputeStatus {
+    /// Where completion `record` stands in the state after block `height`:
+    /// a dispute in block `height + 1` is accepted while `height + 1 <=
+    /// disputable_until`. The one rule the chain, its answers and clients
+    /// read.
+    #[must_use]
+    pub fn of(record: &crate::pb::Completion, height: i64) -> Self {
+        if record.refereed_height > 0 && record.disputed_height == 0 {
+            DisputeStatus::Refereed
+        } else if record.refereed_height > 0 {
+            if record.overturned {
+                DisputeStatus::Overturned
+            } else {
+                DisputeStatus::Confirmed
+            }
+        } else if record.disputed_height > 0 {
+            DisputeStatus::Disputed
+        } else if record.disputable_until == 0 {
+            DisputeStatus::NotDisputable
+        } else if height < record.disputable_until {
+            DisputeStatus::Open
+        } else {
+            DisputeStatus::Final
+        }
+    }
+
     /// The status as answers spell it.
     #[must_use]
     pub fn name(self) -> &'static str {
@@ -329,29 +354,12 @@ pub struct DisputeView {
 
 impl DisputeView {
     /// The dispute state of completion `record` in the state after block
-    /// `height` (a dispute in block `height + 1` is accepted while
-    /// `height + 1 <= until`). `None` when the record's disputer is not an
-    /// account id.
+    /// `height` ([`DisputeStatus::of`]). `None` when the record's disputer
+    /// is not an account id.
     #[must_use]
     pub fn of(record: &crate::pb::Completion, height: i64) -> Option<Self> {
         let positive = |h: i64| (h > 0).then_some(h);
-        let status = if record.refereed_height > 0 && record.disputed_height == 0 {
-            DisputeStatus::Refereed
-        } else if record.refereed_height > 0 {
-            if record.overturned {
-                DisputeStatus::Overturned
-            } else {
-                DisputeStatus::Confirmed
-            }
-        } else if record.disputed_height > 0 {
-            DisputeStatus::Disputed
-        } else if record.disputable_until == 0 {
-            DisputeStatus::NotDisputable
-        } else if height < record.disputable_until {
-            DisputeStatus::Open
-        } else {
-            DisputeStatus::Final
-        };
+        let status = DisputeStatus::of(record, height);
         let disputer = if record.disputer.is_empty() {
             None
         } else {

@@ -2,6 +2,7 @@
 //! settled task's result within its dispute window, and the chain re-runs
 //! the task at the end of a block ([`crate::referee`]).
 
+use compute_proto::views::DisputeStatus;
 use compute_proto::{pb, sha3_256, AccountId, JobId, TaskStatus};
 
 use crate::codes::Rejection;
@@ -75,38 +76,42 @@ pub fn check_stateful(
     let completion = state
         .completion(id, index)
         .ok_or_else(|| not("it has no completion record".into()))?;
-    if completion.refereed_height != 0 && completion.disputed_height == 0 {
-        return Err(not(format!(
-            "its reveals formed no quorum and the chain's referee settled it at height {}: its result is final",
-            completion.refereed_height
-        )));
-    }
-    if completion.disputable_until == 0 {
-        return Err(not(not_disputable(ctx.params, &job).unwrap_or_else(|| {
-            "its job's terms made its results final when they settled".into()
-        })));
-    }
-    if completion.disputed_height != 0 {
-        let by = hex::encode(&completion.disputer);
-        return Err(not(if completion.refereed_height != 0 {
-            format!(
+    // Where the result stands for a dispute in this block: the rule the
+    // queries answer with.
+    let by = hex::encode(&completion.disputer);
+    match DisputeStatus::of(&completion, ctx.height_i64().saturating_sub(1)) {
+        DisputeStatus::Open => {}
+        DisputeStatus::Refereed => {
+            return Err(not(format!(
+                "its reveals formed no quorum and the chain's referee settled it at height {}: its result is final",
+                completion.refereed_height
+            )))
+        }
+        DisputeStatus::NotDisputable => {
+            return Err(not(not_disputable(ctx.params, &job).unwrap_or_else(|| {
+                "its job's terms made its results final when they settled".into()
+            })))
+        }
+        DisputeStatus::Confirmed | DisputeStatus::Overturned => {
+            return Err(not(format!(
                 "{by}'s dispute was judged by the referee at height {}, whose result is final",
                 completion.refereed_height
-            )
-        } else {
-            format!(
+            )))
+        }
+        DisputeStatus::Disputed => {
+            return Err(not(format!(
                 "{by}'s dispute of it, accepted at height {}, waits for the referee",
                 completion.disputed_height
-            )
-        }));
-    }
-    if ctx.height_i64() > completion.disputable_until {
-        return Err(Rejection::DisputeWindowClosed {
-            job: *id,
-            task: index,
-            settled: completion.height,
-            until: completion.disputable_until,
-        });
+            )))
+        }
+        DisputeStatus::Final => {
+            return Err(Rejection::DisputeWindowClosed {
+                job: *id,
+                task: index,
+                settled: completion.height,
+                until: completion.disputable_until,
+            })
+        }
     }
     let min = dispute_params(ctx.params).min_dispute_bond;
     if m.bond < min {

@@ -108,6 +108,11 @@ pub trait StateRead: KvRead {
         self.record(&keys::stats()).unwrap_or_default()
     }
 
+    /// A big-endian `u64` counter; 0 while never written.
+    fn counter(&self, key: &[u8]) -> u64 {
+        self.get(key).map_or(0, |raw| stored_u64(key, &raw))
+    }
+
     /// A stored module's metadata.
     fn module(&self, id: &ModuleId) -> Option<pb::ModuleRecord> {
         self.record(&keys::module(id))
@@ -242,6 +247,14 @@ impl StateTx<'_> {
     /// Stores the chain-wide counters.
     pub fn put_stats(&mut self, stats: &pb::Stats) {
         self.put_record(keys::stats(), stats);
+    }
+
+    /// The sequence number the counter under `key` holds (0 at first),
+    /// which it then moves past: how a queue numbers its next entry.
+    pub fn take_sequence(&mut self, key: Vec<u8>) -> u64 {
+        let sequence = self.counter(&key);
+        self.put_raw(key, sequence.saturating_add(1).to_be_bytes().to_vec());
+        sequence
     }
 }
 

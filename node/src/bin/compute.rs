@@ -1799,16 +1799,13 @@ async fn finish(
     };
     // Results that may still change: a dispute can be sent, or waits for
     // the referee.
-    let unsettled: Vec<_> = completions
+    let not_final: Vec<&CompletionView> =
+        completions.iter().filter(|c| !c.dispute.is_final).collect();
+    let open_until = not_final.iter().filter_map(|c| c.dispute.until).max();
+    let unsettled: Vec<_> = not_final
         .iter()
-        .filter(|c| !c.dispute.is_final)
         .map(|c| json!({"task": c.task, "status": c.dispute.status, "until": c.dispute.until}))
         .collect();
-    let open_until = completions
-        .iter()
-        .filter(|c| !c.dispute.is_final)
-        .filter_map(|c| c.dispute.until)
-        .max();
     let job_failed = p.status != JobStatus::Completed || p.counts.failed > 0;
     let code = if job_failed {
         EXIT_TASKS_FAILED

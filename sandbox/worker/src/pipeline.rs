@@ -147,13 +147,7 @@ impl Pipeline {
             return Err(TaskError::Denied(module));
         }
         let policy = JobPolicy::from(assignment.policy);
-        let mut shutdown = self.shutdown.clone();
-        let permit = tokio::select! {
-            permit = Arc::clone(&self.slots).acquire_owned() => {
-                permit.map_err(|_| TaskError::ShuttingDown)?
-            }
-            _ = shutdown.wait_for(|s| *s) => return Err(TaskError::ShuttingDown),
-        };
+        let permit = self.run_slot().await?;
         tracing::info!(
             task = %key,
             %module,
@@ -162,12 +156,7 @@ impl Pipeline {
             ?policy,
             "task started"
         );
-        // Holding the prepared module (not just seeing it in the cache)
-        // means an eviction before the task thread starts cannot fail it.
-        let source = match self.sandbox.cached(module) {
-            Some(prepared) => ModuleSource::Prepared(prepared),
-            None => ModuleSource::Bytes(self.module_bytes(&module).await?),
-        };
+        let source = self.module_source(module).await?;
         let input = self
             .input_bytes(assignment.input.as_ref(), assignment.input_size)
             .await?;
@@ -290,6 +279,28 @@ impl Pipeline {
         Ok(bytes)
     }
 
+    /// A run slot (`--parallel`), in the order tasks ask, or shutdown.
+    async fn run_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, TaskError> {
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            permit = Arc::clone(&self.slots).acquire_owned() => {
+                permit.map_err(|_| TaskError::ShuttingDown)
+            }
+            _ = shutdown.wait_for(|s| *s) => Err(TaskError::ShuttingDown),
+        }
+    }
+
+    /// Module `module` prepared from the sandbox's cache, or its bytes to
+    /// prepare on the task thread. Holding the prepared module (not just
+    /// seeing it in the cache) means an eviction before the task thread
+    /// starts cannot fail the task.
+    async fn module_source(&self, module: ModuleId) -> Result<ModuleSource, TaskError> {
+        Ok(match self.sandbox.cached(module) {
+            Some(prepared) => ModuleSource::Prepared(prepared),
+            None => ModuleSource::Bytes(self.module_bytes(&module).await?),
+        })
+    }
+
     /// Runs a task again exactly as a replica of it runs (the job's fuel
     /// limit, the chain's memory), taking a run slot like any task; what a
     /// watcher compares with a settled result. No own check, no cheating.
@@ -302,17 +313,8 @@ impl Pipeline {
         if self.deny.denies(&module) {
             return Err(TaskError::Denied(module));
         }
-        let mut shutdown = self.shutdown.clone();
-        let _permit = tokio::select! {
-            permit = Arc::clone(&self.slots).acquire_owned() => {
-                permit.map_err(|_| TaskError::ShuttingDown)?
-            }
-            _ = shutdown.wait_for(|s| *s) => return Err(TaskError::ShuttingDown),
-        };
-        let source = match self.sandbox.cached(module) {
-            Some(prepared) => ModuleSource::Prepared(prepared),
-            None => ModuleSource::Bytes(self.module_bytes(&module).await?),
-        };
+        let _permit = self.run_slot().await?;
+        let source = self.module_source(module).await?;
         let limits = TaskLimits::for_task(
             fuel_limit,
             self.params.sandbox_memory_pages,
@@ -320,10 +322,7 @@ impl Pipeline {
         );
         let sandbox = Arc::clone(&self.sandbox);
         on_task_thread("rerun".to_owned(), move || {
-            let prepared = match source {
-                ModuleSource::Prepared(prepared) => prepared,
-                ModuleSource::Bytes(wasm) => sandbox.prepare(&wasm)?,
-            };
+            let prepared = source.prepare(&sandbox)?;
             Ok(sandbox.run(&prepared, &input, &limits)?)
         })
         .await
@@ -374,6 +373,16 @@ enum ModuleSource {
     Bytes(Vec<u8>),
 }
 
+impl ModuleSource {
+    /// The prepared module; blocking when it still has to be compiled.
+    fn prepare(self, sandbox: &Sandbox) -> Result<Arc<PreparedModule>, TaskError> {
+        Ok(match self {
+            ModuleSource::Prepared(prepared) => prepared,
+            ModuleSource::Bytes(wasm) => sandbox.prepare(&wasm)?,
+        })
+    }
+}
+
 /// What a task thread needs besides the module and the input.
 #[derive(Clone, Copy, Debug)]
 struct TaskPlan {
@@ -409,10 +418,7 @@ fn run_and_check(
     input: &[u8],
     plan: &TaskPlan,
 ) -> Result<Checked, TaskError> {
-    let prepared = match source {
-        ModuleSource::Prepared(prepared) => prepared,
-        ModuleSource::Bytes(wasm) => sandbox.prepare(&wasm)?,
-    };
+    let prepared = source.prepare(sandbox)?;
     let execution = sandbox.run(&prepared, input, &plan.limits)?;
     let step = selfcheck::after_run(
         plan.policy,

@@ -37,6 +37,7 @@ enum TxKind {
     Commit,
     Reveal,
     Decline,
+    Dispute,
 }
 
 impl TxKind {
@@ -46,6 +47,7 @@ impl TxKind {
             TxKind::Commit => "CommitResult",
             TxKind::Reveal => "RevealResult",
             TxKind::Decline => "DeclineTask",
+            TxKind::Dispute => "Dispute",
         }
     }
 }
@@ -215,9 +217,28 @@ impl Submitter {
         }
     }
 
+    /// Sends a watcher's `Dispute` and waits for its block; returns the
+    /// height it was accepted at.
+    ///
+    /// # Errors
+    /// When the chain refuses it, or it cannot be placed.
+    pub async fn dispute(&self, dispute: pb::Dispute) -> Result<u64, WorkerError> {
+        let answer = self
+            .submit(pb::tx_body::Msg::Dispute(dispute), TxKind::Dispute)
+            .await?;
+        if answer.code != Code::Ok.value() {
+            return Err(WorkerError::Refused {
+                what: TxKind::Dispute.name(),
+                code: answer.code,
+                log: answer.log,
+            });
+        }
+        Ok(u64::try_from(answer.height).unwrap_or(0))
+    }
+
     /// Signs and sends `msg` with the next nonce, resyncing the nonce from
-    /// the chain when it was replayed or skipped ahead. Registration waits
-    /// for its block; commits and reveals return after CheckTx, so a
+    /// the chain when it was replayed or skipped ahead. Registration and
+    /// disputes wait for their block; commits and reveals return after CheckTx, so a
     /// worker's transactions for several tasks share a block instead of
     /// taking one block each (CheckTx queues an account's nonces in order).
     /// The chain's state, reconciled continuously, confirms them: a commit
@@ -232,7 +253,7 @@ impl Submitter {
         let mut backoff = Backoff::default();
         let mut last = (0u32, String::new());
         for _ in 0..SUBMIT_ATTEMPTS_MAX {
-            if *self.shutdown.borrow() && kind == TxKind::Register {
+            if *self.shutdown.borrow() && matches!(kind, TxKind::Register | TxKind::Dispute) {
                 return Err(WorkerError::ShuttingDown);
             }
             let nonce = match *slot {
@@ -253,7 +274,7 @@ impl Submitter {
             };
             let bytes = self.builder.sign(&self.key, nonce, msg.clone());
             let sent = match kind {
-                TxKind::Register => {
+                TxKind::Register | TxKind::Dispute => {
                     self.gateway
                         .broadcast(bytes, pb::BroadcastMode::Commit)
                         .await

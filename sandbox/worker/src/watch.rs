@@ -11,20 +11,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use compute_client::{Backoff, ClientError, Gateway, JobTasks, Query as _};
+use compute_client::{Backoff, ClientError, Gateway, Query as _};
 use compute_proto::views::{DisputeStatus, InputView, JobView, PolicyView, TaskView};
-use compute_proto::{pb, AccountId, Code, JobId, SigningKey, TxBuilder};
+use compute_proto::{pb, AccountId, JobId, SigningKey};
 use rand_core::RngCore;
 use tokio::sync::watch;
 
 use crate::deny::DenyList;
 use crate::error::WorkerError;
-use crate::modules::ModuleCache;
 use crate::pipeline::Pipeline;
-use crate::worker::{build_sandbox, connect};
-
-/// Attempts to place one dispute when its nonce went stale.
-const DISPUTE_ATTEMPTS_MAX: u32 = 3;
+use crate::submit::Submitter;
+use crate::worker::{build_sandbox, connect, open_modules};
 
 /// Checks in progress at once (fetching an input, waiting to run, running)
 /// per task run at once: sampled settlements beyond it are skipped, so a
@@ -67,9 +64,9 @@ pub enum Finding {
 
 /// A running watcher.
 pub struct Watcher {
-    key: SigningKey,
     gateway: Gateway,
-    builder: TxBuilder,
+    /// Sends the disputes, keeping the account's nonce.
+    submitter: Submitter,
     pipeline: Pipeline,
     sample_percent: u32,
     bond: u64,
@@ -100,11 +97,7 @@ impl Watcher {
                     what: "/params".to_owned(),
                     reason: "the chain names no min_dispute_bond: it takes no disputes".to_owned(),
                 })?;
-        let modules_dir = config.home.join("modules");
-        let modules = ModuleCache::open(&modules_dir).map_err(|source| WorkerError::Home {
-            path: modules_dir.display().to_string(),
-            source,
-        })?;
+        let modules = open_modules(&config.home)?;
         let sandbox = build_sandbox(&config.home, &params, config.parallel)?;
         let pipeline = Pipeline::new(
             gateway.clone(),
@@ -117,10 +110,10 @@ impl Watcher {
             config.parallel,
             shutdown.clone(),
         );
+        let submitter = Submitter::new(key, gateway.clone(), builder, shutdown.clone());
         Ok(Self {
-            key,
             gateway,
-            builder,
+            submitter,
             pipeline,
             sample_percent: config.sample_percent.clamp(1, 100),
             bond,
@@ -135,7 +128,7 @@ impl Watcher {
     /// The watcher's account, which bonds its disputes.
     #[must_use]
     pub fn account(&self) -> AccountId {
-        self.key.account()
+        self.submitter.account()
     }
 
     /// Follows every settlement until shutdown, re-running a sample of
@@ -234,22 +227,8 @@ impl Watcher {
     /// When the task, its module or its input cannot be read, the run fails
     /// for a reason of this machine, or the dispute cannot be placed.
     pub async fn check(&self, job: JobId, index: u32) -> Result<Finding, WorkerError> {
-        let view = self
-            .gateway
-            .job(
-                &job,
-                JobTasks::Page {
-                    after: index.checked_sub(1),
-                    limit: 1,
-                },
-            )
-            .await?;
-        let Some(task) = view.tasks.iter().flatten().find(|t| t.index == index) else {
-            return Ok(Finding::Skipped(
-                "the chain answered without the task".into(),
-            ));
-        };
-        if let Some(why) = unchecked(&view, task) {
+        let (view, task) = self.gateway.job_task(&job, index).await?;
+        if let Some(why) = unchecked(&view, &task) {
             return Ok(Finding::Skipped(why));
         }
         let Some(completion) = &task.completion else {
@@ -284,46 +263,16 @@ impl Watcher {
             Some(InputView::Hash(_)) => input,
             _ => Vec::new(),
         };
-        let msg = pb::tx_body::Msg::Dispute(pb::Dispute {
-            job_id: job.0.to_vec(),
-            task: index,
-            input: carried,
-            bond: self.bond,
-        });
-        let height = self.send(msg).await?;
+        let height = self
+            .submitter
+            .dispute(pb::Dispute {
+                job_id: job.0.to_vec(),
+                task: index,
+                input: carried,
+                bond: self.bond,
+            })
+            .await?;
         Ok(Finding::Disputed { height })
-    }
-
-    /// Signs `msg` with the account's next nonce and waits for its block,
-    /// signing again when the nonce went stale.
-    async fn send(&self, msg: pb::tx_body::Msg) -> Result<u64, WorkerError> {
-        let mut last = None;
-        for _ in 0..DISPUTE_ATTEMPTS_MAX {
-            let nonce = self.gateway.pending_nonce(&self.account()).await?.nonce;
-            let tx = self.builder.sign(&self.key, nonce, msg.clone());
-            match self.gateway.commit(tx).await {
-                Ok(receipt) => return Ok(receipt.height),
-                Err(
-                    e @ ClientError::TxRejected {
-                        code: Code::NonceReplayed | Code::NonceGap,
-                        ..
-                    },
-                ) => {
-                    last = Some(e);
-                }
-                Err(ClientError::TxRejected { code, log, .. }) => {
-                    return Err(WorkerError::Refused {
-                        what: "Dispute",
-                        code: code.value(),
-                        log,
-                    })
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(last
-            .map(WorkerError::from)
-            .unwrap_or(WorkerError::ShuttingDown))
     }
 }
 

@@ -90,11 +90,7 @@ impl Worker {
             dir = %journal.dir().display(),
             "journal loaded"
         );
-        let modules_dir = config.home.join("modules");
-        let modules = ModuleCache::open(&modules_dir).map_err(|source| WorkerError::Home {
-            path: modules_dir.display().to_string(),
-            source,
-        })?;
+        let modules = open_modules(&config.home)?;
         let (gateway, builder, params) =
             connect(&config.gateway_url, config.fee, &shutdown).await?;
         let sandbox = build_sandbox(&config.home, &params, config.parallel)?;
@@ -278,8 +274,6 @@ fn log_event(event: &pb::ChainEvent) {
     );
 }
 
-/// Queries `path` until the gateway answers (or shutdown): at startup the
-/// gateway may still be coming up.
 /// Connects to the gateway at `url` (waiting for it to come up) and reads
 /// the chain id, for a transaction builder offering `fee`, and the chain's
 /// parameters.
@@ -327,6 +321,20 @@ pub(crate) fn build_sandbox(
     Ok(Arc::new(Sandbox::new(sandbox_config)?))
 }
 
+/// The module cache under `home`.
+///
+/// # Errors
+/// When its directory cannot be prepared.
+pub(crate) fn open_modules(home: &std::path::Path) -> Result<ModuleCache, WorkerError> {
+    let dir = home.join("modules");
+    ModuleCache::open(&dir).map_err(|source| WorkerError::Home {
+        path: dir.display().to_string(),
+        source,
+    })
+}
+
+/// Queries `path` until the gateway answers (or shutdown): at startup the
+/// gateway may still be coming up.
 async fn wait_for_gateway<T: serde::de::DeserializeOwned + Send>(
     gateway: &Gateway,
     path: &str,
